@@ -1,0 +1,286 @@
+"""Typed recipes: YAML files validated by pydantic, ``--set a.b=v`` overrides, resolved dumps.
+
+Precedence is code defaults < recipe YAML < ``--set``. Unknown keys are errors that name the
+key path. The resolved recipe (after overrides) is what gets written to a run directory.
+"""
+
+from __future__ import annotations
+
+import difflib
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+from steer.attributes import SCHEMAS, Attribute, Schema, get_schema
+from steer.errors import ConfigError, UsageError
+from steer.templates import DEFAULT_SYSTEM, TEMPLATE_KINDS
+
+
+class Section(BaseModel):
+    """Base of every recipe section: unknown keys are errors, assignments are validated."""
+
+    model_config = ConfigDict(extra="forbid", validate_assignment=True)
+
+
+class AttributeSpec(Section):
+    """One attribute of a custom schema."""
+
+    name: str
+    min: int = 0
+    max: int = 4
+    default: int = 2
+    description: str = ""
+
+
+class SchemaSpec(Section):
+    """A custom attribute schema (ordered)."""
+
+    name: str
+    attributes: list[AttributeSpec] = Field(min_length=1)
+
+
+class ModelConfig(Section):
+    """The model to train or serve: a hub id or local directory, or an architecture from scratch."""
+
+    name_or_path: str | None = None
+    tokenizer: str | None = None
+    from_scratch: dict[str, Any] | None = Field(
+        default=None, description="a transformers config dict (model_type, sizes): train from random init"
+    )
+    dtype: Literal["auto", "float32", "bfloat16", "float16"] = "auto"
+    attn_implementation: Literal["sdpa", "eager", "flash_attention_2"] = "sdpa"
+    trust_remote_code: bool = False
+
+    @model_validator(mode="after")
+    def _one_source(self) -> ModelConfig:
+        if (self.name_or_path is None) == (self.from_scratch is None):
+            raise ValueError("give exactly one of model.name_or_path and model.from_scratch")
+        if self.from_scratch is not None and self.tokenizer is None:
+            raise ValueError("model.from_scratch needs model.tokenizer")
+        return self
+
+
+class TemplateConfig(Section):
+    """How conversations are rendered: format, attribute schema, default system message."""
+
+    kind: Literal["steerlm", "chat", "janus"] = "steerlm"
+    schema_: str | SchemaSpec | None = Field(default="helpsteer", alias="schema")
+    default_system: str = DEFAULT_SYSTEM
+
+    model_config = ConfigDict(extra="forbid", validate_assignment=True, populate_by_name=True)
+
+    @field_validator("schema_")
+    @classmethod
+    def _known_schema(cls, value: Any) -> Any:
+        if isinstance(value, str) and value not in SCHEMAS:
+            try:
+                get_schema(value)
+            except UsageError as err:  # pydantic reports ValueErrors with the key path
+                raise ValueError(str(err)) from None
+        return value
+
+    def build_schema(self) -> Schema | None:
+        """The attribute schema this template steers with (None: value statements only)."""
+        if self.schema_ is None:
+            return None
+        if isinstance(self.schema_, str):
+            return get_schema(self.schema_)
+        attrs = tuple(Attribute(a.name, a.min, a.max, a.default, a.description) for a in self.schema_.attributes)
+        return Schema(self.schema_.name, attrs)
+
+
+class SourceConfig(Section):
+    """One data source of a mixture."""
+
+    path: str
+    format: str = "auto"
+    split: str = "train"
+    weight: float = Field(default=1.0, gt=0)
+    max_examples: int | None = Field(default=None, gt=0)
+
+
+class DataConfig(Section):
+    """Training data: sources with weights, a validation split, length handling."""
+
+    sources: list[SourceConfig] = Field(min_length=1)
+    validation: list[SourceConfig] = Field(default_factory=list)
+    validation_fraction: float = Field(default=0.0, ge=0, lt=1)
+    max_length: int = Field(default=2048, gt=8)
+    overlong: Literal["truncate", "reject"] = "truncate"
+    packing: bool = True
+    skip_invalid: bool = False
+    num_proc: int = Field(default=1, ge=1)
+    cache_dir: str | None = None
+
+
+class LoraConfig(Section):
+    """LoRA adapter settings (PEFT)."""
+
+    r: int = Field(default=16, gt=0)
+    alpha: int = Field(default=32, gt=0)
+    dropout: float = Field(default=0.05, ge=0, lt=1)
+    target_modules: list[str] | str = "all-linear"
+
+
+class TrainConfig(Section):
+    """Optimisation, checkpoints and logging."""
+
+    method: Literal["lora", "full", "qlora"] = "lora"
+    lora: LoraConfig = Field(default_factory=LoraConfig)
+    epochs: float = Field(default=1.0, gt=0)
+    max_steps: int = -1
+    learning_rate: float = Field(default=2e-4, gt=0)
+    lr_scheduler: str = "cosine"
+    warmup_ratio: float = Field(default=0.0, ge=0, lt=1)
+    weight_decay: float = Field(default=0.0, ge=0)
+    max_grad_norm: float = Field(default=1.0, ge=0)
+    batch_size: int = Field(default=8, gt=0, description="sequences (or packed rows) per device")
+    grad_accum: int = Field(default=1, gt=0)
+    seed: int = 42
+    save_steps: int = Field(default=500, gt=0)
+    save_total_limit: int | None = 2
+    eval_steps: int | None = None
+    logging_steps: int = Field(default=10, gt=0)
+    gradient_checkpointing: bool = False
+    tensorboard: bool = False
+    output_dir: str = "runs/sft"
+
+
+class DistributedConfig(Section):
+    """Multi-process settings: the engine is torchrun + transformers.Trainer."""
+
+    strategy: Literal["none", "ddp", "fsdp", "deepspeed"] = "none"
+    config: str | None = Field(default=None, description="FSDP or DeepSpeed config file (relative to the recipe)")
+    nproc: int = Field(default=1, ge=1)
+
+
+class SFTRecipe(Section):
+    """A fine-tuning recipe (SteerLM, Janus, or a mixture)."""
+
+    model: ModelConfig
+    template: TemplateConfig = Field(default_factory=TemplateConfig)
+    data: DataConfig
+    train: TrainConfig = Field(default_factory=TrainConfig)
+    distributed: DistributedConfig = Field(default_factory=DistributedConfig)
+
+
+RECIPES: dict[str, type[Section]] = {"sft": SFTRecipe}
+
+
+def _coerce(raw: str) -> Any:
+    """Parse an override value the way YAML would (numbers, booleans, lists, null)."""
+    try:
+        return yaml.safe_load(raw) if raw.strip() else ""
+    except yaml.YAMLError:
+        return raw
+
+
+def apply_override(data: dict, assignment: str) -> None:
+    """Apply one ``a.b.c=value`` override to a raw recipe dict in place (list items by index)."""
+    if "=" not in assignment:
+        raise ConfigError(f"--set {assignment!r}: expected key.path=value")
+    path, raw = assignment.split("=", 1)
+    keys = [k for k in path.strip().split(".")]
+    if not all(keys):
+        raise ConfigError(f"--set {assignment!r}: empty key in {path!r}")
+    node: Any = data
+    for depth, key in enumerate(keys):
+        last = depth == len(keys) - 1
+        where = ".".join(keys[: depth + 1])
+        if isinstance(node, list):
+            if not key.isdigit() or int(key) >= len(node):
+                raise ConfigError(f"--set {path}: {where} is not an index of a list of {len(node)}")
+            key = int(key)
+        elif not isinstance(node, dict):
+            raise ConfigError(f"--set {path}: {'.'.join(keys[:depth])} is not a section")
+        if last:
+            node[key] = _coerce(raw)
+        else:
+            if isinstance(node, dict) and (key not in node or node[key] is None):
+                node[key] = {}
+            node = node[key]
+
+
+def _field_names(model: type[BaseModel], loc: tuple) -> list[str]:
+    """Field names (and aliases) of the section at ``loc``, for did-you-mean hints."""
+    current: Any = model
+    for part in loc:
+        if isinstance(part, int) or current is None:
+            continue
+        field = current.model_fields.get(part) or next(
+            (f for f in current.model_fields.values() if f.alias == part), None)
+        if field is None:
+            return []
+        current = _section_type(field.annotation)
+    return [f.alias or n for n, f in current.model_fields.items()] if current else []
+
+
+def _section_type(annotation: Any) -> type[BaseModel] | None:
+    if isinstance(annotation, type) and issubclass(annotation, BaseModel):
+        return annotation
+    for arg in getattr(annotation, "__args__", ()) or ():
+        found = _section_type(arg)
+        if found:
+            return found
+    return None
+
+
+def _explain(err: ValidationError, model: type[BaseModel], origin: str) -> ConfigError:
+    """One line per problem, each naming the key path; the first one leads."""
+    lines = []
+    for e in err.errors():
+        loc = tuple(p for p in e["loc"] if not (isinstance(p, str) and p.startswith("function-after")))
+        path = ".".join(str(p) for p in loc) or "(top level)"
+        if e["type"] == "extra_forbidden":
+            hint = difflib.get_close_matches(str(loc[-1]), _field_names(model, loc[:-1]), n=1)
+            lines.append(f"unknown key {path}" + (f" (did you mean {hint[0]!r}?)" if hint else ""))
+        elif e["type"] == "missing":
+            lines.append(f"missing key {path}")
+        else:
+            msg = e["msg"].removeprefix("Value error, ")
+            lines.append(f"{path}: {msg}" + (f" (got {e['input']!r})" if "input" in e and not isinstance(e["input"], dict) else ""))
+    return ConfigError(f"{origin}: " + "; ".join(lines))
+
+
+def load_recipe(path: str | Path, overrides: list[str] | tuple[str, ...] = (), kind: str = "sft") -> Section:
+    """Load, override and validate a recipe file; errors name the file and the key path."""
+    path = Path(path)
+    if not path.is_file():
+        raise ConfigError(f"recipe not found: {path}")
+    try:
+        data = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+    except yaml.YAMLError as err:
+        mark = getattr(err, "problem_mark", None)
+        where = f":{mark.line + 1}" if mark else ""
+        raise ConfigError(f"{path}{where}: invalid YAML ({getattr(err, 'problem', err)})") from None
+    if not isinstance(data, dict):
+        raise ConfigError(f"{path}: a recipe is a mapping of sections, got {type(data).__name__}")
+    for assignment in overrides:
+        apply_override(data, assignment)
+    return validate_recipe(data, kind=kind, origin=str(path))
+
+
+def validate_recipe(data: dict, kind: str = "sft", origin: str = "recipe") -> Section:
+    """Validate a raw recipe dict against the schema of ``kind``."""
+    if kind not in RECIPES:
+        raise ConfigError(f"unknown recipe kind {kind!r} (known: {', '.join(RECIPES)})")
+    model = RECIPES[kind]
+    try:
+        return model.model_validate(data)
+    except ValidationError as err:
+        raise _explain(err, model, origin) from None
+
+
+def dump_recipe(recipe: Section) -> str:
+    """The fully resolved recipe as YAML (every default spelled out)."""
+    return yaml.safe_dump(recipe.model_dump(mode="json", by_alias=True), sort_keys=False, allow_unicode=True)
+
+
+def write_resolved(recipe: Section, run_dir: str | Path) -> Path:
+    """Write ``recipe.yaml`` (resolved) into ``run_dir`` and return its path."""
+    out = Path(run_dir) / "recipe.yaml"
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(dump_recipe(recipe), encoding="utf-8")
+    return out

@@ -1,0 +1,27 @@
+"""The one error family of steer: every user-facing failure is a ``SteerError``.
+
+The CLI shows ``str(err)`` as one red line and exits with ``err.exit_code``; a traceback is
+shown only when ``STEER_DEBUG=1``.
+"""
+
+from __future__ import annotations
+
+
+class SteerError(Exception):
+    """Base class for errors a user can act on; the message is one line saying what and where."""
+
+    exit_code: int = 1
+
+
+class UsageError(SteerError):
+    """Bad input from the user (an attribute, a flag value, a recipe key): exit code 2."""
+
+    exit_code = 2
+
+
+class ConfigError(UsageError):
+    """An invalid recipe or override; the message names the key path."""
+
+
+class TemplateError(SteerError):
+    """A chat template that cannot carry steering, or that fails to render."""

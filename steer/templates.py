@@ -1,0 +1,335 @@
+"""Prompt rendering: SteerLM native format, chat-template steering, Janus value statements.
+
+Every format is one Jinja chat template: a *base* (NeMo's SteerLM format, a model's own chat
+template, or a Mistral-instruct fallback for Janus) wrapped by a steering *prelude* and
+*postlude*. The prelude rewrites ``messages`` before the base runs (value statements into the
+system message, an attribute line in front of each assistant turn); the postlude puts the
+attribute line after the generation prompt. Because the result is a plain chat template, the
+exported tokenizer renders exactly what steer renders, with
+``apply_chat_template(messages, add_generation_prompt=True, steer_attributes=..., steer_values=...)``
+under transformers, vLLM or any engine that forwards ``chat_template_kwargs``.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime
+from functools import lru_cache
+from typing import Any
+
+from steer.attributes import Schema
+from steer.errors import TemplateError, UsageError
+
+DEFAULT_SYSTEM = (
+    "A chat between a curious user and an artificial intelligence assistant. "
+    "The assistant gives helpful, detailed, and polite answers to the user's questions."
+)
+# The two top-level template variables that carry steering (vLLM forwards only these).
+STEER_VARIABLES = ("steer_attributes", "steer_values")
+TEMPLATE_KINDS = ("steerlm", "chat", "janus")
+# Where the attribute string goes in an assistant turn: (opening, closing) text.
+ATTRIBUTE_LINE = {"steerlm": ("<extra_id_2>", "\n"), "chat": ("<attributes>", "</attributes>\n")}
+STEERLM_STOP = "<extra_id_1>"
+_MARK = "steer:template: steering prelude"
+
+# NeMo-Aligner's SteerLM conversation format (byte-exact). A final assistant turn is followed by
+# the next turn's start token, which carries loss, as NeMo does.
+_STEERLM_BODY = """{%- if bos_token is defined and bos_token -%}{{- bos_token -}}{%- endif -%}
+{%- set has_system = messages and messages[0]['role'] == 'system' -%}
+{%- set sys_text = messages[0]['content'] if has_system else @DEFAULT_SYSTEM@ -%}
+{%- set body = messages[1:] if has_system else messages -%}
+{{- '<extra_id_0>System\\n' ~ sys_text ~ '\\n' -}}
+{%- for m in body -%}
+{%- if m['role'] == 'user' -%}{{- '<extra_id_1>User\\n' ~ m['content'] ~ '\\n' -}}
+{%- elif m['role'] == 'assistant' -%}{{- '<extra_id_1>Assistant\\n' ~ m['content'] ~ '\\n' -}}
+{%- else -%}{{- raise_exception('the SteerLM format has no role ' ~ m['role']) -}}
+{%- endif -%}
+{%- endfor -%}
+{%- if add_generation_prompt -%}{{- '<extra_id_1>Assistant\\n' -}}
+{%- elif body and body[-1]['role'] == 'assistant' -%}{{- '<extra_id_1>' -}}
+{%- endif -%}"""
+
+# Janus trained Mistral-7B-v0.2 with "[INST] {system}\\n{instruction} [/INST]": used for models
+# without a chat template of their own (the prelude merges the system text into the first turn).
+_JANUS_BODY = """{%- if bos_token is defined and bos_token -%}{{- bos_token -}}{%- endif -%}
+{%- for m in messages -%}
+{%- if m['role'] == 'user' -%}{{- '[INST] ' ~ m['content'] ~ ' [/INST]' -}}
+{%- elif m['role'] == 'assistant' -%}{{- m['content'] ~ (eos_token if eos_token is defined and eos_token else '') -}}
+{%- else -%}{{- raise_exception('the Janus format has no role ' ~ m['role']) -}}
+{%- endif -%}
+{%- endfor -%}"""
+
+_PRELUDE = """{#- steer:template: steering prelude (steer_attributes, steer_values); see steer/templates.py -#}
+{%- set steer_names = @NAMES@ -%}
+{%- set steer_open = @OPEN@ -%}
+{%- set steer_close = @CLOSE@ -%}
+{%- set steer_merge_system = @MERGE@ -%}
+{%- macro steer_attr_string(spec) -%}
+{%- set ns = namespace(out='', val='') -%}
+{%- for pair in steer_names -%}
+{%- set ns.val = pair[1] -%}
+{%- if spec is mapping and pair[0] in spec -%}{%- set ns.val = spec[pair[0]] -%}
+{%- elif spec is string -%}
+{%- for item in spec.split(',') -%}{%- set kv = item.replace('=', ':').split(':') -%}
+{%- if kv|length == 2 and kv[0]|trim == pair[0] -%}{%- set ns.val = kv[1]|trim -%}{%- endif -%}
+{%- endfor -%}
+{%- endif -%}
+{%- set ns.out = ns.out ~ (',' if not loop.first else '') ~ pair[0] ~ ':' ~ ns.val -%}
+{%- endfor -%}
+{{- ns.out -}}
+{%- endmacro -%}
+{%- set steer_current = steer_attr_string(steer_attributes if steer_attributes is defined and steer_attributes is not none else {}) -%}
+{%- set steer_values_text = ((steer_values if steer_values is string else steer_values | join('\\n')) if steer_values is defined and steer_values else '') -%}
+{%- set steer_has_system = messages and messages[0]['role'] == 'system' -%}
+{%- set steer_given = messages[0]['content'] if steer_has_system else none -%}
+{%- set steer_rest = messages[1:] if steer_has_system else messages -%}
+{%- set steer_sys = ((steer_given ~ '\\n\\n' ~ steer_values_text) if steer_given else steer_values_text) if steer_values_text else steer_given -%}
+{%- set steer_ns = namespace(msgs=[], line='', pending=(steer_sys if steer_merge_system else none)) -%}
+{%- if steer_sys is not none and not steer_merge_system -%}
+{%- set steer_ns.msgs = [{'role': 'system', 'content': steer_sys}] -%}
+{%- endif -%}
+{%- for m in steer_rest -%}
+{%- if m['role'] == 'assistant' and steer_names -%}
+{%- set steer_ns.line = steer_attr_string(m['attributes']) if m['attributes'] is defined and m['attributes'] is not none else steer_current -%}
+{%- set steer_ns.msgs = steer_ns.msgs + [dict(m, content=steer_open ~ steer_ns.line ~ steer_close ~ m['content'])] -%}
+{%- elif m['role'] == 'user' and steer_ns.pending is not none -%}
+{%- set steer_ns.msgs = steer_ns.msgs + [dict(m, content=steer_ns.pending ~ '\\n' ~ m['content'])] -%}
+{%- set steer_ns.pending = none -%}
+{%- else -%}
+{%- set steer_ns.msgs = steer_ns.msgs + [m] -%}
+{%- endif -%}
+{%- endfor -%}
+{%- set steer_cut = (add_generation_prompt is defined and add_generation_prompt and steer_names | length > 0) -%}
+{%- set messages = steer_ns.msgs + ([{'role': 'assistant', 'content': steer_open ~ steer_current ~ steer_close ~ @CUT@}] if steer_cut else []) -%}
+{%- if steer_cut -%}{%- set add_generation_prompt = false -%}{%- endif -%}
+{%- set steer_rendered %}"""
+
+# With steering, the generation prompt is the template's own rendering of an assistant turn that
+# holds only the attribute line, cut after it: so it is, by construction, a prefix of training text.
+_POSTLUDE = """{% endset -%}
+{{- steer_rendered.split(@CUT@)[0] if steer_cut else steer_rendered -}}"""
+_CUT = "@@steer-generation-prompt-ends-here@@"
+
+
+@lru_cache(maxsize=64)
+def _compile(source: str) -> Any:
+    """Compile a chat template in an environment equivalent to transformers' own."""
+    import jinja2
+    from jinja2.ext import Extension, loopcontrols
+    from jinja2.sandbox import ImmutableSandboxedEnvironment
+
+    class _Generation(Extension):
+        # {% generation %} blocks (assistant masks in some templates) render their body as is.
+        tags = {"generation"}
+
+        def parse(self, parser: Any) -> Any:
+            lineno = next(parser.stream).lineno
+            body = parser.parse_statements(("name:endgeneration",), drop_needle=True)
+            return jinja2.nodes.CallBlock(self.call_method("_render"), [], [], body).set_lineno(lineno)
+
+        def _render(self, caller: Any) -> str:
+            return caller()
+
+    def raise_exception(message: str) -> None:
+        raise jinja2.exceptions.TemplateError(message)
+
+    def tojson(x: Any, ensure_ascii: bool = False, indent: Any = None, separators: Any = None, sort_keys: bool = False) -> str:
+        return json.dumps(x, ensure_ascii=ensure_ascii, indent=indent, separators=separators, sort_keys=sort_keys)
+
+    env = ImmutableSandboxedEnvironment(trim_blocks=True, lstrip_blocks=True, extensions=[_Generation, loopcontrols])
+    env.filters["tojson"] = tojson
+    env.globals["raise_exception"] = raise_exception
+    env.globals["strftime_now"] = lambda fmt: datetime.now().strftime(fmt)
+    try:
+        return env.from_string(source)
+    except jinja2.TemplateSyntaxError as err:
+        raise TemplateError(f"chat template does not compile: {err} (line {err.lineno})") from None
+
+
+def render_template(source: str, messages: Sequence[Mapping[str, Any]], *, add_generation_prompt: bool,
+                    special_tokens: Mapping[str, str] | None = None, **kwargs: Any) -> str:
+    """Render any chat template as ``tokenizer.apply_chat_template(..., tokenize=False)`` does."""
+    import jinja2
+
+    msgs = [{k: v for k, v in dict(m).items() if v is not None} for m in messages]
+    variables = {**dict(special_tokens or {}), **kwargs}
+    try:
+        return _compile(source).render(messages=msgs, tools=None, documents=None,
+                                       add_generation_prompt=add_generation_prompt, **variables)
+    except jinja2.TemplateError as err:
+        raise TemplateError(f"chat template failed to render: {err}") from None
+
+
+def _probe_system_support(base: str, special_tokens: Mapping[str, str] | None) -> bool:
+    """True if ``base`` renders a system message (else steer merges it into the first user turn)."""
+    probe = "steer-system-probe-7f3a"
+    try:
+        text = render_template(base, [{"role": "system", "content": probe}, {"role": "user", "content": "hi"}],
+                               add_generation_prompt=True, special_tokens=special_tokens)
+    except TemplateError:
+        return False
+    return probe in text
+
+
+def _wrap(base: str, *, schema: Schema | None, line: tuple[str, str], merge_system: bool) -> str:
+    names = [[a.name, a.default] for a in schema.attributes] if schema else []
+    prelude = (_PRELUDE.replace("@NAMES@", json.dumps(names)).replace("@OPEN@", json.dumps(line[0]))
+               .replace("@CLOSE@", json.dumps(line[1])).replace("@MERGE@", "true" if merge_system else "false")
+               .replace("@CUT@", json.dumps(_CUT)))
+    # Templates read from .jinja files often end with a stray newline: drop it.
+    return prelude + base.rstrip() + _POSTLUDE.replace("@CUT@", json.dumps(_CUT))
+
+
+@dataclass(frozen=True)
+class SteerTemplate:
+    """A steering chat template plus what steer needs to use it (schema, stop strings)."""
+
+    kind: str
+    source: str
+    schema: Schema | None
+    stop: tuple[str, ...] = ()
+    merge_system: bool = False
+    special_tokens: Mapping[str, str] = field(default_factory=dict)
+
+    def kwargs(self, attributes: Mapping[str, int] | str | None = None, values: Sequence[str] | str | None = None) -> dict:
+        """The ``chat_template_kwargs`` for one request (validated against the schema)."""
+        out: dict[str, Any] = {}
+        if attributes is not None:
+            if self.schema is None:
+                raise UsageError(f"this model has no attribute schema (template {self.kind!r}); use --value or --system")
+            parsed = self.schema.parse(attributes) if isinstance(attributes, str) else self.schema.validate(attributes)
+            out["steer_attributes"] = self.schema.render(parsed)
+        if values:
+            out["steer_values"] = [values] if isinstance(values, str) else [str(v) for v in values]
+        return out
+
+    def render(self, messages: Sequence[Mapping[str, Any]], *, add_generation_prompt: bool = False,
+               attributes: Mapping[str, int] | str | None = None, values: Sequence[str] | str | None = None) -> str:
+        """Render a conversation; assistant messages may carry their own ``attributes`` dict."""
+        return render_template(self.source, messages, add_generation_prompt=add_generation_prompt,
+                               special_tokens=self.special_tokens, **self.kwargs(attributes, values))
+
+    def prompt(self, messages: Sequence[Mapping[str, Any]], *, attributes: Mapping[str, int] | str | None = None,
+               values: Sequence[str] | str | None = None) -> str:
+        """The generation prompt for the next assistant turn, ending with its attribute line."""
+        return self.render(messages, add_generation_prompt=True, attributes=attributes, values=values)
+
+    def training(self, messages: Sequence[Mapping[str, Any]], *,
+                 values: Sequence[str] | str | None = None) -> tuple[str, list[tuple[int, int]]]:
+        """The training text and the character spans that carry loss (one per assistant turn).
+
+        A span runs from the end of the generation prompt for that turn (after the role header
+        and the attribute line) to the end of the turn, its end-of-turn marker included.
+        """
+        full = self.render(messages, values=values)
+        spans: list[tuple[int, int]] = []
+        for k, message in enumerate(messages):
+            if message.get("role") != "assistant":
+                continue
+            prefix = self.render(messages[:k], add_generation_prompt=True, attributes=message.get("attributes"), values=values)
+            upto = self.render(messages[: k + 1], values=values)
+            # A turn may end differently when it is the last one (an EOS after the final turn):
+            # the span ends where "conversation ends here" and the full conversation part ways.
+            end = _common_prefix(upto, full)
+            if not (full.startswith(prefix) and end > len(prefix)):
+                raise TemplateError(
+                    f"template {self.kind!r} renders assistant turn {k} differently in training and generation;"
+                    " it cannot be trained on this conversation as is"
+                )
+            spans.append((len(prefix), end))
+        return full, spans
+
+    def spec(self) -> dict:
+        """A JSON-able description saved next to trained models."""
+        return {"kind": self.kind, "schema": self.schema.to_dict() if self.schema else None,
+                "stop": list(self.stop), "merge_system": self.merge_system}
+
+
+def _common_prefix(a: str, b: str) -> int:
+    n = min(len(a), len(b))
+    i = 0
+    while i < n and a[i] == b[i]:
+        i += 1
+    return i
+
+
+def build_template(kind: str, *, schema: Schema | None, base: str | None = None,
+                   special_tokens: Mapping[str, str] | None = None, default_system: str = DEFAULT_SYSTEM) -> SteerTemplate:
+    """Build the steering template of ``kind`` (``steerlm``, ``chat`` or ``janus``).
+
+    ``base`` is the model's own chat template (required for ``chat``; used by ``janus`` when
+    present). ``special_tokens`` are the tokenizer's (bos_token, eos_token, ...).
+    """
+    tokens = dict(special_tokens or {})
+    if base is not None and _MARK in base:
+        raise TemplateError("this chat template already carries steer's steering; build from the original template")
+    if kind == "steerlm":
+        body = _STEERLM_BODY.replace("@DEFAULT_SYSTEM@", json.dumps(default_system))
+        return SteerTemplate(kind, _wrap(body, schema=schema, line=ATTRIBUTE_LINE["steerlm"], merge_system=False),
+                             schema, (STEERLM_STOP,), False, tokens)
+    if kind == "chat" and not base:
+        raise TemplateError("the model has no chat template; use the SteerLM native format (--template steerlm)")
+    if kind not in ("chat", "janus"):
+        raise UsageError(f"unknown template {kind!r} (known: {', '.join(TEMPLATE_KINDS)})")
+    body = base or _JANUS_BODY
+    merge = not _probe_system_support(body, tokens)
+    stop = (tokens["eos_token"],) if tokens.get("eos_token") else ()
+    return SteerTemplate(kind, _wrap(body, schema=schema, line=ATTRIBUTE_LINE["chat"], merge_system=merge),
+                         schema, stop, merge, tokens)
+
+
+def template_variables(source: str) -> set[str]:
+    """Undeclared top-level variables of a template (what vLLM forwards from chat_template_kwargs)."""
+    import jinja2.meta
+
+    return set(jinja2.meta.find_undeclared_variables(_compile(source).environment.parse(source)))
+
+
+def parse_steerlm(text: str, schema: Schema | None = None) -> tuple[str, list[dict], dict | None]:
+    """Parse SteerLM native text back into ``(system, messages, pending)``.
+
+    Assistant messages get their ``attributes`` (parsed with ``schema`` when given, else as a
+    raw ``name:value`` dict of ints). ``pending`` holds the attributes of an open generation
+    prompt (text ending in ``<extra_id_2>...\\n``), else None.
+    """
+    head = "<extra_id_0>System\n"
+    start = text.find(head)
+    if start < 0:
+        raise TemplateError("not SteerLM text: no '<extra_id_0>System' header")
+    chunks = text[start + len(head):].split(STEERLM_STOP)
+    system = chunks[0].removesuffix("\n")
+    messages: list[dict] = []
+    pending = None
+    for n, chunk in enumerate(chunks[1:], start=1):
+        last = n == len(chunks) - 1
+        if last and chunk == "":
+            break  # the trailing turn token after a final assistant turn
+        role, sep, rest = chunk.partition("\n")
+        if role == "User" and sep:
+            messages.append({"role": "user", "content": rest.removesuffix("\n")})
+        elif role == "Assistant" and rest.startswith("<extra_id_2>"):
+            line, sep2, content = rest[len("<extra_id_2>"):].partition("\n")
+            attrs = _parse_attr_line(line, schema)
+            if last and content == "":
+                pending = attrs
+            else:
+                messages.append({"role": "assistant", "content": content.removesuffix("\n"), "attributes": attrs})
+        elif role == "Assistant" and sep:
+            messages.append({"role": "assistant", "content": rest.removesuffix("\n")})
+        else:
+            raise TemplateError(f"SteerLM turn {n}: expected 'User' or 'Assistant' header, got {role[:30]!r}")
+    return system, messages, pending
+
+
+def _parse_attr_line(line: str, schema: Schema | None) -> dict:
+    if schema is not None:
+        return schema.parse(line)
+    out: dict[str, int] = {}
+    for part in filter(None, line.split(",")):
+        name, sep, value = part.partition(":")
+        if not sep or not value.strip().lstrip("-").isdigit():
+            raise TemplateError(f"bad attribute {part!r} in SteerLM label {line!r}")
+        out[name.strip()] = int(value)
+    return out

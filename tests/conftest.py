@@ -1,0 +1,49 @@
+"""Shared fixtures: the real assets beside the repo (skipped when absent) and CLI helpers."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+SHARED = Path(os.environ.get("STEER_SHARED_ASSETS", REPO.parent / "shared" / "assets"))
+
+
+@pytest.fixture(scope="session")
+def shared_assets() -> Path:
+    """``../shared/assets``; tests that need it skip cleanly on a user's fresh clone."""
+    if not SHARED.is_dir():
+        pytest.skip(f"shared assets not found at {SHARED}")
+    return SHARED
+
+
+def real_chat_templates() -> list[tuple[str, str]]:
+    """Every real chat template in the shared assets as (id, source); empty when absent."""
+    root = SHARED / "chat_templates"
+    found: list[tuple[str, str]] = []
+    if not root.is_dir():
+        return found
+    for n, line in enumerate((root / "templates.jsonl").read_text().splitlines()):
+        if line.strip():
+            ((family, source),) = json.loads(line).items()
+            found.append((f"jsonl{n}-{family}", source))
+    for path in sorted(root.glob("*.jinja")):
+        found.append((path.stem, path.read_text()))
+    for path in sorted(root.glob("mistralrs-*.json")):
+        found.append((path.stem, json.loads(path.read_text())["chat_template"]))
+    for path in sorted((SHARED / "tokenizers").glob("*/chat_template.jinja")):
+        found.append((f"tokenizer-{path.parent.name}", path.read_text()))
+    return found
+
+
+def run_cli(*args: str, input: str | None = None, env: dict | None = None, timeout: int = 120) -> subprocess.CompletedProcess:
+    """Run ``steer ARGS`` as a user would (a fresh process), capturing output."""
+    full_env = {**os.environ, "PYTHONPATH": str(REPO), "COLUMNS": "200", **(env or {})}
+    full_env.pop("STEER_DEBUG", None) if "STEER_DEBUG" not in (env or {}) else None
+    return subprocess.run([sys.executable, "-m", "steer.cli", *args], capture_output=True, text=True,
+                          input=input, env=full_env, timeout=timeout, cwd=REPO)
