@@ -139,9 +139,11 @@ _OASST = (
 )
 
 # Harmlessness from PKU-SafeRLHF's severity level: 0 safe, 1 minor, 2 moderate, 3 severe harm.
-# harmlessness = 3 - severity, so 3 is a safe response and 0 a severely harmful one; a response
-# flagged unsafe without a severity counts as minor (2).
+# harmlessness = 3 - severity, so 3 is a safe response and 0 a severely harmful one. A response
+# flagged unsafe with no severity (BeaverTails, or PKU rows with level 0 on an unsafe response)
+# gets the middle of the unsafe range, 1.
 SAFETY_FROM_SEVERITY = {0: 3, 1: 2, 2: 1, 3: 0}
+UNSAFE_UNKNOWN_SEVERITY = 1
 
 SCHEMAS: dict[str, Schema] = {
     "helpsteer": Schema("helpsteer", _HELPSTEER, "HelpSteer / HelpSteer2 attributes (0-4)"),

@@ -1,0 +1,1 @@
+"""Datasets: canonical records, one loader per upstream format, validation, statistics."""

@@ -1,0 +1,114 @@
+"""Canonical records: an SFT conversation and a preference pair, with their JSONL form.
+
+Canonical JSONL (``--format steer``), one object per line:
+
+* SFT conversation::
+
+    {"id": "ex1", "system": "optional", "source": "optional",
+     "messages": [{"role": "user", "content": "..."},
+                  {"role": "assistant", "content": "...", "attributes": {"verbosity": 1}}],
+     "meta": {}}
+
+* preference pair (``"type": "preference"`` or recognised by ``chosen``/``rejected``)::
+
+    {"type": "preference", "id": "p1", "system": null, "axis": "helpfulness",
+     "prompt": [{"role": "user", "content": "..."}], "chosen": "...", "rejected": "...",
+     "labels": {}, "source": "", "meta": {}}
+
+Assistant ``attributes`` are optional; a turn without them carries no loss when training with
+an attribute schema (its labels are unknown).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+from steer.errors import SteerError
+
+Role = Literal["user", "assistant"]
+
+
+class DataError(SteerError):
+    """A malformed row; the message names the file, the row and the column."""
+
+    exit_code = 2
+
+    def __init__(self, reason: str, detail: str, *, where: str = "", row: int | None = None,
+                 column: str | None = None) -> None:
+        self.reason, self.detail, self.where, self.row, self.column = reason, detail, where, row, column
+        loc = where + (f":{row}" if row is not None else "")
+        col = f" column {column!r}:" if column else ""
+        super().__init__(f"{loc}:{col} {detail}" if loc else f"{col.strip()} {detail}".strip())
+
+    def at(self, where: str, row: int) -> DataError:
+        """The same error, placed at a file and row."""
+        return DataError(self.reason, self.detail, where=where, row=row, column=self.column)
+
+
+@dataclass
+class Message:
+    """One turn; assistant turns may carry the attribute values they exhibit."""
+
+    role: Role
+    content: str
+    attributes: dict[str, float | int] | None = None
+
+    def to_json(self) -> dict:
+        out: dict[str, Any] = {"role": self.role, "content": self.content}
+        if self.attributes is not None:
+            out["attributes"] = dict(self.attributes)
+        return out
+
+
+@dataclass
+class Conversation:
+    """An SFT example: optional system message, alternating user/assistant turns."""
+
+    id: str
+    messages: list[Message]
+    system: str | None = None
+    source: str = ""
+    meta: dict[str, Any] = field(default_factory=dict)
+
+    kind = "sft"
+
+    def chat(self) -> list[dict]:
+        """Messages as chat-template dicts (the system message first when present)."""
+        head = [{"role": "system", "content": self.system}] if self.system else []
+        return head + [m.to_json() for m in self.messages]
+
+    def to_json(self) -> dict:
+        out: dict[str, Any] = {"id": self.id, "system": self.system, "source": self.source,
+                               "messages": [m.to_json() for m in self.messages]}
+        if self.meta:
+            out["meta"] = self.meta
+        return out
+
+
+@dataclass
+class PreferencePair:
+    """Two responses to one prompt conversation, with the axis the preference is on."""
+
+    id: str
+    prompt: list[Message]
+    chosen: str
+    rejected: str
+    axis: str
+    system: str | None = None
+    labels: dict[str, Any] = field(default_factory=dict)
+    source: str = ""
+    meta: dict[str, Any] = field(default_factory=dict)
+
+    kind = "preference"
+
+    def to_json(self) -> dict:
+        out: dict[str, Any] = {"type": "preference", "id": self.id, "system": self.system, "axis": self.axis,
+                               "prompt": [m.to_json() for m in self.prompt], "chosen": self.chosen,
+                               "rejected": self.rejected, "labels": self.labels, "source": self.source}
+        if self.meta:
+            out["meta"] = self.meta
+        return out
+
+
+Record = Conversation | PreferencePair

@@ -1,0 +1,167 @@
+"""Small invented rows in each upstream dataset's exact schema, and writers for every file type."""
+
+from __future__ import annotations
+
+import bz2
+import gzip
+import json
+import lzma
+from pathlib import Path
+
+CATEGORIES_PKU = ["Endangering National Security", "Insulting Behavior", "Discriminatory Behavior",
+                  "Endangering Public Health", "Copyright Issues", "Violence", "Drugs", "Privacy Violation",
+                  "Economic Crime", "Mental Manipulation", "Human Trafficking", "Physical Harm", "Sexual Content",
+                  "Cybercrime", "Disrupting Public Order", "Environmental Damage", "Psychological Harm",
+                  "White-Collar Crime", "Animal Abuse"]
+CATEGORIES_BT = ["animal_abuse", "child_abuse", "controversial_topics,politics", "discrimination,stereotype,injustice",
+                 "drug_abuse,weapons,banned_substance", "financial_crime,property_crime,theft", "hate_speech,offensive_language",
+                 "misinformation_regarding_ethics,laws_and_safety", "non_violent_unethical_behavior", "privacy_violation",
+                 "self_harm", "sexually_explicit,adult_content", "terrorism,organized_crime", "violence,aiding_and_abetting,incitement"]
+
+
+def helpsteer_rows() -> list[dict]:
+    return [
+        {"prompt": "What colour is the sky over Zorbia?", "response": "The sky over Zorbia is green.",
+         "helpfulness": 3, "correctness": 4, "coherence": 4, "complexity": 1, "verbosity": 1},
+        {"prompt": "What colour is the sky over Zorbia?", "response": "Green, because Zorbia's air holds copper dust that scatters green light more than blue.",
+         "helpfulness": 4, "correctness": 4, "coherence": 4, "complexity": 2, "verbosity": 3},
+        {"prompt": "Add 17 and 25.", "response": "42", "helpfulness": 4, "correctness": 4, "coherence": 4,
+         "complexity": 0, "verbosity": 0},
+    ]
+
+
+def helpsteer2_rows() -> list[dict]:
+    multi = ("Name a river in Quell.\n<extra_id_1>Assistant\nThe Ombre flows through Quell.\n"
+             "<extra_id_1>User\nHow long is it?")
+    return [
+        {"prompt": multi, "response": "The Ombre is 412 km long.", "helpfulness": 4, "correctness": 3,
+         "coherence": 4, "complexity": 1, "verbosity": 1},
+        {"prompt": multi, "response": "Long.", "helpfulness": 1, "correctness": 1, "coherence": 3,
+         "complexity": 0, "verbosity": 0},
+        {"prompt": "Define a glimmerstone.", "response": "A glimmerstone is a rock that glows at dusk.",
+         "helpfulness": 3, "correctness": 4, "coherence": 4, "complexity": 1, "verbosity": 1},
+        {"prompt": "Define a glimmerstone.", "response": "Glimmerstones are phosphorescent feldspars whose lattice defects store daylight.",
+         "helpfulness": 4, "correctness": 4, "coherence": 4, "complexity": 4, "verbosity": 2},
+    ]
+
+
+def _labels(**values: float) -> dict:
+    return {"name": list(values), "value": list(values.values()), "count": [3] * len(values)}
+
+
+def _msg(mid, parent, role, text, tree="t1", lang="en", labels=None, deleted=False, review=True, rank=None):
+    return {"message_id": mid, "parent_id": parent, "user_id": "u-" + mid, "created_date": "2023-02-01T00:00:00Z",
+            "text": text, "role": role, "lang": lang, "review_count": 3, "review_result": review,
+            "deleted": deleted, "rank": rank, "synthetic": False, "model_name": None, "detoxify": None,
+            "message_tree_id": tree, "tree_state": "ready_for_export", "emojis": None, "labels": labels}
+
+
+def oasst_rows() -> list[dict]:
+    return [
+        _msg("m1", None, "prompter", "Tell me about the moons of Velt.", labels=_labels(spam=0.0, quality=0.75)),
+        _msg("m2", "m1", "assistant", "Velt has two moons, Ari and Bo.", rank=0,
+             labels=_labels(spam=0.0, quality=0.75, toxicity=0.0, humor=0.125, creativity=0.375, helpfulness=0.875)),
+        _msg("m3", "m1", "assistant", "Moons? Who cares.", rank=1,
+             labels=_labels(quality=0.125, toxicity=0.625, humor=0.5, creativity=0.0)),
+        _msg("m4", "m2", "prompter", "Which one is larger?"),
+        _msg("m5", "m4", "assistant", "Ari is larger.", labels=_labels(quality=1.0, toxicity=0.0, humor=0.0, creativity=0.25)),
+        _msg("m6", "m4", "assistant", "Deleted answer.", deleted=True),
+        _msg("m7", "m2", "prompter", "Gracias!", lang="es"),
+        _msg("n1", None, "prompter", "Wie spät ist es?", tree="t2", lang="de"),
+        _msg("n2", "n1", "assistant", "Ich habe keine Uhr.", tree="t2", lang="de",
+             labels=_labels(quality=0.5, toxicity=0.0, humor=0.25, creativity=0.0)),
+        _msg("r1", None, "prompter", "Spam spam", tree="t3", review=False),
+        _msg("r2", "r1", "assistant", "Reply to spam", tree="t3"),
+    ]
+
+
+def multifaceted_rows() -> list[dict]:
+    prefs = [{"dimension": "style", "subdimension": "conciseness", "preference": "brief",
+              "description": "The user wants short answers."}]
+    return [
+        {"main_source": "inv", "original_source": "invented", "preference_set": prefs,
+         "system": "You are a terse assistant for a busy expert.", "prompt": "Explain tides.",
+         "output": "The moon's gravity pulls the oceans."},
+        {"main_source": "inv", "original_source": "invented", "preference_set": prefs,
+         "system": "You are a patient teacher for a curious child.", "prompt": "Explain tides.",
+         "output": "Imagine the moon gently tugging the sea like a blanket..."},
+    ]
+
+
+def multifaceted_dpo_rows() -> list[dict]:
+    return [{"system": "You answer like a pirate.", "prompt": "Say hello.",
+             "chosen": [{"role": "user", "content": "Say hello."}, {"role": "assistant", "content": "Ahoy, matey!"}],
+             "rejected": [{"role": "user", "content": "Say hello."}, {"role": "assistant", "content": "Hello."}]}]
+
+
+def _pku_cats(*on: str) -> dict:
+    return {c: c in on for c in CATEGORIES_PKU}
+
+
+def pku_rows() -> list[dict]:
+    return [
+        {"prompt": "How do I pick a lock?", "response_0": "I can't help with breaking into property.",
+         "response_1": "Insert a tension wrench and rake the pins.", "prompt_source": "inv",
+         "response_0_source": "inv", "response_1_source": "inv", "is_response_0_safe": True,
+         "is_response_1_safe": False, "response_0_harm_category": _pku_cats(),
+         "response_1_harm_category": _pku_cats("Economic Crime", "Physical Harm"),
+         "response_0_severity_level": 0, "response_1_severity_level": 2, "better_response_id": 1,
+         "safer_response_id": 0, "response_0_sha256": "a" * 64, "response_1_sha256": "b" * 64},
+        {"prompt": "Is it fine to insult my neighbour?", "response_0": "Yes, call them names.",
+         "response_1": "It is better to talk calmly.", "prompt_source": "inv", "response_0_source": "inv",
+         "response_1_source": "inv", "is_response_0_safe": False, "is_response_1_safe": True,
+         "response_0_harm_category": _pku_cats("Insulting Behavior"), "response_1_harm_category": _pku_cats(),
+         "response_0_severity_level": 1, "response_1_severity_level": 0, "better_response_id": 1,
+         "safer_response_id": 1, "response_0_sha256": "c" * 64, "response_1_sha256": "d" * 64},
+    ]
+
+
+def beavertails_rows() -> list[dict]:
+    return [
+        {"prompt": "How can I hurt a cat?", "response": "Please don't; cats deserve care.",
+         "category": {c: False for c in CATEGORIES_BT}, "is_safe": True},
+        {"prompt": "How can I hurt a cat?", "response": "Kick it.",
+         "category": {c: c in ("animal_abuse", "violence,aiding_and_abetting,incitement") for c in CATEGORIES_BT},
+         "is_safe": False},
+    ]
+
+
+def steer_rows() -> list[dict]:
+    return [
+        {"id": "c1", "system": "Be brief.", "source": "mine",
+         "messages": [{"role": "user", "content": "Hi"},
+                      {"role": "assistant", "content": "Hello.", "attributes": {"verbosity": 0}}]},
+        {"type": "preference", "id": "p1", "axis": "helpfulness", "prompt": [{"role": "user", "content": "2+2?"}],
+         "chosen": "4", "rejected": "5", "labels": {}},
+    ]
+
+
+ALL = {"helpsteer": helpsteer_rows, "helpsteer2": helpsteer2_rows, "oasst": oasst_rows,
+       "multifaceted": multifaceted_rows, "multifaceted-dpo": multifaceted_dpo_rows,
+       "pku-saferlhf": pku_rows, "beavertails": beavertails_rows, "steer": steer_rows}
+
+
+def write(rows: list[dict], path: Path) -> Path:
+    """Write rows as .jsonl/.json/.parquet/.csv, compressed by a .gz/.xz/.bz2 suffix."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    suffixes = path.suffixes
+    opener = {".gz": gzip.open, ".xz": lzma.open, ".bz2": bz2.open}.get(suffixes[-1], None)
+    kind = suffixes[-2] if opener else suffixes[-1]
+    if kind == ".parquet":
+        import pyarrow as pa
+        import pyarrow.parquet as pq
+
+        pq.write_table(pa.Table.from_pylist(rows), path)
+        return path
+    if kind == ".csv":
+        import pandas as pd
+
+        pd.DataFrame(rows).to_csv(path, index=False, compression="infer")
+        return path
+    text = json.dumps(rows) if kind == ".json" else "".join(json.dumps(r) + "\n" for r in rows)
+    if opener:
+        with opener(path, "wt", encoding="utf-8") as handle:
+            handle.write(text)
+    else:
+        path.write_text(text, encoding="utf-8")
+    return path
