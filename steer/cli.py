@@ -25,6 +25,8 @@ app = typer.Typer(
 )
 recipe_app = typer.Typer(help="Inspect and validate recipes.", no_args_is_help=True)
 app.add_typer(recipe_app, name="recipe")
+data_app = typer.Typer(help="Load, check, inspect and summarise datasets.", no_args_is_help=True)
+app.add_typer(data_app, name="data")
 
 AttrOpt = Annotated[list[str], typer.Option("--attr", "-a", help="Attribute value NAME=VALUE (repeatable).")]
 AttrsOpt = Annotated[Optional[str], typer.Option("--attrs", help='Attribute string "name:v,name:v".')]
@@ -32,6 +34,13 @@ PresetOpt = Annotated[Optional[str], typer.Option("--preset", "-p", help="A name
 SchemaOpt = Annotated[str, typer.Option("--schema", "-s", help="Attribute schema: helpsteer, oasst, steerlm, safety.")]
 SetOpt = Annotated[list[str], typer.Option("--set", help="Override a recipe key: a.b.c=value (repeatable).")]
 JsonOpt = Annotated[bool, typer.Option("--json", help="Print one JSON object instead of tables.")]
+SourceArg = Annotated[str, typer.Argument(help="A data file (jsonl/json/parquet/csv, .gz/.xz), a dataset folder or a hub id.")]
+FormatOpt = Annotated[str, typer.Option("--format", "-f", help="Dataset format (auto-detected from the columns).")]
+SplitOpt = Annotated[str, typer.Option("--split", help="Split, for hub datasets and dataset folders.")]
+SkipOpt = Annotated[bool, typer.Option("--skip-invalid", help="Skip malformed rows (counted, written to --rejects).")]
+RejectsOpt = Annotated[Optional[str], typer.Option("--rejects", help="Where skipped rows go (JSONL).")]
+LangOpt = Annotated[list[str], typer.Option("--lang", help="Keep only these languages (OASST; repeatable).")]
+TokenizerOpt = Annotated[Optional[str], typer.Option("--tokenizer", "-t", help="Tokenizer directory or hub id.")]
 
 
 def _version(value: bool) -> None:
@@ -95,6 +104,72 @@ def recipe_check(
     from steer.config import dump_recipe, load_recipe
 
     ui.plain(dump_recipe(load_recipe(recipe, overrides, kind=kind)).rstrip())
+
+
+def _load(source: str, fmt: str, split: str, skip_invalid: bool, rejects: str | None, lang: list[str]):
+    from steer.data.loader import load
+
+    if skip_invalid and rejects is None:
+        rejects = f"{source.rstrip('/').split('/')[-1].split('.')[0]}.rejects.jsonl"
+    return load(source, format=fmt, split=split, skip_invalid=skip_invalid, rejects_path=rejects,
+                langs=set(lang) if lang else None)
+
+
+@data_app.command("inspect")
+def data_inspect(
+    source: SourceArg,
+    fmt: FormatOpt = "auto",
+    template: Annotated[str, typer.Option("--template", help="auto, steerlm, chat or janus.")] = "auto",
+    schema: Annotated[Optional[str], typer.Option("--schema", "-s", help="Attribute schema (guessed from the data).")] = None,
+    tokenizer: TokenizerOpt = None,
+    n: Annotated[int, typer.Option("-n", help="How many examples.")] = 3,
+    max_length: Annotated[Optional[int], typer.Option("--max-length", help="Truncate like training would.")] = None,
+    split: SplitOpt = "train",
+    skip_invalid: SkipOpt = False,
+    rejects: RejectsOpt = None,
+    lang: LangOpt = [],  # noqa: B006
+) -> None:
+    """Render examples exactly as training sees them and show which tokens carry loss."""
+    from steer.attributes import get_schema
+    from steer.data.encode import as_conversation, explain, guess_schema, load_tokenizer, template_for
+
+    records, report = _load(source, fmt, split, skip_invalid, rejects, lang)
+    tok = load_tokenizer(tokenizer) if tokenizer else None
+    sch = get_schema(schema) if schema else guess_schema(records[:1000])
+    tmpl = template_for(template, sch, tok)
+    ui.load_summary(report.to_json())
+    ui.inspect_legend(tmpl.kind, sch.name if sch else None, tokenizer)
+    for index, record in enumerate(records[:n]):
+        ui.inspect_example(explain(as_conversation(record), tmpl, tok, max_length=max_length), index)
+
+
+@data_app.command("stats")
+def data_stats(
+    source: SourceArg,
+    fmt: FormatOpt = "auto",
+    tokenizer: TokenizerOpt = None,
+    as_json: JsonOpt = False,
+    plot: Annotated[Optional[str], typer.Option("--plot", help="Write a PNG of histograms and attribute-vs-length.")] = None,
+    split: SplitOpt = "train",
+    skip_invalid: SkipOpt = False,
+    rejects: RejectsOpt = None,
+    lang: LangOpt = [],  # noqa: B006
+) -> None:
+    """Counts, attribute histograms, lengths, attribute-vs-length correlation, longer-response baseline."""
+    from steer.data import stats as data_stats_lib
+    from steer.data.encode import load_tokenizer
+
+    records, report = _load(source, fmt, split, skip_invalid, rejects, lang)
+    result = data_stats_lib.compute(records, report, load_tokenizer(tokenizer) if tokenizer else None)
+    if plot:
+        data_stats_lib.plot(result, plot)
+    result.pop("_series")
+    if as_json:
+        ui.print_json(result)
+    else:
+        ui.data_stats(result)
+        if plot:
+            ui.plain(f"plot: {plot}")
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -80,6 +80,7 @@ _PRELUDE = """{#- steer:template: steering prelude (steer_attributes, steer_valu
 {%- endfor -%}
 {{- ns.out -}}
 {%- endmacro -%}
+{%- set steer_defaults = steer_attr_string({}) -%}
 {%- set steer_current = steer_attr_string(steer_attributes if steer_attributes is defined and steer_attributes is not none else {}) -%}
 {%- set steer_values_text = ((steer_values if steer_values is string else steer_values | join('\\n')) if steer_values is defined and steer_values else '') -%}
 {%- set steer_has_system = messages and messages[0]['role'] == 'system' -%}
@@ -92,7 +93,7 @@ _PRELUDE = """{#- steer:template: steering prelude (steer_attributes, steer_valu
 {%- endif -%}
 {%- for m in steer_rest -%}
 {%- if m['role'] == 'assistant' and steer_names -%}
-{%- set steer_ns.line = steer_attr_string(m['attributes']) if m['attributes'] is defined and m['attributes'] is not none else steer_current -%}
+{%- set steer_ns.line = steer_attr_string(m['attributes']) if m['attributes'] is defined and m['attributes'] is not none else steer_defaults -%}
 {%- set steer_ns.msgs = steer_ns.msgs + [dict(m, content=steer_open ~ steer_ns.line ~ steer_close ~ m['content'])] -%}
 {%- elif m['role'] == 'user' and steer_ns.pending is not none -%}
 {%- set steer_ns.msgs = steer_ns.msgs + [dict(m, content=steer_ns.pending ~ '\\n' ~ m['content'])] -%}
@@ -207,7 +208,11 @@ class SteerTemplate:
 
     def render(self, messages: Sequence[Mapping[str, Any]], *, add_generation_prompt: bool = False,
                attributes: Mapping[str, int] | str | None = None, values: Sequence[str] | str | None = None) -> str:
-        """Render a conversation; assistant messages may carry their own ``attributes`` dict."""
+        """Render a conversation; assistant messages may carry their own ``attributes`` dict.
+
+        ``attributes`` steer the turn to be generated; earlier assistant turns without their own
+        attributes are rendered with the schema defaults.
+        """
         return render_template(self.source, messages, add_generation_prompt=add_generation_prompt,
                                special_tokens=self.special_tokens, **self.kwargs(attributes, values))
 

@@ -60,3 +60,67 @@ def schema_table(schema: Any, presets: Mapping[str, tuple[str, Mapping[str, int]
 def plain(text: str) -> None:
     """Text to stdout without markup interpretation."""
     console.print(text, markup=False, highlight=False)
+
+
+def inspect_example(example: dict, index: int) -> None:
+    """One rendered training example: text carrying loss in green, the rest dimmed."""
+    from rich.rule import Rule
+    from rich.text import Text
+
+    if example["tokens"] is None:
+        counts = f"{example['chars']} chars, {example['loss_chars']} with loss"
+    else:
+        counts = f"{example['tokens']} tokens, {example['loss_tokens']} with loss" + (
+            ", truncated" if example.get("truncated") else "")
+    console.print(Rule(f"[bold]#{index}[/] {example['id']}  ({counts})", align="left"))
+    text = Text()
+    per_token = example["tokens"] is not None
+    for n, (piece, loss) in enumerate(example["segments"]):
+        shown = piece.replace("\n", "\\n\n")
+        style = "bold green" if loss else "dim"
+        if per_token:
+            style += " underline" if n % 2 else ""
+        text.append(shown, style=style)
+    console.print(text)
+
+
+def inspect_legend(template_kind: str, schema: str | None, tokenizer: str | None) -> None:
+    console.print(f"template [bold]{template_kind}[/], schema [bold]{schema or 'none'}[/], "
+                  f"tokenizer [bold]{tokenizer or 'none (characters)'}[/]   "
+                  "[bold green]green[/]: carries loss   [dim]dim[/]: masked (-100)"
+                  + ("   alternate tokens underlined" if tokenizer else ""))
+
+
+def load_summary(report: dict) -> None:
+    """Rows read, examples produced, rejected and filtered per reason."""
+    rejected = ", ".join(f"{k}: {v}" for k, v in report["rejected"].items()) or "none"
+    filtered = ", ".join(f"{k}: {v}" for k, v in report["filtered"].items()) or "none"
+    console.print(f"[bold]{report['source']}[/] ({report['format']}): {report['rows']} rows read, "
+                  f"{report['examples']} examples, rejected {rejected}, filtered {filtered}")
+
+
+def data_stats(stats: dict) -> None:
+    """Tables for ``steer data stats``."""
+    load_summary(stats)
+    if stats["attributes"]:
+        table = Table(title=f"attributes (length in {stats['length_unit']})", title_justify="left")
+        for col in ("attribute", "count", "mean", "histogram", "pearson vs length", "spearman vs length"):
+            table.add_column(col, justify="left" if col in ("attribute", "histogram") else "right")
+        for name, info in stats["attributes"].items():
+            corr = stats["length_correlation"][name]
+            fmt = lambda v: "-" if v is None else f"{v:+.3f}"  # noqa: E731
+            hist = " ".join(f"{k}:{v}" for k, v in info["histogram"].items())
+            table.add_row(name, str(info["count"]), f"{info['mean']:.2f}", hist, fmt(corr["pearson"]), fmt(corr["spearman"]))
+        console.print(table)
+    lengths = Table(title="lengths", title_justify="left")
+    for col in ("series", "count", "mean", "median", "p90", "max"):
+        lengths.add_column(col, justify="left" if col == "series" else "right")
+    for name, s in stats["lengths"].items():
+        if s.get("count"):
+            lengths.add_row(name, str(s["count"]), f"{s['mean']:.1f}", str(s["median"]), str(s["p90"]), str(s["max"]))
+    console.print(lengths)
+    if "preference" in stats:
+        p = stats["preference"]
+        acc = "-" if p["longer_is_chosen"] is None else f"{100 * p['longer_is_chosen']:.1f}%"
+        console.print(f"preference pairs: {p['pairs']} ({p['ties']} ties); "
+                      f"'always prefer the longer response' agrees with the label on {acc}")

@@ -215,3 +215,13 @@ def test_training_and_generation_agree_token_for_token(name, kind, shared_assets
     assert tok.apply_chat_template(CHAT[:4], add_generation_prompt=True, tokenize=False,
                                    steer_attributes=json.loads(json.dumps(CHAT[4]["attributes"]))) == prompt
     assert jinja2.meta is not None
+
+
+def test_history_turns_without_attributes_use_defaults_not_the_request():
+    t = build_template("steerlm", schema=HELPSTEER)
+    history = [{"role": "user", "content": "a"}, {"role": "assistant", "content": "b"}, {"role": "user", "content": "c"}]
+    prompt = t.prompt(history, attributes={"verbosity": 0})
+    assert "<extra_id_2>helpfulness:4,correctness:4,coherence:4,complexity:2,verbosity:2\nb\n" in prompt
+    assert prompt.endswith("<extra_id_2>helpfulness:4,correctness:4,coherence:4,complexity:2,verbosity:0\n")
+    text, spans = t.training(history + [{"role": "assistant", "content": "d", "attributes": {"verbosity": 0}}])
+    assert text.startswith(prompt) and len(spans) == 2

@@ -1,0 +1,121 @@
+"""Render a canonical conversation with its steering template and tokenize it with loss labels.
+
+This is the one path from a record to model inputs: ``steer data inspect`` shows its output,
+``steer data prepare`` and training consume it. Labels are -100 except on assistant text and its
+end-of-turn marker; with an attribute schema, a turn without attribute labels carries no loss.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass
+from typing import Any
+
+from steer.attributes import SCHEMAS, Schema
+from steer.data.records import Conversation, DataError, PreferencePair, Record
+from steer.templates import SteerTemplate, build_template
+
+IGNORE = -100
+
+
+@dataclass
+class Encoded:
+    """Token ids and labels of one example (labels are -100 where no loss)."""
+
+    input_ids: list[int]
+    labels: list[int]
+    text: str
+    truncated: bool = False
+
+    @property
+    def loss_tokens(self) -> int:
+        return sum(1 for x in self.labels if x != IGNORE)
+
+
+def as_conversation(record: Record) -> Conversation:
+    """SFT view of a record; a preference pair becomes its prompt plus the chosen reply."""
+    if isinstance(record, PreferencePair):
+        from steer.data.records import Message
+
+        return Conversation(id=record.id, system=record.system, source=record.source,
+                            messages=[*record.prompt, Message("assistant", record.chosen)])
+    return record
+
+
+def loss_spans(record: Conversation, template: SteerTemplate) -> tuple[str, list[tuple[int, int]]]:
+    """Training text and the character spans that carry loss."""
+    text, spans = template.training(record.chat())
+    assistants = [m for m in record.messages if m.role == "assistant"]
+    if template.schema is not None:
+        spans = [s for s, m in zip(spans, assistants) if m.attributes is not None]
+    return text, spans
+
+
+def encode(record: Conversation, template: SteerTemplate, tokenizer: Any, *, max_length: int | None = None,
+           overlong: str = "truncate") -> Encoded:
+    """Tokenize one conversation; overlong examples are truncated or rejected (``DataError``)."""
+    text, spans = loss_spans(record, template)
+    enc = tokenizer(text, add_special_tokens=False, return_offsets_mapping=True)
+    ids, offsets = enc["input_ids"], enc["offset_mapping"]
+    labels = [tok if any(a <= start < b for a, b in spans) else IGNORE for tok, (start, _) in zip(ids, offsets)]
+    truncated = False
+    if max_length is not None and len(ids) > max_length:
+        if overlong == "reject":
+            raise DataError("too long", f"{len(ids)} tokens > max_length {max_length}")
+        ids, labels, truncated = ids[:max_length], labels[:max_length], True
+    if not any(x != IGNORE for x in labels):
+        raise DataError("no loss tokens", "no token carries loss (no labelled assistant turn"
+                        + (" within max_length)" if truncated else ")"))
+    return Encoded(ids, labels, text, truncated)
+
+
+def guess_schema(records: Iterable[Record]) -> Schema | None:
+    """The smallest built-in schema holding every attribute name seen (None: no attributes)."""
+    names: set[str] = set()
+    for record in records:
+        if isinstance(record, Conversation):
+            for m in record.messages:
+                names |= set(m.attributes or {})
+    if not names:
+        return None
+    fitting = [s for s in SCHEMAS.values() if names <= set(s.names)]
+    if not fitting:
+        raise DataError("unknown attributes", f"no built-in schema has all of {sorted(names)}; define one in the recipe")
+    return min(fitting, key=lambda s: len(s.names))
+
+
+def template_for(kind: str, schema: Schema | None, tokenizer: Any = None) -> SteerTemplate:
+    """The steering template of ``kind`` (``auto``: the tokenizer's chat template if it has one)."""
+    base = getattr(tokenizer, "chat_template", None) if tokenizer is not None else None
+    if kind == "auto":
+        kind = "chat" if base else "steerlm"
+    tokens = dict(tokenizer.special_tokens_map) if tokenizer is not None else {}
+    return build_template(kind, schema=schema, base=base, special_tokens=tokens)
+
+
+def load_tokenizer(path: str) -> Any:
+    """A tokenizer from a local directory or hub id, with a clear error when it cannot be read."""
+    from transformers import AutoTokenizer
+
+    from steer.errors import UsageError
+
+    try:
+        return AutoTokenizer.from_pretrained(path)
+    except (OSError, ValueError) as err:
+        raise UsageError(f"cannot load tokenizer {path!r}: {str(err).strip().splitlines()[0]}") from None
+
+
+def explain(record: Conversation, template: SteerTemplate, tokenizer: Any = None, *, max_length: int | None = None,
+            overlong: str = "truncate") -> dict:
+    """What training sees for one example: ``segments`` of ``(text, carries_loss)`` (per token with a tokenizer)."""
+    if tokenizer is None:
+        text, spans = loss_spans(record, template)
+        cuts = sorted({0, len(text), *(p for span in spans for p in span)})
+        segments = [(text[a:b], any(s <= a < e for s, e in spans)) for a, b in zip(cuts, cuts[1:]) if b > a]
+        return {"id": record.id, "segments": segments, "chars": len(text),
+                "loss_chars": sum(b - a for a, b in spans), "tokens": None}
+    enc = encode(record, template, tokenizer, max_length=max_length, overlong=overlong)
+    offsets = tokenizer(enc.text, add_special_tokens=False, return_offsets_mapping=True)["offset_mapping"]
+    segments = [(enc.text[a:b], label != IGNORE) for (a, b), label in zip(offsets, enc.labels)]
+    return {"id": record.id, "segments": segments, "tokens": len(enc.input_ids), "loss_tokens": enc.loss_tokens,
+            "truncated": enc.truncated}

@@ -1,0 +1,82 @@
+"""Dataset statistics: attribute histograms, lengths, attribute-vs-length correlations, and the
+"always prefer the longer response" baseline for preference pairs ("A Long Way to Go")."""
+
+from __future__ import annotations
+
+from collections import Counter, defaultdict
+from collections.abc import Iterable
+from pathlib import Path
+from typing import Any
+
+from steer.data.loader import LoadReport
+from steer.data.records import Conversation, PreferencePair, Record
+from steer.stats import pearson, spearman, summary
+
+
+def compute(records: Iterable[Record], report: LoadReport, tokenizer: Any = None) -> dict:
+    """Statistics of a loaded dataset as one JSON-able dict (lengths in characters, and tokens with a tokenizer)."""
+    attrs: dict[str, list[float]] = defaultdict(list)
+    lengths: dict[str, list[float]] = defaultdict(list)  # attribute -> response length of the same turns
+    prompt_chars, response_chars, response_tokens = [], [], []
+    longer_wins = pairs = ties = 0
+    for record in records:
+        if isinstance(record, PreferencePair):
+            pairs += 1
+            lc, lr = len(record.chosen), len(record.rejected)
+            ties += lc == lr
+            longer_wins += lc > lr
+            continue
+        assert isinstance(record, Conversation)
+        for prev, msg in zip([None, *record.messages], record.messages):
+            if msg.role != "assistant":
+                continue
+            response_chars.append(len(msg.content))
+            prompt_chars.append(len(prev.content) if prev else 0)
+            if tokenizer is not None:
+                response_tokens.append(len(tokenizer(msg.content, add_special_tokens=False)["input_ids"]))
+            for name, value in (msg.attributes or {}).items():
+                attrs[name].append(value)
+                lengths[name].append(response_tokens[-1] if tokenizer is not None else len(msg.content))
+    out: dict[str, Any] = {**report.to_json(), "length_unit": "tokens" if tokenizer is not None else "characters"}
+    out["attributes"] = {name: {"count": len(v), "mean": sum(v) / len(v),
+                                "histogram": {str(k): c for k, c in sorted(Counter(v).items())}}
+                         for name, v in attrs.items()}
+    out["length_correlation"] = {name: {"pearson": pearson(attrs[name], lengths[name]),
+                                        "spearman": spearman(attrs[name], lengths[name])} for name in attrs}
+    out["lengths"] = {"prompt_chars": summary(prompt_chars), "response_chars": summary(response_chars)}
+    if tokenizer is not None:
+        out["lengths"]["response_tokens"] = summary(response_tokens)
+    if pairs:
+        out["preference"] = {"pairs": pairs, "ties": ties,
+                             "longer_is_chosen": longer_wins / (pairs - ties) if pairs > ties else None}
+    out["_series"] = {"attributes": dict(attrs), "lengths": dict(lengths)}
+    return out
+
+
+def plot(stats: dict, path: str) -> str:
+    """A PNG with one histogram per attribute and attribute-vs-length scatter plots."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    names = list(stats["attributes"])
+    cols = max(1, len(names))
+    fig, axes = plt.subplots(2, cols, figsize=(max(5.0, 3.2 * cols), 6), squeeze=False)
+    for i, name in enumerate(names):
+        hist = stats["attributes"][name]["histogram"]
+        axes[0][i].bar([float(k) for k in hist], list(hist.values()), color="#4c72b0")
+        axes[0][i].set_title(f"{name} (mean {stats['attributes'][name]['mean']:.2f})", fontsize=9)
+        xs, ys = stats["_series"]["attributes"][name], stats["_series"]["lengths"][name]
+        axes[1][i].scatter(xs, ys, s=6, alpha=0.4, color="#dd8452")
+        rho = stats["length_correlation"][name]["spearman"]
+        axes[1][i].set_title(f"vs length: spearman {rho:.2f}" if rho is not None else "vs length", fontsize=9)
+        axes[1][i].set_xlabel(name)
+        axes[1][i].set_ylabel(f"response {stats['length_unit']}")
+    if not names:
+        axes[0][0].text(0.5, 0.5, "no attributes", ha="center")
+    fig.suptitle(f"{Path(stats['source']).name} ({stats['format']}): {stats['examples']} examples", fontsize=10)
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+    return path
