@@ -172,6 +172,26 @@ def data_stats(
             ui.plain(f"plot: {plot}")
 
 
+@data_app.command("prepare")
+def data_prepare(
+    recipe: Annotated[str, typer.Argument(help="Recipe YAML file.")],
+    overrides: SetOpt = [],  # noqa: B006
+    force: Annotated[bool, typer.Option("--force", help="Rebuild even if a cached copy exists.")] = False,
+    as_json: JsonOpt = False,
+) -> None:
+    """Load, mix, render and tokenize a recipe's data into a cached Arrow dataset (training reuses it)."""
+    from steer.config import load_recipe
+    from steer.data.prepare import prepare
+
+    cfg = load_recipe(recipe, overrides)
+    with ui.progress_bar("preparing") as bar:
+        result = prepare(cfg, progress=bar.update, force=force)
+    if as_json:
+        ui.print_json(result.to_json())
+    else:
+        ui.prepared(result.to_json())
+
+
 def main(argv: list[str] | None = None) -> None:
     """Console-script entry point: SteerErrors become one red line and an exit code."""
     try:

@@ -124,3 +124,35 @@ def data_stats(stats: dict) -> None:
         acc = "-" if p["longer_is_chosen"] is None else f"{100 * p['longer_is_chosen']:.1f}%"
         console.print(f"preference pairs: {p['pairs']} ({p['ties']} ties); "
                       f"'always prefer the longer response' agrees with the label on {acc}")
+
+
+class progress_bar:
+    """A rich progress bar driven by ``update(done, total)`` callbacks (library code never prints)."""
+
+    def __init__(self, description: str, unit: str = "rows") -> None:
+        from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+
+        self._progress = Progress(TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(),
+                                  TextColumn(unit), TimeElapsedColumn(), TimeRemainingColumn(), console=err_console,
+                                  transient=False)
+        self._task = self._progress.add_task(description, total=None)
+
+    def __enter__(self) -> progress_bar:
+        self._progress.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._progress.stop()
+
+    def update(self, done: int, total: int) -> None:
+        self._progress.update(self._task, completed=done, total=total)
+
+
+def prepared(result: dict) -> None:
+    """Summary of ``steer data prepare``."""
+    for source in result["sources"]:
+        load_summary(source)
+    state = "reused from cache" if result["cached"] else "written"
+    rejected = ", ".join(f"{k}: {v}" for k, v in result["rejected"].items()) or "none"
+    console.print(f"{result['examples']} examples, {result['tokens']} tokens ({result['loss_tokens']} with loss), "
+                  f"rejected {rejected}; {state}: [bold]{result['path']}[/]")

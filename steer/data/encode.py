@@ -13,6 +13,7 @@ from typing import Any
 
 from steer.attributes import SCHEMAS, Schema
 from steer.data.records import Conversation, DataError, PreferencePair, Record
+from steer.errors import SteerError
 from steer.templates import SteerTemplate, build_template
 
 IGNORE = -100
@@ -56,17 +57,10 @@ def encode(record: Conversation, template: SteerTemplate, tokenizer: Any, *, max
     """Tokenize one conversation; overlong examples are truncated or rejected (``DataError``)."""
     text, spans = loss_spans(record, template)
     enc = tokenizer(text, add_special_tokens=False, return_offsets_mapping=True)
-    ids, offsets = enc["input_ids"], enc["offset_mapping"]
-    labels = [tok if any(a <= start < b for a, b in spans) else IGNORE for tok, (start, _) in zip(ids, offsets)]
-    truncated = False
-    if max_length is not None and len(ids) > max_length:
-        if overlong == "reject":
-            raise DataError("too long", f"{len(ids)} tokens > max_length {max_length}")
-        ids, labels, truncated = ids[:max_length], labels[:max_length], True
-    if not any(x != IGNORE for x in labels):
-        raise DataError("no loss tokens", "no token carries loss (no labelled assistant turn"
-                        + (" within max_length)" if truncated else ")"))
-    return Encoded(ids, labels, text, truncated)
+    result = _labelled(text, spans, enc["input_ids"], enc["offset_mapping"], max_length, overlong)
+    if isinstance(result, DataError):
+        raise result
+    return result
 
 
 def guess_schema(records: Iterable[Record]) -> Schema | None:
@@ -119,3 +113,41 @@ def explain(record: Conversation, template: SteerTemplate, tokenizer: Any = None
     segments = [(enc.text[a:b], label != IGNORE) for (a, b), label in zip(offsets, enc.labels)]
     return {"id": record.id, "segments": segments, "tokens": len(enc.input_ids), "loss_tokens": enc.loss_tokens,
             "truncated": enc.truncated}
+
+
+def encode_many(records: list[Conversation], template: SteerTemplate, tokenizer: Any, *, max_length: int | None = None,
+                overlong: str = "truncate") -> list[Encoded | DataError]:
+    """:func:`encode` for a batch, tokenizing all texts in one (parallel, Rust-side) call."""
+    rendered: list[tuple[str, list[tuple[int, int]]] | DataError] = []
+    for record in records:
+        try:
+            rendered.append(loss_spans(record, template))
+        except SteerError as err:
+            rendered.append(DataError("template error", f"example {record.id}: {err}"))
+    texts = [r[0] for r in rendered if not isinstance(r, DataError)]
+    batch = tokenizer(texts, add_special_tokens=False, return_offsets_mapping=True) if texts else {"input_ids": []}
+    out: list[Encoded | DataError] = []
+    k = 0
+    for item in rendered:
+        if isinstance(item, DataError):
+            out.append(item)
+            continue
+        text, spans = item
+        ids, offsets = batch["input_ids"][k], batch["offset_mapping"][k]
+        k += 1
+        out.append(_labelled(text, spans, ids, offsets, max_length, overlong))
+    return out
+
+
+def _labelled(text: str, spans: list[tuple[int, int]], ids: list[int], offsets: list[tuple[int, int]],
+              max_length: int | None, overlong: str) -> Encoded | DataError:
+    labels = [tok if any(a <= start < b for a, b in spans) else IGNORE for tok, (start, _) in zip(ids, offsets)]
+    truncated = False
+    if max_length is not None and len(ids) > max_length:
+        if overlong == "reject":
+            return DataError("too long", f"{len(ids)} tokens > max_length {max_length}")
+        ids, labels, truncated = ids[:max_length], labels[:max_length], True
+    if not any(x != IGNORE for x in labels):
+        return DataError("no loss tokens", "no token carries loss (no labelled assistant turn"
+                         + (" within max_length)" if truncated else ")"))
+    return Encoded(list(ids), labels, text, truncated)

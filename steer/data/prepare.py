@@ -1,0 +1,172 @@
+"""``steer data prepare``: load and mix sources, render, tokenize, save an Arrow dataset.
+
+The result lives in a cache folder named by a content hash of the inputs (file bytes or hub id),
+the tokenizer files, the steering template and the length settings; preparing the same recipe
+twice reuses it, and training reads it from there.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import random
+from collections import Counter
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from multiprocessing import get_context
+from pathlib import Path
+from typing import Any
+
+from steer import __version__
+from steer.config import SFTRecipe, SourceConfig
+from steer.data.encode import Encoded, encode_many, load_tokenizer, template_for
+from steer.data.loader import LoadReport, load
+from steer.data.records import Conversation, DataError
+
+Progress = Callable[[int, int], None]
+CHUNK = 512
+
+
+@dataclass
+class Prepared:
+    """Where the tokenized dataset is and what went into it."""
+
+    path: Path
+    examples: int
+    tokens: int
+    loss_tokens: int
+    cached: bool
+    reports: list[LoadReport] = field(default_factory=list)
+    rejected: Counter = field(default_factory=Counter)
+
+    def to_json(self) -> dict:
+        return {"path": str(self.path), "examples": self.examples, "tokens": self.tokens,
+                "loss_tokens": self.loss_tokens, "cached": self.cached, "rejected": dict(self.rejected),
+                "sources": [r.to_json() for r in self.reports]}
+
+
+def cache_root(recipe: SFTRecipe) -> Path:
+    """The recipe's cache folder, else $STEER_CACHE, else ~/.cache/steer/prepared."""
+    if recipe.data.cache_dir:
+        return Path(recipe.data.cache_dir)
+    return Path(os.environ.get("STEER_CACHE", Path.home() / ".cache" / "steer")) / "prepared"
+
+
+def _digest_path(path: Path, h: Any) -> None:
+    files = sorted(p for p in path.rglob("*") if p.is_file()) if path.is_dir() else [path]
+    for f in files:
+        h.update(str(f.relative_to(path) if path.is_dir() else f.name).encode())
+        with open(f, "rb") as handle:
+            for block in iter(lambda: handle.read(1 << 20), b""):
+                h.update(block)
+
+
+def cache_key(sources: list[SourceConfig], tokenizer_id: str, template_source: str, recipe: SFTRecipe) -> str:
+    """Content hash of everything that decides the tokenized output."""
+    h = hashlib.sha256()
+    settings = {"version": __version__, "sources": [s.model_dump() for s in sources], "tokenizer": tokenizer_id,
+                "max_length": recipe.data.max_length, "overlong": recipe.data.overlong,
+                "seed": recipe.train.seed, "skip_invalid": recipe.data.skip_invalid}
+    h.update(json.dumps(settings, sort_keys=True).encode())
+    h.update(template_source.encode())
+    for ident in [s.path for s in sources] + [tokenizer_id]:
+        if Path(ident).exists():
+            _digest_path(Path(ident), h)
+    return h.hexdigest()[:16]
+
+
+def mix(sources: list[SourceConfig], seed: int, skip_invalid: bool) -> tuple[list[Conversation], list[LoadReport]]:
+    """Load every source and mix by weight: the whole part repeats, the fraction is a seeded sample."""
+    rng = random.Random(seed)
+    mixed: list[Conversation] = []
+    reports = []
+    for source in sources:
+        records, report = load(source.path, format=source.format, split=source.split, skip_invalid=skip_invalid)
+        reports.append(report)
+        convs = [r for r in records if isinstance(r, Conversation)]
+        if len(convs) < len(records):
+            report.filtered["preference pairs (not SFT)"] += len(records) - len(convs)
+        if source.max_examples is not None:
+            convs = convs[: source.max_examples]
+        whole, frac = int(source.weight), source.weight - int(source.weight)
+        mixed += convs * whole + rng.sample(convs, round(frac * len(convs)))
+    rng.shuffle(mixed)
+    return mixed, reports
+
+
+_WORKER: dict = {}
+
+
+def _init_worker(template: Any, tokenizer: Any, max_length: int, overlong: str) -> None:
+    _WORKER.update(template=template, tokenizer=tokenizer, max_length=max_length, overlong=overlong)
+
+
+def _encode_chunk(chunk: list[Conversation]) -> list[Encoded | DataError]:
+    w = _WORKER
+    return encode_many(chunk, w["template"], w["tokenizer"], max_length=w["max_length"], overlong=w["overlong"])
+
+
+def prepare(recipe: SFTRecipe, *, sources: list[SourceConfig] | None = None, progress: Progress | None = None,
+            force: bool = False) -> Prepared:
+    """Tokenize the recipe's (training) sources into ``<cache>/<hash>`` with ``input_ids`` and ``labels``."""
+    import datasets
+
+    sources = sources if sources is not None else recipe.data.sources
+    tok_id = recipe.model.tokenizer or recipe.model.name_or_path
+    tokenizer = load_tokenizer(tok_id)
+    template = template_for(recipe.template.kind, recipe.template.build_schema(), tokenizer)
+    out = cache_root(recipe) / cache_key(sources, tok_id, template.source, recipe)
+    if (out / "steer_prepared.json").is_file() and not force:
+        meta = json.loads((out / "steer_prepared.json").read_text())
+        reports = [LoadReport(**{**r, "rejected": Counter(r["rejected"]), "filtered": Counter(r["filtered"])})
+                   for r in meta["sources"]]
+        return Prepared(out, meta["examples"], meta["tokens"], meta["loss_tokens"], True, reports,
+                        Counter(meta["rejected"]))
+    records, reports = mix(sources, recipe.train.seed, recipe.data.skip_invalid)
+    chunks = [records[i:i + CHUNK] for i in range(0, len(records), CHUNK)]
+    args = (template, tokenizer, recipe.data.max_length, recipe.data.overlong)
+    columns: dict[str, list] = {"input_ids": [], "labels": []}
+    rejected: Counter = Counter()
+    done = 0
+    if recipe.data.num_proc > 1 and len(chunks) > 1:
+        with get_context("fork").Pool(recipe.data.num_proc, _init_worker, args) as pool:
+            results = pool.imap(_encode_chunk, chunks)
+            for chunk, encoded in zip(chunks, results):
+                done = _collect(encoded, columns, rejected, done + len(chunk), len(records), progress, recipe)
+    else:
+        _init_worker(*args)
+        for chunk in chunks:
+            done = _collect(_encode_chunk(chunk), columns, rejected, done + len(chunk), len(records), progress, recipe)
+    ds = datasets.Dataset.from_dict(columns)
+    tmp = out.with_name(out.name + ".tmp")
+    datasets.disable_progress_bars()  # steer shows its own progress
+    try:
+        ds.save_to_disk(str(tmp))
+    finally:
+        datasets.enable_progress_bars()
+    tokens, loss = sum(map(len, columns["input_ids"])), sum(sum(1 for x in lab if x != -100) for lab in columns["labels"])
+    meta = {"examples": len(ds), "tokens": tokens, "loss_tokens": loss, "rejected": dict(rejected),
+            "template": template.spec(), "tokenizer": tok_id, "sources": [r.to_json() for r in reports]}
+    (tmp / "steer_prepared.json").write_text(json.dumps(meta, indent=2))
+    if out.exists():
+        import shutil
+
+        shutil.rmtree(out)
+    tmp.rename(out)
+    return Prepared(out, len(ds), tokens, loss, False, reports, rejected)
+
+
+def _collect(encoded: list[Encoded | DataError], columns: dict, rejected: Counter, done: int, total: int,
+             progress: Progress | None, recipe: SFTRecipe) -> int:
+    for item in encoded:
+        if isinstance(item, DataError):
+            if not recipe.data.skip_invalid and item.reason not in ("too long", "no loss tokens"):
+                raise item
+            rejected[item.reason] += 1
+            continue
+        columns["input_ids"].append(item.input_ids)
+        columns["labels"].append(item.labels)
+    if progress:
+        progress(done, total)
+    return done

@@ -1,0 +1,69 @@
+import datasets
+import pytest
+
+from steer.config import validate_recipe
+from steer.data.encode import IGNORE
+from steer.data.prepare import prepare
+from tests import fixtures
+
+
+def recipe(tmp_path, shared_assets, **data):
+    return validate_recipe({
+        "model": {"name_or_path": str(shared_assets / "models/stories260k")},
+        "template": {"kind": "steerlm", "schema": "helpsteer"},
+        "data": {"sources": [{"path": str(tmp_path / "hs.jsonl")}], "max_length": 1024,
+                 "cache_dir": str(tmp_path / "cache"), **data}})
+
+
+def test_prepare_tokenizes_mixes_and_caches(tmp_path, shared_assets):
+    fixtures.write(fixtures.helpsteer_rows(), tmp_path / "hs.jsonl")
+    cfg = recipe(tmp_path, shared_assets, sources=[{"path": str(tmp_path / "hs.jsonl"), "weight": 2.0}])
+    seen = []
+    first = prepare(cfg, progress=lambda done, total: seen.append((done, total)))
+    assert not first.cached and first.examples == 6 and seen[-1] == (6, 6)
+    ds = datasets.load_from_disk(str(first.path))
+    assert ds.column_names == ["input_ids", "labels"] and len(ds) == 6
+    for ids, labels in zip(ds["input_ids"], ds["labels"]):
+        assert len(ids) == len(labels) and IGNORE in labels and any(x != IGNORE for x in labels)
+    again = prepare(cfg)
+    assert again.cached and again.path == first.path and again.reports[0].rows == 3
+    # changing the data changes the content hash
+    rows = fixtures.helpsteer_rows()
+    rows[0]["response"] = "Something else entirely."
+    fixtures.write(rows, tmp_path / "hs.jsonl")
+    assert prepare(cfg).path != first.path
+
+
+def test_fractional_weight_and_overlong_policies(tmp_path, shared_assets):
+    fixtures.write(fixtures.helpsteer_rows() * 4, tmp_path / "hs.jsonl")
+    half = prepare(recipe(tmp_path, shared_assets, sources=[{"path": str(tmp_path / "hs.jsonl"), "weight": 0.5}]))
+    assert half.examples == 6
+    rejected = prepare(recipe(tmp_path, shared_assets, max_length=200, overlong="reject"))
+    assert rejected.examples == 0 and rejected.rejected == {"too long": 12}
+    truncated = prepare(recipe(tmp_path, shared_assets, max_length=260, overlong="truncate"))
+    assert truncated.examples + sum(truncated.rejected.values()) == 12
+    assert all(len(ids) <= 260 for ids in datasets.load_from_disk(str(truncated.path))["input_ids"])
+
+
+def test_prepare_in_parallel_matches_serial(tmp_path, shared_assets, monkeypatch):
+    import steer.data.prepare as prep
+
+    monkeypatch.setattr(prep, "CHUNK", 2)
+    fixtures.write(fixtures.helpsteer_rows() * 3, tmp_path / "hs.jsonl")
+    serial = datasets.load_from_disk(str(prepare(recipe(tmp_path, shared_assets)).path))
+    parallel = prepare(recipe(tmp_path, shared_assets, num_proc=2), force=True)
+    assert datasets.load_from_disk(str(parallel.path))["input_ids"] == serial["input_ids"]
+
+
+def test_cli_prepare(tmp_path, shared_assets):
+    import json
+
+    from tests.conftest import run_cli
+
+    fixtures.write(fixtures.helpsteer_rows(), tmp_path / "hs.jsonl")
+    (tmp_path / "r.yaml").write_text(
+        f"model: {{name_or_path: {shared_assets / 'models/stories260k'}}}\n"
+        f"data: {{sources: [{{path: {tmp_path / 'hs.jsonl'}}}], max_length: 1024, cache_dir: {tmp_path / 'c'}}}\n")
+    out = run_cli("data", "prepare", str(tmp_path / "r.yaml"), "--json")
+    assert out.returncode == 0, out.stderr
+    assert json.loads(out.stdout.strip().splitlines()[-1])["examples"] == 3
