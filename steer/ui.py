@@ -71,7 +71,7 @@ def inspect_example(example: dict, index: int) -> None:
         counts = f"{example['chars']} chars, {example['loss_chars']} with loss"
     else:
         counts = f"{example['tokens']} tokens, {example['loss_tokens']} with loss" + (
-            ", truncated" if example.get("truncated") else "")
+            ", truncated" if example.get("truncated") else "") + (f"; {example['note']}" if example.get("note") else "")
     console.print(Rule(f"[bold]#{index}[/] {example['id']}  ({counts})", align="left"))
     text = Text()
     per_token = example["tokens"] is not None

@@ -120,3 +120,21 @@ def test_cli_bad_row_is_one_line_and_skip_invalid_reports(tmp_path):
     data = json.loads(ok.stdout)
     assert (data["rows"], data["examples"], data["rejected"]) == (3, 2, {"out of range": 1})
     assert json.loads((tmp_path / "rej.jsonl").read_text())["row"] == 2
+
+
+def test_cli_remaining_flags(tmp_path, shared_assets):
+    hs = fixtures.write(fixtures.helpsteer_rows(), tmp_path / "hs.jsonl")
+    tok = str(shared_assets / "models/stories260k")
+    stats = json.loads(run_cli("data", "stats", str(hs), "--tokenizer", tok, "--json").stdout)
+    assert stats["length_unit"] == "tokens" and stats["lengths"]["response_tokens"]["count"] == 3
+    out = run_cli("data", "inspect", str(hs), "--format", "helpsteer", "--schema", "steerlm", "--tokenizer", tok,
+                  "--max-length", "230", "-n", "1")
+    assert out.returncode == 0, out.stderr
+    assert "schema steerlm" in out.stdout and "truncated" in out.stdout
+    oasst = fixtures.write(fixtures.oasst_rows(), tmp_path / "o.jsonl")
+    de = run_cli("data", "inspect", str(oasst), "--lang", "de", "-n", "5")
+    assert "Ich habe keine Uhr." in de.stdout and "Velt" not in de.stdout
+    fixtures.write(fixtures.helpsteer_rows()[:2], tmp_path / "folder" / "validation.jsonl")
+    fixtures.write(fixtures.helpsteer_rows(), tmp_path / "folder" / "train.jsonl")
+    split = json.loads(run_cli("data", "stats", str(tmp_path / "folder"), "--split", "validation", "--json").stdout)
+    assert split["rows"] == 2

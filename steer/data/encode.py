@@ -108,11 +108,19 @@ def explain(record: Conversation, template: SteerTemplate, tokenizer: Any = None
         segments = [(text[a:b], any(s <= a < e for s, e in spans)) for a, b in zip(cuts, cuts[1:]) if b > a]
         return {"id": record.id, "segments": segments, "chars": len(text),
                 "loss_chars": sum(b - a for a, b in spans), "tokens": None}
-    enc = encode(record, template, tokenizer, max_length=max_length, overlong=overlong)
-    offsets = tokenizer(enc.text, add_special_tokens=False, return_offsets_mapping=True)["offset_mapping"]
-    segments = [(enc.text[a:b], label != IGNORE) for (a, b), label in zip(offsets, enc.labels)]
-    return {"id": record.id, "segments": segments, "tokens": len(enc.input_ids), "loss_tokens": enc.loss_tokens,
-            "truncated": enc.truncated}
+    text, spans = loss_spans(record, template)
+    enc = tokenizer(text, add_special_tokens=False, return_offsets_mapping=True)
+    ids, offsets = enc["input_ids"], enc["offset_mapping"]
+    truncated = max_length is not None and len(ids) > max_length
+    if truncated:
+        ids, offsets = ids[:max_length], offsets[:max_length]
+    segments = [(text[a:b], any(s <= a < e for s, e in spans)) for a, b in offsets]
+    loss = sum(1 for _, carries in segments if carries)
+    # Training would reject this example (too long, or no loss left): show it anyway, and say so.
+    note = ("rejected by training: longer than max_length" if truncated and overlong == "reject"
+            else "rejected by training: no token carries loss" if loss == 0 else None)
+    return {"id": record.id, "segments": segments, "tokens": len(ids), "loss_tokens": loss, "truncated": truncated,
+            "note": note}
 
 
 def encode_many(records: list[Conversation], template: SteerTemplate, tokenizer: Any, *, max_length: int | None = None,
