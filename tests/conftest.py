@@ -43,7 +43,7 @@ def real_chat_templates() -> list[tuple[str, str]]:
 
 def run_cli(*args: str, input: str | None = None, env: dict | None = None, timeout: int = 120) -> subprocess.CompletedProcess:
     """Run ``steer ARGS`` as a user would (a fresh process), capturing output."""
-    full_env = {**os.environ, "PYTHONPATH": str(REPO), "COLUMNS": "200", **(env or {})}
-    full_env.pop("STEER_DEBUG", None) if "STEER_DEBUG" not in (env or {}) else None
+    inherited = {k: v for k, v in os.environ.items() if k != "STEER_DEBUG"}  # tests opt in via ``env``
+    full_env = {**inherited, "PYTHONPATH": str(REPO), "COLUMNS": "200", **(env or {})}
     return subprocess.run([sys.executable, "-m", "steer.cli", *args], capture_output=True, text=True,
                           input=input, env=full_env, timeout=timeout, cwd=REPO)
