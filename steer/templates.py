@@ -67,21 +67,17 @@ _PRELUDE = """{#- steer:template: steering prelude (steer_attributes, steer_valu
 {%- set steer_close = @CLOSE@ -%}
 {%- set steer_merge_system = @MERGE@ -%}
 {%- macro steer_attr_string(spec) -%}
-{%- set ns = namespace(out='', val='') -%}
-{%- for pair in steer_names -%}
-{%- set ns.val = pair[1] -%}
-{%- if spec is mapping and pair[0] in spec -%}{%- set ns.val = spec[pair[0]] -%}
-{%- elif spec is string -%}
-{%- for item in spec.split(',') -%}{%- set kv = item.replace('=', ':').split(':') -%}
-{%- if kv|length == 2 and kv[0]|trim == pair[0] -%}{%- set ns.val = kv[1]|trim -%}{%- endif -%}
+{%- set parsed = namespace(items=[]) -%}
+{%- if spec is string -%}
+{%- for item in spec.replace('=', ':').split(',') -%}{%- set kv = item.split(':') -%}
+{%- if kv|length == 2 -%}{%- set parsed.items = parsed.items + [[kv[0]|trim, kv[1]|trim]] -%}{%- endif -%}
 {%- endfor -%}
+{%- set spec = dict(parsed.items) -%}
+{%- elif spec is not mapping -%}{%- set spec = {} -%}
 {%- endif -%}
-{%- set ns.out = ns.out ~ (',' if not loop.first else '') ~ pair[0] ~ ':' ~ ns.val -%}
-{%- endfor -%}
-{{- ns.out -}}
+{%- for pair in steer_names -%}{{- (',' if not loop.first else '') ~ pair[0] ~ ':' ~ (spec[pair[0]] if pair[0] in spec else pair[1]) -}}{%- endfor -%}
 {%- endmacro -%}
-{%- set steer_defaults = steer_attr_string({}) -%}
-{%- set steer_current = steer_attr_string(steer_attributes if steer_attributes is defined and steer_attributes is not none else {}) -%}
+{%- set steer_defaults = @DEFAULTS@ -%}
 {%- set steer_values_text = ((steer_values if steer_values is string else steer_values | join('\\n')) if steer_values is defined and steer_values else '') -%}
 {%- set steer_has_system = messages and messages[0]['role'] == 'system' -%}
 {%- set steer_given = messages[0]['content'] if steer_has_system else none -%}
@@ -103,6 +99,7 @@ _PRELUDE = """{#- steer:template: steering prelude (steer_attributes, steer_valu
 {%- endif -%}
 {%- endfor -%}
 {%- set steer_cut = (add_generation_prompt is defined and add_generation_prompt and steer_names | length > 0) -%}
+{%- set steer_current = (steer_attr_string(steer_attributes) if steer_attributes is defined and steer_attributes is not none else steer_defaults) if steer_cut else '' -%}
 {%- set messages = steer_ns.msgs + ([{'role': 'assistant', 'content': steer_open ~ steer_current ~ steer_close ~ @CUT@}] if steer_cut else []) -%}
 {%- if steer_cut -%}{%- set add_generation_prompt = false -%}{%- endif -%}
 {%- set steer_rendered %}"""
@@ -176,7 +173,8 @@ def _probe_system_support(base: str, special_tokens: Mapping[str, str] | None) -
 
 def _wrap(base: str, *, schema: Schema | None, line: tuple[str, str], merge_system: bool) -> str:
     names = [[a.name, a.default] for a in schema.attributes] if schema else []
-    prelude = (_PRELUDE.replace("@NAMES@", json.dumps(names)).replace("@OPEN@", json.dumps(line[0]))
+    defaults = ",".join(f"{name}:{value}" for name, value in names)
+    prelude = (_PRELUDE.replace("@NAMES@", json.dumps(names)).replace("@DEFAULTS@", json.dumps(defaults)).replace("@OPEN@", json.dumps(line[0]))
                .replace("@CLOSE@", json.dumps(line[1])).replace("@MERGE@", "true" if merge_system else "false")
                .replace("@CUT@", json.dumps(_CUT)))
     # Templates read from .jinja files often end with a stray newline: drop it.
@@ -234,10 +232,9 @@ class SteerTemplate:
             if message.get("role") != "assistant":
                 continue
             prefix = self.render(messages[:k], add_generation_prompt=True, attributes=message.get("attributes"), values=values)
-            upto = self.render(messages[: k + 1], values=values)
             # A turn may end differently when it is the last one (an EOS after the final turn):
             # the span ends where "conversation ends here" and the full conversation part ways.
-            end = _common_prefix(upto, full)
+            end = len(full) if k == len(messages) - 1 else _common_prefix(self.render(messages[: k + 1], values=values), full)
             if not (full.startswith(prefix) and end > len(prefix)):
                 raise TemplateError(
                     f"template {self.kind!r} renders assistant turn {k} differently in training and generation;"
@@ -253,11 +250,15 @@ class SteerTemplate:
 
 
 def _common_prefix(a: str, b: str) -> int:
-    n = min(len(a), len(b))
-    i = 0
-    while i < n and a[i] == b[i]:
-        i += 1
-    return i
+    """Length of the common prefix of two strings (binary search over C-level slice compares)."""
+    lo, hi = 0, min(len(a), len(b))
+    while lo < hi:
+        mid = (lo + hi + 1) // 2
+        if a[:mid] == b[:mid]:
+            lo = mid
+        else:
+            hi = mid - 1
+    return lo
 
 
 def build_template(kind: str, *, schema: Schema | None, base: str | None = None,

@@ -21,10 +21,10 @@ class CharTokenizer:
     chat_template = None
     special_tokens_map: dict = {}
 
-    def __call__(self, text, add_special_tokens=False, return_offsets_mapping=False):
-        out = {"input_ids": [ord(c) for c in text]}
+    def __call__(self, texts, add_special_tokens=False, return_offsets_mapping=False):
+        out = {"input_ids": [[ord(c) for c in text] for text in texts]}
         if return_offsets_mapping:
-            out["offset_mapping"] = [(i, i + 1) for i in range(len(text))]
+            out["offset_mapping"] = [[(i, i + 1) for i in range(len(text))] for text in texts]
         return out
 
 

@@ -1,9 +1,12 @@
 import datasets
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from steer.config import validate_recipe
-from steer.data.encode import IGNORE
+from steer.data.encode import IGNORE, _mask
 from steer.data.prepare import prepare
+from steer.templates import _common_prefix
 from tests import fixtures
 
 
@@ -67,3 +70,26 @@ def test_cli_prepare(tmp_path, shared_assets):
     out = run_cli("data", "prepare", str(tmp_path / "r.yaml"), "--json")
     assert out.returncode == 0, out.stderr
     assert json.loads(out.stdout.strip().splitlines()[-1])["examples"] == 3
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.lists(st.integers(0, 5), min_size=0, max_size=40), st.lists(st.tuples(st.integers(0, 60), st.integers(0, 20)), max_size=4),
+       st.booleans())
+def test_label_mask_matches_the_per_token_rule(widths, raw_spans, shuffle):
+    starts = [sum(widths[:i]) for i in range(len(widths))]
+    if shuffle:
+        starts = starts[::-1]  # the non-monotone fallback path
+    offsets = [(s, s + 1) for s in starts]
+    ids = list(range(1000, 1000 + len(starts)))
+    spans, edge = [], 0
+    for gap, width in raw_spans:  # sorted, non-overlapping, as loss_spans gives them
+        spans.append((edge + gap, edge + gap + width))
+        edge += gap + width
+    expected = [t if any(a <= s < b for a, b in spans) else IGNORE for t, s in zip(ids, starts)]
+    assert _mask(ids, offsets, spans) == expected
+
+
+@given(st.text(alphabet="ab", max_size=30), st.text(alphabet="ab", max_size=30))
+def test_common_prefix(a, b):
+    n = _common_prefix(a, b)
+    assert a[:n] == b[:n] and (n == min(len(a), len(b)) or a[n] != b[n])

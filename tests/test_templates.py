@@ -225,3 +225,18 @@ def test_history_turns_without_attributes_use_defaults_not_the_request():
     assert prompt.endswith("<extra_id_2>helpfulness:4,correctness:4,coherence:4,complexity:2,verbosity:0\n")
     text, spans = t.training(history + [{"role": "assistant", "content": "d", "attributes": {"verbosity": 0}}])
     assert text.startswith(prompt) and len(spans) == 2
+
+
+@pytest.mark.parametrize("name", [n for n, _ in TOKENIZER_CASES])
+def test_backend_tokenization_equals_the_transformers_call(name, shared_assets):
+    from transformers import AutoTokenizer
+
+    from steer.data.encode import tokenize
+
+    path = shared_assets / ("models" if name == "stories260k" else "tokenizers") / name
+    tok = AutoTokenizer.from_pretrained(str(path))
+    tok.model_max_length = 8  # a tokenizer-level limit must not truncate either path
+    texts = [" leading space", "<extra_id_1>User\nHi  there\n\n", "naïve café 東京 🙂", "", "x" * 40,
+             tok.eos_token + "after eos" if tok.eos_token else "no eos"]
+    enc = tok(texts, add_special_tokens=False, return_offsets_mapping=True)
+    assert tokenize(tok, texts) == [(list(i), [tuple(o) for o in off]) for i, off in zip(enc["input_ids"], enc["offset_mapping"])]

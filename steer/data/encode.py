@@ -7,9 +7,11 @@ end-of-turn marker; with an attribute schema, a turn without attribute labels ca
 
 from __future__ import annotations
 
+from bisect import bisect_left
 from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
+from weakref import WeakKeyDictionary
 
 from steer.attributes import SCHEMAS, Schema
 from steer.data.records import Conversation, DataError, PreferencePair, Record
@@ -56,8 +58,8 @@ def encode(record: Conversation, template: SteerTemplate, tokenizer: Any, *, max
            overlong: str = "truncate") -> Encoded:
     """Tokenize one conversation; overlong examples are truncated or rejected (``DataError``)."""
     text, spans = loss_spans(record, template)
-    enc = tokenizer(text, add_special_tokens=False, return_offsets_mapping=True)
-    result = _labelled(text, spans, enc["input_ids"], enc["offset_mapping"], max_length, overlong)
+    [(ids, offsets)] = tokenize(tokenizer, [text])
+    result = _labelled(text, spans, ids, offsets, max_length, overlong)
     if isinstance(result, DataError):
         raise result
     return result
@@ -109,8 +111,7 @@ def explain(record: Conversation, template: SteerTemplate, tokenizer: Any = None
         return {"id": record.id, "segments": segments, "chars": len(text),
                 "loss_chars": sum(b - a for a, b in spans), "tokens": None}
     text, spans = loss_spans(record, template)
-    enc = tokenizer(text, add_special_tokens=False, return_offsets_mapping=True)
-    ids, offsets = enc["input_ids"], enc["offset_mapping"]
+    [(ids, offsets)] = tokenize(tokenizer, [text])
     truncated = max_length is not None and len(ids) > max_length
     if truncated:
         ids, offsets = ids[:max_length], offsets[:max_length]
@@ -133,7 +134,7 @@ def encode_many(records: list[Conversation], template: SteerTemplate, tokenizer:
         except SteerError as err:
             rendered.append(DataError("template error", f"example {record.id}: {err}"))
     texts = [r[0] for r in rendered if not isinstance(r, DataError)]
-    batch = tokenizer(texts, add_special_tokens=False, return_offsets_mapping=True) if texts else {"input_ids": []}
+    batch = tokenize(tokenizer, texts)
     out: list[Encoded | DataError] = []
     k = 0
     for item in rendered:
@@ -141,15 +142,53 @@ def encode_many(records: list[Conversation], template: SteerTemplate, tokenizer:
             out.append(item)
             continue
         text, spans = item
-        ids, offsets = batch["input_ids"][k], batch["offset_mapping"][k]
+        ids, offsets = batch[k]
         k += 1
         out.append(_labelled(text, spans, ids, offsets, max_length, overlong))
     return out
 
 
+_BACKENDS: WeakKeyDictionary = WeakKeyDictionary()
+
+
+def tokenize(tokenizer: Any, texts: list[str]) -> list[tuple[list[int], list[tuple[int, int]]]]:
+    """Token ids and character offsets of each text, without added special tokens.
+
+    A fast tokenizer is run through its Rust backend directly (a copy with truncation and padding
+    off, so nothing the tokenizer file configures changes the result): same ids as calling the
+    transformers tokenizer, without its per-call Python overhead.
+    """
+    if not texts:
+        return []
+    backend = _BACKENDS.get(tokenizer)
+    if backend is None and getattr(tokenizer, "is_fast", False) and hasattr(tokenizer, "backend_tokenizer"):
+        from tokenizers import Tokenizer
+
+        backend = Tokenizer.from_str(tokenizer.backend_tokenizer.to_str())
+        backend.no_truncation()
+        backend.no_padding()
+        _BACKENDS[tokenizer] = backend
+    if backend is not None:
+        return [(e.ids, e.offsets) for e in backend.encode_batch(texts, add_special_tokens=False)]
+    enc = tokenizer(texts, add_special_tokens=False, return_offsets_mapping=True)
+    return list(zip(enc["input_ids"], enc["offset_mapping"]))
+
+
+def _mask(ids: list[int], offsets: list[tuple[int, int]], spans: list[tuple[int, int]]) -> list[int]:
+    """Labels: the token id where the token starts inside a loss span, else -100."""
+    starts = [start for start, _ in offsets]
+    if starts != sorted(starts):  # not seen with real tokenizers; keep the exact, slow rule
+        return [tok if any(a <= start < b for a, b in spans) else IGNORE for tok, start in zip(ids, starts)]
+    labels = [IGNORE] * len(ids)
+    for a, b in spans:
+        i, j = bisect_left(starts, a), bisect_left(starts, b)
+        labels[i:j] = ids[i:j]
+    return labels
+
+
 def _labelled(text: str, spans: list[tuple[int, int]], ids: list[int], offsets: list[tuple[int, int]],
               max_length: int | None, overlong: str) -> Encoded | DataError:
-    labels = [tok if any(a <= start < b for a, b in spans) else IGNORE for tok, (start, _) in zip(ids, offsets)]
+    labels = _mask(ids, offsets, spans)
     truncated = False
     if max_length is not None and len(ids) > max_length:
         if overlong == "reject":

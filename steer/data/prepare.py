@@ -96,15 +96,25 @@ def mix(sources: list[SourceConfig], seed: int, skip_invalid: bool) -> tuple[lis
 
 
 _WORKER: dict = {}
+COLUMNS = ("input_ids", "labels")
 
 
 def _init_worker(template: Any, tokenizer: Any, max_length: int, overlong: str) -> None:
     _WORKER.update(template=template, tokenizer=tokenizer, max_length=max_length, overlong=overlong)
 
 
-def _encode_chunk(chunk: list[Conversation]) -> list[Encoded | DataError]:
+def _encode_chunk(chunk: list[Conversation]) -> tuple[Any, list[DataError], int, int]:
+    """Encode a chunk into an Arrow table (built in the worker: cheap to send back) plus its rejects."""
+    import pyarrow as pa
+
     w = _WORKER
-    return encode_many(chunk, w["template"], w["tokenizer"], max_length=w["max_length"], overlong=w["overlong"])
+    encoded = encode_many(chunk, w["template"], w["tokenizer"], max_length=w["max_length"], overlong=w["overlong"])
+    kept = [e for e in encoded if isinstance(e, Encoded)]
+    errors = [e for e in encoded if isinstance(e, DataError)]
+    column = pa.list_(pa.int32())
+    table = pa.table({"input_ids": pa.array([e.input_ids for e in kept], column),
+                      "labels": pa.array([e.labels for e in kept], column)})
+    return table, errors, sum(len(e.input_ids) for e in kept), sum(e.loss_tokens for e in kept)
 
 
 def prepare(recipe: SFTRecipe, *, sources: list[SourceConfig] | None = None, progress: Progress | None = None,
@@ -126,26 +136,43 @@ def prepare(recipe: SFTRecipe, *, sources: list[SourceConfig] | None = None, pro
     records, reports = mix(sources, recipe.train.seed, recipe.data.skip_invalid)
     chunks = [records[i:i + CHUNK] for i in range(0, len(records), CHUNK)]
     args = (template, tokenizer, recipe.data.max_length, recipe.data.overlong)
-    columns: dict[str, list] = {"input_ids": [], "labels": []}
+    tables: list = []
     rejected: Counter = Counter()
-    done = 0
+    totals = [0, 0, 0]  # examples done, tokens, loss tokens
+
+    def collect(chunk: list[Conversation], result: tuple[Any, list[DataError], int, int]) -> None:
+        table, errors, tokens, loss = result
+        for error in errors:
+            if not recipe.data.skip_invalid and error.reason not in ("too long", "no loss tokens"):
+                raise error
+            rejected[error.reason] += 1
+        tables.append(table)
+        totals[0] += len(chunk)
+        totals[1] += tokens
+        totals[2] += loss
+        if progress:
+            progress(totals[0], len(records))
+
     if recipe.data.num_proc > 1 and len(chunks) > 1:
         with get_context("fork").Pool(recipe.data.num_proc, _init_worker, args) as pool:
-            results = pool.imap(_encode_chunk, chunks)
-            for chunk, encoded in zip(chunks, results):
-                done = _collect(encoded, columns, rejected, done + len(chunk), len(records), progress, recipe)
+            for chunk, result in zip(chunks, pool.imap(_encode_chunk, chunks)):
+                collect(chunk, result)
     else:
         _init_worker(*args)
         for chunk in chunks:
-            done = _collect(_encode_chunk(chunk), columns, rejected, done + len(chunk), len(records), progress, recipe)
-    ds = datasets.Dataset.from_dict(columns)
+            collect(chunk, _encode_chunk(chunk))
+    import pyarrow as pa
+
+    features = datasets.Features({name: datasets.List(datasets.Value("int32")) for name in COLUMNS})
+    empty = pa.table({name: pa.array([], pa.list_(pa.int32())) for name in COLUMNS})
+    ds = datasets.Dataset(pa.concat_tables(tables or [empty]), info=datasets.DatasetInfo(features=features))
     tmp = out.with_name(out.name + ".tmp")
     datasets.disable_progress_bars()  # steer shows its own progress
     try:
         ds.save_to_disk(str(tmp))
     finally:
         datasets.enable_progress_bars()
-    tokens, loss = sum(map(len, columns["input_ids"])), sum(sum(1 for x in lab if x != -100) for lab in columns["labels"])
+    tokens, loss = totals[1], totals[2]
     meta = {"examples": len(ds), "tokens": tokens, "loss_tokens": loss, "rejected": dict(rejected),
             "template": template.spec(), "tokenizer": tok_id, "sources": [r.to_json() for r in reports]}
     (tmp / "steer_prepared.json").write_text(json.dumps(meta, indent=2))
@@ -155,18 +182,3 @@ def prepare(recipe: SFTRecipe, *, sources: list[SourceConfig] | None = None, pro
         shutil.rmtree(out)
     tmp.rename(out)
     return Prepared(out, len(ds), tokens, loss, False, reports, rejected)
-
-
-def _collect(encoded: list[Encoded | DataError], columns: dict, rejected: Counter, done: int, total: int,
-             progress: Progress | None, recipe: SFTRecipe) -> int:
-    for item in encoded:
-        if isinstance(item, DataError):
-            if not recipe.data.skip_invalid and item.reason not in ("too long", "no loss tokens"):
-                raise item
-            rejected[item.reason] += 1
-            continue
-        columns["input_ids"].append(item.input_ids)
-        columns["labels"].append(item.labels)
-    if progress:
-        progress(done, total)
-    return done

@@ -1,0 +1,1 @@
+"""Training: SFT (SteerLM and Janus) on transformers.Trainer, packing, checkpoints, export."""

@@ -1,0 +1,101 @@
+"""Load the model to train: a hub id or local directory (optionally QLoRA), or a config from scratch,
+then wrap it with LoRA (PEFT) or leave it for full fine-tuning."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from steer.config import ModelConfig, TrainConfig
+from steer.errors import UsageError
+
+DTYPES = {"float32": "float32", "bfloat16": "bfloat16", "float16": "float16"}
+
+
+def torch_dtype(name: str) -> Any:
+    """The torch dtype for a recipe's ``model.dtype`` (``auto``: bf16 on a GPU that has it, else fp32)."""
+    import torch
+
+    if name == "auto":
+        return torch.bfloat16 if torch.cuda.is_available() and torch.cuda.is_bf16_supported() else torch.float32
+    return getattr(torch, DTYPES[name])
+
+
+def attention(cfg: ModelConfig, packing: bool) -> str:
+    """The attention implementation to load: packed rows on SDPA use steer's per-example SDPA."""
+    if cfg.attn_implementation == "flash_attention_2":
+        import importlib.util
+
+        if importlib.util.find_spec("flash_attn") is None:
+            raise UsageError("model.attn_implementation is flash_attention_2 but flash-attn is not installed "
+                             "(pip install flash-attn, on a CUDA machine), or use sdpa")
+        return "flash_attention_2"
+    if packing and cfg.attn_implementation == "sdpa":
+        from steer.train.packing import register_varlen
+
+        return register_varlen()
+    return cfg.attn_implementation
+
+
+def load_base(cfg: ModelConfig, *, packing: bool, quantize: bool = False) -> Any:
+    """The causal LM to fine-tune (random init when ``from_scratch``)."""
+    import torch
+    from transformers import AutoConfig, AutoModelForCausalLM
+
+    dtype = torch_dtype(cfg.dtype)
+    attn = attention(cfg, packing)
+    if cfg.from_scratch is not None:
+        spec = dict(cfg.from_scratch)
+        model_type = spec.pop("model_type", None)
+        if not model_type:
+            raise UsageError("model.from_scratch needs a model_type (for example llama)")
+        try:
+            config = AutoConfig.for_model(model_type, **spec)
+        except (ValueError, TypeError) as err:
+            raise UsageError(f"model.from_scratch: {err}") from None
+        return AutoModelForCausalLM.from_config(config, dtype=dtype, attn_implementation=attn)
+    kwargs: dict[str, Any] = {"dtype": dtype, "attn_implementation": attn, "trust_remote_code": cfg.trust_remote_code}
+    if quantize:
+        kwargs["quantization_config"] = _qlora_config(dtype)
+    try:
+        return AutoModelForCausalLM.from_pretrained(cfg.name_or_path, **kwargs)
+    except OSError as err:
+        raise UsageError(f"cannot load model {cfg.name_or_path!r}: {str(err).strip().splitlines()[0]}") from None
+
+
+def _qlora_config(dtype: Any) -> Any:
+    import importlib.util
+
+    import torch
+
+    if not torch.cuda.is_available() or importlib.util.find_spec("bitsandbytes") is None:
+        raise UsageError("train.method qlora needs a CUDA GPU and bitsandbytes (pip install bitsandbytes); "
+                         "use lora or full on this machine")
+    from transformers import BitsAndBytesConfig
+
+    return BitsAndBytesConfig(load_in_4bit=True, bnb_4bit_quant_type="nf4", bnb_4bit_use_double_quant=True,
+                              bnb_4bit_compute_dtype=dtype)
+
+
+def build_model(cfg: ModelConfig, train: TrainConfig, *, packing: bool) -> Any:
+    """The model ready for the Trainer: base (+ LoRA adapter), gradient checkpointing as asked."""
+    if cfg.from_scratch is not None and train.method != "full":
+        raise UsageError("a model trained from scratch needs train.method full (LoRA needs pretrained weights)")
+    model = load_base(cfg, packing=packing, quantize=train.method == "qlora")
+    if train.gradient_checkpointing:
+        model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
+        model.config.use_cache = False
+    if train.method == "full":
+        return model
+    from peft import LoraConfig, get_peft_model, prepare_model_for_kbit_training
+
+    if train.method == "qlora":
+        model = prepare_model_for_kbit_training(model, use_gradient_checkpointing=train.gradient_checkpointing)
+    lora = LoraConfig(r=train.lora.r, lora_alpha=train.lora.alpha, lora_dropout=train.lora.dropout,
+                      target_modules=train.lora.target_modules, task_type="CAUSAL_LM")
+    try:
+        model = get_peft_model(model, lora)
+    except ValueError as err:
+        raise UsageError(f"train.lora.target_modules: {err}") from None
+    if train.gradient_checkpointing:
+        model.enable_input_require_grads()
+    return model
