@@ -192,6 +192,83 @@ def data_prepare(
         ui.prepared(result.to_json())
 
 
+train_app = typer.Typer(help="Train steerable models.", no_args_is_help=True)
+app.add_typer(train_app, name="train")
+
+
+def _quiet_libraries() -> None:
+    """Keep transformers/datasets chatter (load bars, advisory warnings) off the user's terminal."""
+    import warnings
+
+    import datasets
+    import transformers
+
+    if os.environ.get("STEER_DEBUG") != "1":
+        transformers.logging.set_verbosity_error()
+        transformers.utils.logging.disable_progress_bar()
+        datasets.disable_progress_bars()
+        warnings.filterwarnings("ignore", category=UserWarning)
+        warnings.filterwarnings("ignore", category=FutureWarning)
+
+
+def _torchrun(nproc: int, argv: list[str]) -> int:
+    """Relaunch this command under torchrun with ``nproc`` processes on this machine."""
+    import subprocess
+
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc_per_node={nproc}", "-m", "steer", *argv]
+    ui.plain("launching: " + " ".join(cmd[2:]))
+    return subprocess.run(cmd, check=False).returncode
+
+
+@train_app.command("sft")
+def train_sft_cmd(
+    recipe: Annotated[str, typer.Argument(help="Recipe YAML file (see recipes/).")],
+    overrides: SetOpt = [],  # noqa: B006
+    nproc: Annotated[Optional[int], typer.Option("--nproc", help="Processes on this machine (relaunches under torchrun).")] = None,
+    resume: Annotated[Optional[str], typer.Option("--resume", help="Continue from a checkpoint: 'last' (the run's latest) or a folder.")] = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """Fine-tune with attribute conditioning (SteerLM) or value statements (Janus), LoRA or full."""
+    from steer.config import load_recipe
+
+    cfg = load_recipe(recipe, overrides)
+    n = nproc or cfg.distributed.nproc
+    if n > 1 and "LOCAL_RANK" not in os.environ:
+        argv = ["train", "sft", recipe, *(a for o in overrides for a in ("--set", o))]
+        argv += ["--resume", resume] if resume else []
+        argv += ["--json"] if as_json else []
+        raise typer.Exit(_torchrun(n, argv))
+    _quiet_libraries()
+    from steer.train.sft import is_main_process, train_sft
+
+    target: str | bool | None = True if resume == "last" else resume
+    if as_json or not is_main_process():
+        result = train_sft(cfg, resume=target)
+    else:
+        with ui.TrainDisplay() as display:
+            result = train_sft(cfg, resume=target, events=display)
+    if not is_main_process():
+        return
+    if as_json:
+        ui.print_json(result.to_json())
+    else:
+        ui.trained(result.to_json())
+
+
+@app.command()
+def export(
+    run_dir: Annotated[str, typer.Argument(help="A steer run directory (or one of its checkpoint-N folders).")],
+    out: Annotated[str, typer.Option("--out", "-o", help="Where the plain Hugging Face model goes.")],
+    dtype: Annotated[str, typer.Option("--dtype", help="Saved weights: float32, bfloat16, float16 or auto (as trained).")] = "auto",
+) -> None:
+    """Merge a LoRA run into its base model (on CPU) and write a plain HF model directory any engine serves."""
+    _quiet_libraries()
+    from steer.train.export import export as do_export
+
+    path = do_export(run_dir, out, dtype=dtype)
+    ui.plain(f"exported: {path}  (transformers, vLLM and TGI load it as is; steering variables: steer_attributes, steer_values)")
+
+
 def main(argv: list[str] | None = None) -> None:
     """Console-script entry point: SteerErrors become one red line and an exit code."""
     try:

@@ -156,3 +156,65 @@ def prepared(result: dict) -> None:
     rejected = ", ".join(f"{k}: {v}" for k, v in result["rejected"].items()) or "none"
     console.print(f"{result['examples']} examples, {result['tokens']} tokens ({result['loss_tokens']} with loss), "
                   f"rejected {rejected}; {state}: [bold]{result['path']}[/]")
+
+
+class TrainDisplay:
+    """Live view of a training run, fed by the trainer's events: a bar with loss, lr, tokens/s, ETA."""
+
+    def __init__(self) -> None:
+        from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+
+        self._progress = Progress(TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(),
+                                  TextColumn("{task.fields[info]}"), TimeElapsedColumn(), TextColumn("eta"),
+                                  TimeRemainingColumn(), console=err_console)
+        self._prepare = None
+        self._train = None
+        self._fields = {"loss": "-", "lr": "-", "tok/s": "-", "eval": "-"}
+
+    def __enter__(self) -> TrainDisplay:
+        self._progress.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._progress.stop()
+
+    def _info(self) -> str:
+        f = self._fields
+        return f"loss {f['loss']}  lr {f['lr']}  {f['tok/s']} tok/s  eval {f['eval']}"
+
+    def __call__(self, event: dict) -> None:
+        kind = event["event"]
+        if kind == "prepare":
+            if self._prepare is None:
+                self._prepare = self._progress.add_task("tokenize", total=event["total"], info="examples")
+            self._progress.update(self._prepare, completed=event["done"], total=event["total"])
+        elif kind == "data":
+            p = event["prepared"]
+            self._progress.console.print(
+                f"data: {event['train']} train / {event['eval']} eval examples, {p['tokens']:,} tokens "
+                f"({p['loss_tokens']:,} with loss){', cached' if p['cached'] else ''}: {p['path']}")
+        elif kind == "start":
+            self._train = self._progress.add_task("train", total=event["max_steps"], completed=event["step"],
+                                                  info=self._info())
+        elif kind == "step" and self._train is not None:
+            self._fields["tok/s"] = f"{event['tokens_per_s']:,.0f}"
+            self._progress.update(self._train, completed=event["step"], info=self._info())
+        elif kind == "log":
+            if "loss" in event:
+                self._fields["loss"] = f"{event['loss']:.4f}"
+            if "learning_rate" in event:
+                self._fields["lr"] = f"{event['learning_rate']:.2e}"
+            if "eval_loss" in event:
+                self._fields["eval"] = f"{event['eval_loss']:.4f}"
+            if self._train is not None:
+                self._progress.update(self._train, info=self._info())
+
+
+def trained(result: dict) -> None:
+    """Summary after ``steer train``."""
+    ev = "-" if result["eval_loss"] is None else f"{result['eval_loss']:.4f}"
+    tl = "-" if result["train_loss"] is None else f"{result['train_loss']:.4f}"
+    console.print(f"trained {result['steps']} steps on {result['tokens']:,} tokens: loss {tl}, eval loss {ev}")
+    console.print(f"run directory: [bold]{result['run_dir']}[/]")
+    console.print(f"next: steer generate {result['run_dir']} \"...\" --attr verbosity=1   "
+                  f"|  steer export {result['run_dir']} --out {result['run_dir']}-merged")

@@ -23,6 +23,7 @@ from steer.config import SFTRecipe, SourceConfig
 from steer.data.encode import Encoded, encode_many, load_tokenizer, template_for
 from steer.data.loader import LoadReport, load
 from steer.data.records import Conversation, DataError
+from steer.errors import UsageError
 
 Progress = Callable[[int, int], None]
 CHUNK = 512
@@ -161,6 +162,11 @@ def prepare(recipe: SFTRecipe, *, sources: list[SourceConfig] | None = None, pro
         _init_worker(*args)
         for chunk in chunks:
             collect(chunk, _encode_chunk(chunk))
+    if totals[0] and not any(t.num_rows for t in tables):
+        why = ", ".join(f"{k}: {v}" for k, v in rejected.items())
+        raise UsageError(f"no examples left to train on: all {totals[0]} were rejected ({why}); "
+                         f"raise data.max_length (now {recipe.data.max_length})"
+                         + (" or set data.overlong: truncate" if "too long" in rejected else ""))
     import pyarrow as pa
 
     features = datasets.Features({name: datasets.List(datasets.Value("int32")) for name in COLUMNS})

@@ -1,0 +1,1 @@
+"""Steered generation: engines (hf, vllm), one prompt, chat, batch."""

@@ -1,0 +1,241 @@
+"""Training: packing, resume, distributed, artifacts and export (tiny models on CPU)."""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import subprocess
+import sys
+
+import pytest
+import torch
+
+from steer.config import validate_recipe
+from steer.errors import SteerError, UsageError
+from tests import fixtures
+from tests.conftest import REPO, run_cli
+
+TINY = {"model_type": "llama", "hidden_size": 32, "intermediate_size": 64, "num_hidden_layers": 2,
+        "num_attention_heads": 4, "num_key_value_heads": 2, "vocab_size": 512, "max_position_embeddings": 512}
+
+
+def _data(tmp_path, n: int = 8) -> str:
+    rows = []
+    for k in range(n):  # varied lengths and labels
+        for row in fixtures.helpsteer_rows():
+            rows.append({**row, "response": row["response"] + " More." * (k % 4), "verbosity": (row["verbosity"] + k) % 5})
+    return str(fixtures.write(rows, tmp_path / "hs.jsonl"))
+
+
+def _recipe(tmp_path, shared_assets, out: str = "run", **train) -> dict:
+    base = {"model": {"from_scratch": TINY, "tokenizer": str(shared_assets / "models/stories260k")},
+            "data": {"sources": [{"path": _data(tmp_path)}], "max_length": 512, "cache_dir": str(tmp_path / "cache")},
+            "train": {"method": "full", "max_steps": 6, "batch_size": 4, "learning_rate": 3e-3, "save_steps": 3,
+                      "logging_steps": 1, "seed": 7, "output_dir": str(tmp_path / out), **train}}
+    return base
+
+
+def _losses(run_dir) -> list[float]:
+    rows = [json.loads(line) for line in (run_dir / "metrics.jsonl").read_text().splitlines()]
+    return [r["loss"] for r in rows if "loss" in r]
+
+
+def test_packed_loss_equals_unpacked_and_never_crosses_examples():
+    from transformers import LlamaConfig, LlamaForCausalLM
+
+    from steer.train.packing import PackedCollator, PaddedCollator, register_varlen, segments
+
+    torch.manual_seed(0)
+    cfg = {k: v for k, v in TINY.items() if k != "model_type"}
+    model = LlamaForCausalLM(LlamaConfig(**cfg, attn_implementation=register_varlen()))
+    feats = []
+    for n in (9, 31, 4, 17):
+        ids = torch.randint(3, 500, (n,)).tolist()
+        feats.append({"input_ids": ids, "labels": [-100] * 2 + ids[2:]})
+    packed = PackedCollator()(feats)
+    assert packed["input_ids"].shape == (1, 61) and "attention_mask" not in packed
+    assert segments(packed["position_ids"]) == [(0, 9), (9, 40), (40, 44), (44, 61)]
+    with torch.no_grad():
+        p = model(**packed).loss.item()
+        u = model(**PaddedCollator(0)(feats)).loss.item()
+        # the same examples one at a time, weighted by their loss tokens
+        parts = [(model(**PaddedCollator(0)([f])).loss.item(), sum(x != -100 for x in f["labels"][1:])) for f in feats]
+    alone = sum(loss * n for loss, n in parts) / sum(n for _, n in parts)
+    assert abs(p - u) < 1e-4 and abs(p - alone) < 1e-4
+
+
+def test_packing_keeps_each_example_whole_or_rejected(tmp_path, shared_assets):
+    import datasets
+
+    from steer.data.prepare import prepare
+    from steer.train.packing import PackedCollator, segments
+
+    raw = _recipe(tmp_path, shared_assets)
+    raw["data"]["max_length"] = 280
+    for policy in ("truncate", "reject"):
+        raw["data"]["overlong"] = policy
+        prepared = prepare(validate_recipe(raw))
+        ds = datasets.load_from_disk(str(prepared.path))
+        lengths = [len(x) for x in ds["input_ids"]]
+        assert max(lengths) <= 280
+        batch = PackedCollator()([ds[i] for i in range(min(4, len(ds)))])
+        assert [b - a for a, b in segments(batch["position_ids"])] == lengths[:4]
+        if policy == "reject":
+            assert prepared.rejected["too long"] > 0
+    raw["data"]["max_length"] = 20
+    with pytest.raises(UsageError, match="no examples left"):
+        prepare(validate_recipe(raw))
+
+
+def test_train_writes_a_complete_run_directory(tmp_path, shared_assets):
+    from steer.train.sft import train_sft
+
+    raw = _recipe(tmp_path, shared_assets, eval_steps=3)
+    raw["data"]["validation_fraction"] = 0.25
+    events = []
+    result = train_sft(validate_recipe(raw), events=events.append)
+    run = result.run_dir
+    for name in ("model.safetensors", "config.json", "tokenizer.json", "recipe.yaml", "steer.json", "metrics.jsonl",
+                 "checkpoint-3", "checkpoint-6"):
+        assert (run / name).exists(), name
+    losses = _losses(run)
+    assert len(losses) == 6 and all(math.isfinite(x) for x in losses) and losses[-1] < losses[0]
+    rows = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
+    assert any("eval_loss" in r for r in rows) and result.eval_loss is not None
+    spec = json.loads((run / "steer.json").read_text())
+    assert spec["template"]["kind"] == "steerlm" and spec["template"]["schema"]["name"] == "helpsteer"
+    assert "steer_attributes" in (run / "chat_template.jinja").read_text()
+    kinds = {e["event"] for e in events}
+    assert {"prepare", "data", "start", "step", "log"} <= kinds
+    assert all(e["tokens_per_s"] > 0 for e in events if e["event"] == "step")
+    # same seed, same run
+    raw["train"]["output_dir"] = str(tmp_path / "again")
+    train_sft(validate_recipe(raw))
+    assert _losses(tmp_path / "again") == losses
+
+
+def test_resume_continues_exactly(tmp_path, shared_assets):
+    from transformers import TrainerCallback
+
+    from steer.train.sft import train_sft
+
+    straight = train_sft(validate_recipe(_recipe(tmp_path, shared_assets, out="straight")))
+
+    class Crash(TrainerCallback):
+        def on_save(self, args, state, control, **kw):
+            if state.global_step == 3:
+                raise KeyboardInterrupt  # as if killed right after checkpoint-3 was written
+
+    broken = validate_recipe(_recipe(tmp_path, shared_assets, out="broken"))
+    with pytest.raises(KeyboardInterrupt):
+        train_sft(broken, callbacks=[Crash()])
+    assert not (tmp_path / "broken/checkpoint-6").exists()
+    with pytest.raises(UsageError, match="already holds checkpoints"):
+        train_sft(broken)
+    resumed = train_sft(broken, resume=True)
+    assert resumed.resumed_from.endswith("checkpoint-3") and resumed.steps == 6
+    assert abs(resumed.train_loss - straight.train_loss) < 1e-5
+    assert _losses(tmp_path / "broken")[-3:] == pytest.approx(_losses(tmp_path / "straight")[-3:], abs=1e-5)
+
+
+def test_lora_run_adapter_guard_and_export_roundtrip(tmp_path, shared_assets):
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    from steer.generate.engine import Sampling, Steering, steering_prompt
+    from steer.generate.hf import HFEngine
+    from steer.train.export import export
+    from steer.train.sft import check_adapter, train_sft
+
+    raw = _recipe(tmp_path, shared_assets, method="lora", learning_rate=5e-2, max_steps=4, save_steps=4,
+                  lora={"r": 4, "alpha": 8, "dropout": 0.0, "target_modules": ["q_proj", "v_proj"]})
+    raw["model"] = {"name_or_path": str(shared_assets / "models/stories260k")}
+    run = train_sft(validate_recipe(raw)).run_dir
+    assert (run / "adapter_model.safetensors").is_file() and not (run / "model.safetensors").exists()
+    check_adapter(run)
+
+    engine = HFEngine.load(str(run))
+    messages = [{"role": "user", "content": "What colour is the sky over Zorbia?"}]
+    prompt = steering_prompt(engine.template, messages, Steering(attributes={"verbosity": 0, "complexity": 4}))
+    steer_out = engine.generate([prompt], Sampling(temperature=0, max_new_tokens=24))[0]
+
+    out = export(run, tmp_path / "merged")
+    model = AutoModelForCausalLM.from_pretrained(str(out))  # plain transformers, no steer code
+    tok = AutoTokenizer.from_pretrained(str(out))
+    text = tok.apply_chat_template(messages, add_generation_prompt=True, tokenize=False,
+                                   steer_attributes={"verbosity": 0, "complexity": 4})
+    assert text == prompt
+    ids = tok(text, add_special_tokens=False, return_tensors="pt")
+    gen = model.generate(**ids, max_new_tokens=24, do_sample=False, tokenizer=tok)
+    new = gen[0, ids["input_ids"].shape[1]:].tolist()
+    assert new[: len(steer_out.token_ids)] == steer_out.token_ids and steer_out.token_ids
+    with pytest.raises(UsageError, match="not empty"):
+        export(run, out)
+
+
+def test_empty_adapter_is_refused(tmp_path):
+    from safetensors.torch import save_file
+
+    from steer.train.sft import check_adapter
+
+    save_file({"base_model.model.layers.0.q_proj.lora_A.weight": torch.zeros(0)}, str(tmp_path / "adapter_model.safetensors"))
+    with pytest.raises(SteerError, match="adapter is empty"):
+        check_adapter(tmp_path)
+
+
+def test_unavailable_options_fail_clearly(tmp_path, shared_assets):
+    from steer.train.sft import train_sft
+
+    raw = _recipe(tmp_path, shared_assets, method="lora")
+    with pytest.raises(UsageError, match="from scratch needs train.method full"):
+        train_sft(validate_recipe(raw))
+    raw["model"] = {"name_or_path": str(shared_assets / "models/stories260k")}
+    raw["train"]["method"] = "qlora"
+    if not torch.cuda.is_available():
+        with pytest.raises(UsageError, match="qlora needs a CUDA GPU"):
+            train_sft(validate_recipe(raw))
+    raw["train"]["method"] = "lora"
+    raw["distributed"] = {"strategy": "deepspeed"}
+    import importlib.util
+
+    if importlib.util.find_spec("deepspeed") is None:
+        with pytest.raises(UsageError, match="needs DeepSpeed"):
+            train_sft(validate_recipe(raw))
+    with pytest.raises(UsageError, match="no checkpoint"):
+        train_sft(validate_recipe(_recipe(tmp_path, shared_assets, out="fresh")), resume=str(tmp_path))
+
+
+def test_two_gloo_processes_match_one(tmp_path, shared_assets):
+    """torchrun with 2 CPU processes (gloo) follows the single-process loss curve for the same global batch."""
+    import yaml
+
+    single = _recipe(tmp_path, shared_assets, out="one", batch_size=4, save_steps=100)
+    double = _recipe(tmp_path, shared_assets, out="two", batch_size=2, save_steps=100)
+    (tmp_path / "one.yaml").write_text(yaml.safe_dump(single))
+    (tmp_path / "two.yaml").write_text(yaml.safe_dump(double))
+    assert run_cli("train", "sft", str(tmp_path / "one.yaml"), "--json").returncode == 0
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(REPO)}
+    proc = subprocess.run([sys.executable, "-m", "steer", "train", "sft", str(tmp_path / "two.yaml"), "--nproc", "2", "--json"],
+                          cwd=REPO, env=env, capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    one, two = _losses(tmp_path / "one"), _losses(tmp_path / "two")
+    assert len(one) == len(two) == 6
+    assert max(abs(a - b) for a, b in zip(one, two)) < 1e-3
+
+
+def test_cli_train_and_export(tmp_path, shared_assets):
+    import yaml
+
+    raw = _recipe(tmp_path, shared_assets, max_steps=2, save_steps=2)
+    path = tmp_path / "r.yaml"
+    path.write_text(yaml.safe_dump(raw))
+    proc = run_cli("train", "sft", str(path))
+    assert proc.returncode == 0, proc.stderr
+    assert "trained 2 steps" in proc.stdout and "steer generate" in proc.stdout
+    again = run_cli("train", "sft", str(path))
+    assert again.returncode == 2 and "--resume" in again.stderr and len(again.stderr.strip().splitlines()) == 1
+    proc = run_cli("export", str(tmp_path / "run"), "--out", str(tmp_path / "exported"))
+    assert proc.returncode == 0, proc.stderr
+    assert (tmp_path / "exported/model.safetensors").is_file()
+    bad = run_cli("export", str(tmp_path / "nowhere"), "--out", str(tmp_path / "x"))
+    assert bad.returncode == 2 and "not a directory" in bad.stderr
