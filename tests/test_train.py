@@ -239,3 +239,24 @@ def test_cli_train_and_export(tmp_path, shared_assets):
     assert (tmp_path / "exported/model.safetensors").is_file()
     bad = run_cli("export", str(tmp_path / "nowhere"), "--out", str(tmp_path / "x"))
     assert bad.returncode == 2 and "not a directory" in bad.stderr
+
+
+def test_loss_on_labelled_positions_only_equals_the_models_loss(tmp_path):
+    from transformers import LlamaConfig, LlamaForCausalLM, TrainingArguments
+
+    from steer.train.packing import PackedCollator, PaddedCollator, register_varlen
+    from steer.train.sft import _trainer_class
+
+    torch.manual_seed(0)
+    cfg = {k: v for k, v in TINY.items() if k != "model_type"}
+    model = LlamaForCausalLM(LlamaConfig(**cfg, attn_implementation=register_varlen()))
+    feats = []
+    for n in (12, 30, 7):
+        ids = torch.randint(3, 500, (n,)).tolist()
+        feats.append({"input_ids": ids, "labels": [-100] * (n // 2) + ids[n // 2:]})
+    trainer = _trainer_class()(model=model, args=TrainingArguments(output_dir=str(tmp_path), use_cpu=True, report_to=[]))
+    for batch in (PackedCollator()(feats), PaddedCollator(0)(feats)):
+        with torch.no_grad():
+            expected = model(**batch).loss
+            ours = trainer.compute_loss(model, dict(batch))
+        assert abs(ours.item() - expected.item()) < 1e-5

@@ -161,12 +161,52 @@ def _callbacks(run_dir: Path, events: Events | None, lora: bool) -> list:
     return [RunFiles()]
 
 
+def _trainer_class() -> type:
+    from transformers import Trainer
+
+    class SteerTrainer(Trainer):
+        """``Trainer`` whose loss projects only positions that carry loss onto the vocabulary.
+
+        The LM head runs on the hidden states whose next token is labelled (``logits_to_keep`` as a
+        boolean mask), so system, user and padding positions cost no vocabulary matmul and no
+        logits memory. The loss is the same token-mean cross-entropy the model would compute.
+        """
+
+        def compute_loss(self, model: Any, inputs: dict, return_outputs: bool = False,
+                         num_items_in_batch: Any = None) -> Any:
+            import torch
+
+            from steer.data.encode import IGNORE
+
+            labels = inputs.pop("labels")
+            keep = torch.zeros_like(labels, dtype=torch.bool)
+            keep[:, :-1] = labels[:, 1:] != IGNORE
+            outputs = model(**inputs, logits_to_keep=keep, use_cache=False)
+            logits = outputs.logits.reshape(-1, outputs.logits.shape[-1])
+            targets = labels[:, 1:][keep[:, :-1]]
+            loss = torch.nn.functional.cross_entropy(logits.float(), targets, reduction="sum")
+            scaled = num_items_in_batch is not None
+            if not scaled:
+                denom: Any = max(targets.numel(), 1)
+            elif torch.is_tensor(num_items_in_batch):
+                denom = num_items_in_batch.clamp(min=1)
+            else:
+                denom = max(int(num_items_in_batch), 1)
+            loss = loss / denom
+            if scaled and self.args.average_tokens_across_devices:
+                loss = loss * self.accelerator.num_processes
+            self.loss_is_scaled_for_ga = scaled
+            return (loss, outputs) if return_outputs else loss
+
+    return SteerTrainer
+
+
 def train_sft(recipe: SFTRecipe, *, resume: str | bool | None = None, events: Events | None = None,
               callbacks: list | None = None) -> RunResult:
     """Train a recipe; ``resume`` continues from a checkpoint (``True``: the latest in the run directory)."""
     import datasets
     import transformers
-    from transformers import PrinterCallback, Trainer
+    from transformers import PrinterCallback
 
     from steer.data.encode import load_tokenizer, template_for
     from steer.data.prepare import prepare
@@ -207,7 +247,7 @@ def train_sft(recipe: SFTRecipe, *, resume: str | bool | None = None, events: Ev
     if is_main_process():
         run_dir.mkdir(parents=True, exist_ok=True)
         write_resolved(recipe, run_dir)
-    trainer = Trainer(model=model, args=args, train_dataset=train_ds, eval_dataset=eval_ds, data_collator=collator,
+    trainer = _trainer_class()(model=model, args=args, train_dataset=train_ds, eval_dataset=eval_ds, data_collator=collator,
                       processing_class=tokenizer, callbacks=_callbacks(run_dir, events, lora) + list(callbacks or []))
     trainer.remove_callback(PrinterCallback)  # progress and metrics go through our callback
     output = trainer.train(resume_from_checkpoint=checkpoint)
