@@ -8,12 +8,13 @@ from __future__ import annotations
 
 import os
 import sys
+from pathlib import Path
 from typing import Annotated, Optional
 
 import typer
 
 from steer import __version__, ui
-from steer.errors import SteerError
+from steer.errors import SteerError, UsageError
 
 app = typer.Typer(
     name="steer",
@@ -192,6 +193,104 @@ def data_prepare(
         ui.prepared(result.to_json())
 
 
+@data_app.command("synth")
+def data_synth(
+    out: Annotated[str, typer.Option("--out", "-o", help="Folder for train.jsonl, valid.jsonl and tokenizer/.")],
+    n: Annotated[int, typer.Option("-n", "--rows", help="Training rows.", min=1)] = 4000,
+    valid: Annotated[int, typer.Option("--valid", help="Validation rows (other prompts, same world).", min=0)] = 200,
+    seed: Annotated[int, typer.Option("--seed", help="Random seed: the same seed gives the same corpus.")] = 0,
+    tokenizer: Annotated[bool, typer.Option("--tokenizer/--no-tokenizer", help="Also train a BPE tokenizer on it.")] = True,
+    vocab: Annotated[int, typer.Option("--vocab", help="Tokenizer vocabulary size.", min=300)] = 512,
+) -> None:
+    """Write the synthetic steerable corpus (helpsteer attributes known by construction) and a tokenizer."""
+
+    from steer.synth import train_tokenizer, write_corpus
+
+    paths = write_corpus(Path(out), n, seed=seed, valid=valid)
+    for name, path in paths.items():
+        ui.plain(f"{name}: {path}")
+    if tokenizer:
+        import json
+
+        from steer.synth import SCHEMA
+        from steer.templates import DEFAULT_SYSTEM
+
+        texts = [m["content"] for p in paths.values() for line in open(p, encoding="utf-8")
+                 for m in json.loads(line)["messages"]]
+        texts += [DEFAULT_SYSTEM, SCHEMA.render({}), "User", "Assistant"] * 100  # the template's own text
+        ui.plain(f"tokenizer: {train_tokenizer(texts, Path(out) / 'tokenizer', vocab)}")
+
+
+ModelArg = Annotated[str, typer.Argument(help="A steer run directory, an exported model, or any HF model (folder or hub id).")]
+EngineOpt = Annotated[str, typer.Option("--engine", help="hf (transformers) or vllm.")]
+TemplateOpt = Annotated[Optional[str], typer.Option("--template", help="Override the steering format: steerlm, chat or janus.")]
+ModelSchemaOpt = Annotated[Optional[str], typer.Option("--schema", help="Attribute schema (default: the model's own).")]
+SystemOpt = Annotated[Optional[str], typer.Option("--system", help="System message.")]
+ValueOpt = Annotated[list[str], typer.Option("--value", help="A value statement, Janus-style (repeatable).")]
+
+
+def _steering(template, attr: list[str], attrs_: str | None, preset: str | None, values: list[str], system: str | None):
+    from steer.attributes import parse_assignments
+    from steer.generate.engine import Steering, preset_or_error
+
+    items = [*attr, *([attrs_] if attrs_ else [])]
+    schema = template.schema
+    if schema is None and (items or preset):
+        raise UsageError("this model has no attribute schema; steer it with --value or --system")
+    parsed = parse_assignments(items, schema) if schema is not None else {}
+    return Steering(parsed, preset_or_error(preset, schema), list(values), system)
+
+
+@app.command()
+def generate(
+    model: ModelArg,
+    prompt: Annotated[Optional[str], typer.Argument(help="The user prompt; '-' reads it from stdin.")] = None,
+    attr: AttrOpt = [],  # noqa: B006
+    attrs_: AttrsOpt = None,
+    preset: PresetOpt = None,
+    system: SystemOpt = None,
+    value: ValueOpt = [],  # noqa: B006
+    temperature: Annotated[float, typer.Option("--temperature", help="0 is greedy.")] = 0.7,
+    top_p: Annotated[float, typer.Option("--top-p")] = 1.0,
+    top_k: Annotated[int, typer.Option("--top-k", help="0 turns it off.")] = 0,
+    max_new_tokens: Annotated[int, typer.Option("--max-new-tokens")] = 256,
+    seed: Annotated[Optional[int], typer.Option("--seed")] = None,
+    stop: Annotated[list[str], typer.Option("--stop", help="Extra stop string (repeatable).")] = [],  # noqa: B006
+    as_json: JsonOpt = False,
+    engine: EngineOpt = "hf",
+    template: TemplateOpt = None,
+    schema: ModelSchemaOpt = None,
+) -> None:
+    """Generate one steered answer (streamed to the terminal; --json for one JSON object)."""
+    if prompt is None or prompt == "-":
+        if prompt is None and sys.stdin.isatty():
+            raise UsageError("give a prompt, or '-' to read it from stdin")
+        prompt = sys.stdin.read()
+    if not prompt.strip():
+        raise UsageError("the prompt is empty")
+    _quiet_libraries()
+    from steer.generate.engine import Response, Sampling, load_engine, steering_prompt
+
+    sampling = Sampling(temperature, top_p, top_k, max_new_tokens, seed, tuple(stop))
+    eng = load_engine(model, engine=engine, template=template, schema=schema)
+    steering = _steering(eng.template, attr, attrs_, preset, value, system)
+    messages = [{"role": "user", "content": prompt}]
+    text = steering_prompt(eng.template, messages, steering)
+    attributes = steering.resolved(eng.template.schema)
+    if as_json:
+        response = eng.generate([text], sampling)[0]
+        ui.print_json({"model": model, "prompt": prompt, "attributes": attributes, "values": steering.values,
+                       "system": system, **response.to_json()})
+        return
+    final = None
+    for piece in eng.stream(text, sampling):
+        if isinstance(piece, Response):
+            final = piece
+        else:
+            ui.stream(piece)
+    ui.stream_end(final)
+
+
 train_app = typer.Typer(help="Train steerable models.", no_args_is_help=True)
 app.add_typer(train_app, name="train")
 
@@ -232,6 +331,9 @@ def train_sft_cmd(
     from steer.config import load_recipe
 
     cfg = load_recipe(recipe, overrides)
+    config = cfg.distributed.config
+    if config and not Path(config).exists() and (Path(recipe).parent / config).exists():
+        cfg.distributed.config = str(Path(recipe).parent / config)  # relative to the recipe file
     n = nproc or cfg.distributed.nproc
     if n > 1 and "LOCAL_RANK" not in os.environ:
         argv = ["train", "sft", recipe, *(a for o in overrides for a in ("--set", o))]

@@ -152,7 +152,7 @@ class DistributedConfig(Section):
     """Multi-process settings: the engine is torchrun + transformers.Trainer."""
 
     strategy: Literal["none", "ddp", "fsdp", "deepspeed"] = "none"
-    config: str | None = Field(default=None, description="FSDP or DeepSpeed config file (relative to the recipe)")
+    config: str | None = Field(default=None, description="FSDP or DeepSpeed JSON config (relative to the working directory, else to the recipe)")
     nproc: int = Field(default=1, ge=1)
 
 

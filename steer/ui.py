@@ -218,3 +218,17 @@ def trained(result: dict) -> None:
     console.print(f"run directory: [bold]{result['run_dir']}[/]")
     console.print(f"next: steer generate {result['run_dir']} \"...\" --attr verbosity=1   "
                   f"|  steer export {result['run_dir']} --out {result['run_dir']}-merged")
+
+
+def stream(piece: str) -> None:
+    """Write streamed model text as it arrives (no markup interpretation)."""
+    console.file.write(piece)
+    console.file.flush()
+
+
+def stream_end(response: Any) -> None:
+    """Finish a streamed answer with a dim line: tokens, seconds, tokens/s, why it stopped."""
+    console.file.write("\n")
+    if response is not None:
+        err_console.print(f"[dim]{response.completion_tokens} tokens, {response.seconds:.2f} s, "
+                          f"{response.tokens_per_s:.1f} tokens/s, {response.finish_reason}[/]")

@@ -1,3 +1,4 @@
+import json
 from pathlib import Path
 
 import pytest
@@ -20,8 +21,11 @@ def write(tmp_path: Path, data: dict | str) -> Path:
 def test_every_recipe_validates_and_says_how_to_run_it(path):
     first = path.read_text().splitlines()[0]
     assert first.startswith("#"), f"{path} must open with a comment saying how to run it"
-    assert "steer " in "\n".join(line for line in path.read_text().splitlines() if line.startswith("#"))
-    load_recipe(path)
+    comments = "\n".join(line for line in path.read_text().splitlines() if line.startswith("#"))
+    assert "steer train sft " + str(path.relative_to(REPO)) in comments, "the comment shows the command that runs it"
+    recipe = load_recipe(path)
+    if recipe.distributed.config:  # the FSDP / DeepSpeed file it names exists and is JSON
+        json.loads((REPO / recipe.distributed.config).read_text())
 
 
 def test_there_are_recipes():

@@ -6,6 +6,7 @@ from hypothesis import strategies as st
 from steer.config import validate_recipe
 from steer.data.encode import IGNORE, _mask
 from steer.data.prepare import prepare
+from steer.errors import UsageError
 from steer.templates import _common_prefix
 from tests import fixtures
 
@@ -41,8 +42,10 @@ def test_fractional_weight_and_overlong_policies(tmp_path, shared_assets):
     fixtures.write(fixtures.helpsteer_rows() * 4, tmp_path / "hs.jsonl")
     half = prepare(recipe(tmp_path, shared_assets, sources=[{"path": str(tmp_path / "hs.jsonl"), "weight": 0.5}]))
     assert half.examples == 6
-    rejected = prepare(recipe(tmp_path, shared_assets, max_length=200, overlong="reject"))
-    assert rejected.examples == 0 and rejected.rejected == {"too long": 12}
+    rejected = prepare(recipe(tmp_path, shared_assets, max_length=260, overlong="reject"))
+    assert rejected.examples == 4 and rejected.rejected == {"too long": 8}
+    with pytest.raises(UsageError, match=r"all 12 were rejected \(too long: 12\)"):
+        prepare(recipe(tmp_path, shared_assets, max_length=200, overlong="reject"))
     truncated = prepare(recipe(tmp_path, shared_assets, max_length=260, overlong="truncate"))
     assert truncated.examples + sum(truncated.rejected.values()) == 12
     assert all(len(ids) <= 260 for ids in datasets.load_from_disk(str(truncated.path))["input_ids"])

@@ -140,3 +140,20 @@ def preset_or_error(name: str | None, schema: Schema | None) -> str | None:
     if name is not None and schema is not None:
         preset_values(name, schema)
     return name
+
+
+ENGINES = ("hf", "vllm")
+
+
+def load_engine(model: str, *, engine: str = "hf", template: str | None = None, schema: str | None = None,
+                dtype: str = "auto") -> Engine:
+    """Load ``model`` (run directory, exported model, HF directory or hub id) on the chosen engine."""
+    if engine == "hf":
+        from steer.generate.hf import HFEngine
+
+        return HFEngine.load(model, template=template, schema=schema, dtype=dtype)
+    if engine == "vllm":
+        from steer.generate.vllm import VLLMEngine
+
+        return VLLMEngine.load(model, template=template, schema=schema, dtype=dtype)
+    raise UsageError(f"unknown engine {engine!r} (known: {', '.join(ENGINES)})")

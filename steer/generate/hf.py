@@ -101,10 +101,13 @@ class HFEngine:
             while ids and ids[-1] == pad:
                 ids.pop()
         text = self.tokenizer.decode(ids, skip_special_tokens=True)
+        raw = self.tokenizer.decode(ids, skip_special_tokens=False)
         for s in tuple(self.template.stop) + tuple(sampling.stop):
             cut = text.find(s)
             if cut >= 0:
                 text, stopped = text[:cut], True
+            elif s in raw:  # a stop string that is a special token (not shown in text)
+                stopped = True
         if stopped and self.template.kind == "steerlm":
             text = text.removesuffix("\n")  # the turn's closing newline belongs to the format
         return Response(text, ids, "stop" if stopped else "length", prompt_tokens, len(ids), seconds, first)

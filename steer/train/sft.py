@@ -99,7 +99,7 @@ def training_arguments(recipe: SFTRecipe, run_dir: Path, has_eval: bool) -> Any:
     extra: dict[str, Any] = {}
     if dist.strategy == "fsdp":
         extra["fsdp"] = "full_shard auto_wrap"
-        extra["fsdp_config"] = dist.config or {"fsdp_version": 2}
+        extra["fsdp_config"] = dist.config or {"version": 2}
     elif dist.strategy == "deepspeed":
         import importlib.util
 
