@@ -16,12 +16,16 @@ err_console = Console(stderr=True, highlight=False, soft_wrap=True)
 
 def error(message: str) -> None:
     """One red line on stderr."""
-    err_console.print(f"[bold red]error:[/] {message}", markup=True, highlight=False)
+    from rich.markup import escape
+
+    err_console.print(f"[bold red]error:[/] {escape(message)}", markup=True, highlight=False)
 
 
 def warn(message: str) -> None:
     """One yellow line on stderr."""
-    err_console.print(f"[yellow]warning:[/] {message}")
+    from rich.markup import escape
+
+    err_console.print(f"[yellow]warning:[/] {escape(message)}")
 
 
 def print_json(data: Any) -> None:
