@@ -260,3 +260,35 @@ def test_loss_on_labelled_positions_only_equals_the_models_loss(tmp_path):
             expected = model(**batch).loss
             ours = trainer.compute_loss(model, dict(batch))
         assert abs(ours.item() - expected.item()) < 1e-5
+
+
+def test_recipe_stories260k_lora_runs_end_to_end(tmp_path, shared_assets):
+    """recipes/tiny/stories260k-lora.yaml on the real pretrained tiny Llama (shortened)."""
+    from steer.config import load_recipe
+    from steer.synth import write_corpus
+    from steer.train.sft import train_sft
+
+    data = write_corpus(tmp_path / "synth", 64, seed=1)
+    recipe = load_recipe(REPO / "recipes/tiny/stories260k-lora.yaml", [
+        f"model.name_or_path={shared_assets / 'models/stories260k'}", f"data.sources.0.path={data['train']}",
+        "train.max_steps=3", "train.save_steps=3", "train.eval_steps=3", f"train.output_dir={tmp_path / 'run'}",
+        f"data.cache_dir={tmp_path / 'cache'}"])
+    result = train_sft(recipe)
+    assert result.steps == 3 and result.eval_loss is not None and (tmp_path / "run/adapter_model.safetensors").is_file()
+
+
+def test_recipe_tiny_from_scratch_runs_end_to_end(tmp_path):
+    """recipes/tiny/synth-steerlm.yaml with its own synthetic data and tokenizer (shortened)."""
+    from steer.config import load_recipe
+    from steer.synth import train_tokenizer, write_corpus
+    from steer.train.sft import train_sft
+
+    paths = write_corpus(tmp_path / "synth", 96, seed=2, valid=16)
+    texts = [m["content"] for p in paths.values() for line in p.read_text().splitlines() for m in json.loads(line)["messages"]]
+    train_tokenizer(texts, tmp_path / "synth/tokenizer")
+    recipe = load_recipe(REPO / "recipes/tiny/synth-steerlm.yaml", [
+        f"model.tokenizer={tmp_path / 'synth/tokenizer'}", f"data.sources.0.path={paths['train']}",
+        f"data.validation.0.path={paths['valid']}", "train.max_steps=4", "train.eval_steps=2",
+        f"train.output_dir={tmp_path / 'run'}", f"data.cache_dir={tmp_path / 'cache'}"])
+    result = train_sft(recipe)
+    assert result.steps == 4 and (tmp_path / "run/model.safetensors").is_file()
