@@ -291,6 +291,116 @@ def generate(
     ui.stream_end(final)
 
 
+@app.command()
+def batch(
+    model: ModelArg,
+    input_: Annotated[str, typer.Option("--input", "-i", help="JSONL rows: id, prompt or messages, optional attributes/preset/system/values.")],
+    output: Annotated[str, typer.Option("--output", "-o", help="JSONL out (appended; re-running resumes).")],
+    grid: Annotated[list[str], typer.Option("--grid", help="Sweep an attribute: name=v1,v2,... (repeatable; cross product).")] = [],  # noqa: B006
+    batch_size: Annotated[int, typer.Option("--batch-size", help="Prompts per engine call.", min=1)] = 8,
+    temperature: Annotated[float, typer.Option("--temperature")] = 0.7,
+    top_p: Annotated[float, typer.Option("--top-p")] = 1.0,
+    top_k: Annotated[int, typer.Option("--top-k")] = 0,
+    max_new_tokens: Annotated[int, typer.Option("--max-new-tokens")] = 256,
+    seed: Annotated[Optional[int], typer.Option("--seed")] = None,
+    engine: EngineOpt = "hf",
+    template: TemplateOpt = None,
+    schema: ModelSchemaOpt = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """Generate for every row of a JSONL file (optionally over an attribute grid); resumable."""
+    _quiet_libraries()
+    from steer.generate.batch import parse_grid, read_jobs, run_batch
+    from steer.generate.engine import Sampling, load_engine
+
+    sampling = Sampling(temperature, top_p, top_k, max_new_tokens, seed)
+    eng = load_engine(model, engine=engine, template=template, schema=schema)
+    jobs = read_jobs(input_, eng.template.schema, parse_grid(grid, eng.template.schema))
+    with ui.progress_bar("generating", unit="rows") as bar:
+        report = run_batch(eng, jobs, output, sampling, batch_size=batch_size, progress=bar.update)
+    if as_json:
+        ui.print_json({**report.to_json(), "output": output})
+    else:
+        ui.plain(f"{report.written} rows written, {report.skipped} already done, {report.total} in all: {output}")
+
+
+@app.command()
+def chat(
+    model: ModelArg,
+    attr: AttrOpt = [],  # noqa: B006
+    attrs_: AttrsOpt = None,
+    preset: PresetOpt = None,
+    system: SystemOpt = None,
+    value: ValueOpt = [],  # noqa: B006
+    temperature: Annotated[float, typer.Option("--temperature")] = 0.7,
+    top_p: Annotated[float, typer.Option("--top-p")] = 1.0,
+    top_k: Annotated[int, typer.Option("--top-k")] = 0,
+    max_new_tokens: Annotated[int, typer.Option("--max-new-tokens")] = 256,
+    seed: Annotated[Optional[int], typer.Option("--seed")] = None,
+    engine: EngineOpt = "hf",
+    template: TemplateOpt = None,
+    schema: ModelSchemaOpt = None,
+) -> None:
+    """Chat with a model, steering as you go (/help lists the commands; Ctrl-C stops an answer)."""
+    _quiet_libraries()
+    from steer.generate.chat import ChatSession
+    from steer.generate.engine import Response, Sampling, load_engine
+
+    eng = load_engine(model, engine=engine, template=template, schema=schema)
+    session = ChatSession(eng.template, _steering(eng.template, attr, attrs_, preset, value, system),
+                          Sampling(temperature, top_p, top_k, max_new_tokens, seed))
+    ui.chat_banner(model, session.steering_line())
+    while True:
+        try:
+            line = ui.ask("you> ")
+        except EOFError:
+            break
+        except KeyboardInterrupt:
+            ui.dim("(Ctrl-C stops an answer; /quit or Ctrl-D leaves)")
+            continue
+        if not line.strip():
+            continue
+        if line.startswith("/"):
+            try:
+                reply = session.command(line)
+            except SteerError as err:
+                ui.error(str(err))
+                continue
+            if reply.text:
+                ui.plain(reply.text)
+            if reply.quit:
+                break
+            if not reply.generate:
+                continue
+            prompt = session.prompt_for(None)
+        else:
+            try:
+                prompt = session.prompt_for(line)
+            except SteerError as err:
+                ui.error(str(err))
+                session.interrupted()
+                continue
+        final = None
+        try:
+            for piece in eng.stream(prompt, session.sampling):
+                if isinstance(piece, Response):
+                    final = piece
+                else:
+                    ui.stream(piece)
+        except KeyboardInterrupt:
+            ui.stream_end(None)
+            ui.dim("(answer stopped)")
+            session.interrupted()
+            continue
+        except SteerError as err:
+            ui.stream_end(None)
+            ui.error(str(err))
+            session.interrupted()
+            continue
+        ui.stream_end(final)
+        session.answered(final.text)
+
+
 train_app = typer.Typer(help="Train steerable models.", no_args_is_help=True)
 app.add_typer(train_app, name="train")
 

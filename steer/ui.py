@@ -236,3 +236,17 @@ def stream_end(response: Any) -> None:
     if response is not None:
         err_console.print(f"[dim]{response.completion_tokens} tokens, {response.seconds:.2f} s, "
                           f"{response.tokens_per_s:.1f} tokens/s, {response.finish_reason}[/]")
+
+
+def ask(prompt: str) -> str:
+    """Read one line from the user (``input`` so pipes and terminals both work)."""
+    return input(prompt)
+
+
+def dim(message: str) -> None:
+    err_console.print(f"[dim]{message}[/]", highlight=False)
+
+
+def chat_banner(model: str, steering: str) -> None:
+    err_console.print(f"[bold]steer chat[/] {model}\n[dim]steering: {steering}\n"
+                      "/help for commands, Ctrl-C stops an answer, /quit or Ctrl-D leaves[/]", highlight=False)

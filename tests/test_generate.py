@@ -94,3 +94,149 @@ def test_vllm_layer_without_vllm(tmp_path):
     if importlib.util.find_spec("vllm") is None:
         proc = run_cli("generate", str(run), "hi", "--engine", "vllm")
         assert proc.returncode == 2 and INSTALL in proc.stderr
+
+
+def _jobs_file(tmp_path, n=3):
+    path = tmp_path / "in.jsonl"
+    rows = [{"id": f"r{i}", "prompt": f"Tell me about day {i}", "meta": i} for i in range(n)]
+    rows[0]["attributes"] = {"complexity": 1}
+    rows[1] = {"id": "r1", "messages": [{"role": "user", "content": "Hi"}], "system": "Be brief.", "values": "Terse."}
+    path.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    return path
+
+
+def test_batch_grid_output_rows_and_resume_after_a_cut_line(tmp_path, shared_assets):
+    from steer.generate.batch import parse_grid, read_jobs, run_batch
+    from steer.generate.hf import HFEngine
+
+    engine = HFEngine.load(_model(shared_assets), template="steerlm")
+    schema = engine.template.schema
+    grid = parse_grid(["verbosity=0,4", "complexity=1,3"], schema)
+    jobs = read_jobs(_jobs_file(tmp_path), schema, grid)
+    assert len(jobs) == 3 * 4
+    out = tmp_path / "out.jsonl"
+    greedy = Sampling(temperature=0, max_new_tokens=6)
+    report = run_batch(engine, jobs[:5], out, greedy, batch_size=2)
+    assert report.written == 5
+    lines = out.read_text().splitlines()
+    out.write_text("\n".join(lines[:4]) + "\n" + lines[4][:20])  # killed mid-write
+    report = run_batch(engine, jobs, out, greedy, batch_size=4)
+    rows = [json.loads(line) for line in out.read_text().splitlines()]
+    assert report.skipped == 4 and report.written == 8 and len(rows) == 12
+    assert len({r["key"] for r in rows}) == 12
+    r0 = next(r for r in rows if r["id"] == "r0" and r["grid"] == {"verbosity": 4, "complexity": 3})
+    assert r0["steering"]["attributes"]["verbosity"] == 4 and r0["steering"]["attributes"]["complexity"] == 3
+    assert r0["meta"] == 0 and r0["finish_reason"] in ("stop", "length") and r0["completion_tokens"] > 0
+    r1 = next(r for r in rows if r["id"] == "r1")
+    assert r1["steering"]["system"] == "Be brief." and r1["steering"]["values"] == ["Terse."]
+
+
+def test_batch_errors_name_the_line(tmp_path, shared_assets):
+    from steer.generate.batch import parse_grid, read_jobs
+
+    schema = get_schema("helpsteer")
+    bad = tmp_path / "bad.jsonl"
+    for text, msg in [('{"id": 1, "prompt": "a"}\n{"id": 2\n', "bad.jsonl:2: invalid JSON"),
+                      ('{"prompt": "a"}\n', "with an 'id'"),
+                      ('{"id": 1}\n', "needs a non-empty 'prompt'"),
+                      ('{"id": 1, "prompt": "a", "attributes": {"verbosty": 1}}\n', "did you mean 'verbosity'"),
+                      ('{"id": 1, "prompt": "a"}\n{"id": 1, "prompt": "b"}\n', "duplicate id")]:
+        bad.write_text(text)
+        with pytest.raises(UsageError, match=msg):
+            read_jobs(bad, schema, {})
+    with pytest.raises(UsageError, match="out of range|between"):
+        parse_grid(["verbosity=0,9"], schema)
+    proc = run_cli("batch", _model(shared_assets), "--template", "steerlm", "--input", str(bad), "--output", str(tmp_path / "o.jsonl"))
+    assert proc.returncode == 2 and "duplicate id" in proc.stderr
+
+
+def test_cli_batch_killed_then_rerun_writes_every_row_once(tmp_path, shared_assets):
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    from tests.conftest import REPO
+
+    src = tmp_path / "in.jsonl"
+    src.write_text("".join(json.dumps({"id": i, "prompt": f"Story {i}"}) + "\n" for i in range(24)))
+    out = tmp_path / "out.jsonl"
+    args = [sys.executable, "-m", "steer", "batch", _model(shared_assets), "--template", "steerlm", "--input", str(src),
+            "--output", str(out), "--grid", "verbosity=0,4", "--batch-size", "1", "--max-new-tokens", "24",
+            "--temperature", "0"]
+    env = {**os.environ, "PYTHONPATH": str(REPO)}
+    proc = subprocess.Popen(args, cwd=REPO, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.time() + 120
+    while time.time() < deadline and proc.poll() is None:
+        if out.is_file() and out.read_text().count("\n") >= 3:
+            proc.send_signal(signal.SIGKILL)
+            break
+        time.sleep(0.05)
+    proc.wait()
+    again = subprocess.run(args + ["--json"], cwd=REPO, env=env, capture_output=True, text=True, timeout=300)
+    assert again.returncode == 0, again.stderr
+    rows = [json.loads(line) for line in out.read_text().splitlines()]
+    assert len(rows) == 48 and len({r["key"] for r in rows}) == 48
+    assert json.loads(again.stdout)["skipped"] >= 3
+
+
+def test_chat_repl_commands_through_stdin(tmp_path, shared_assets):
+    from steer.data.loader import load
+
+    saved = tmp_path / "chat.jsonl"
+    script = "\n".join([
+        "/help", "/attrs", "/set verbosty 1", "/set verbosity 1", "/preset nope", "/preset concise",
+        "/system Be nice.", "/value I am busy.", "/params temperature=0 max_new_tokens=8", "/params temprature=1",
+        "Once upon a time", "/retry", "Tell me more", "/undo", "/foo", "/sav", f"/save {saved}", "/reset", "/undo",
+        "/quit", "never read"]) + "\n"
+    proc = run_cli("chat", _model(shared_assets), "--template", "steerlm", input=script, timeout=300)
+    assert proc.returncode == 0, proc.stderr
+    out, err = proc.stdout, proc.stderr
+    assert "/retry" in out and "/save" in out  # /help
+    assert "did you mean 'verbosity'" in err and "unknown preset 'nope'" in err
+    assert "helpfulness:4,correctness:4,coherence:4,complexity:2,verbosity:1" in out
+    assert "verbosity:0" in out and "system: Be nice.; value: I am busy." in out  # concise preset, then system/value
+    assert "temperature=0.0" in out and "max_new_tokens=8" in out and "did you mean 'temperature'" in err
+    assert "unknown command /foo" in err and "did you mean /save?" in err and "nothing to undo" in err
+    assert err.count("tokens/s") == 3  # three answers, each with its dim line
+    assert "never read" not in out
+    (record,), report = load(str(saved), format="steer")
+    assert [m.role for m in record.messages] == ["user", "assistant"]  # /undo dropped the second exchange
+    assert record.messages[1].attributes["verbosity"] == 0 and record.system == "Be nice.\n\nI am busy."
+
+
+def test_chat_ctrl_c_stops_the_answer_not_the_session(shared_assets):
+    import os
+    import signal
+    import subprocess
+    import sys
+    import threading
+    import time
+
+    from tests.conftest import REPO
+
+    env = {**os.environ, "PYTHONPATH": str(REPO)}
+    proc = subprocess.Popen([sys.executable, "-m", "steer", "chat", _model(shared_assets), "--template", "steerlm",
+                             "--max-new-tokens", "200", "--temperature", "1", "--seed", "1"], cwd=REPO, env=env,
+                            stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, bufsize=1)
+    seen: list[str] = []
+    reader = threading.Thread(target=lambda: seen.extend(iter(lambda: proc.stdout.read(1), "")), daemon=True)
+    reader.start()
+    proc.stdin.write("Once upon a time\n")
+    proc.stdin.flush()
+    deadline = time.time() + 120
+    while time.time() < deadline and "".join(seen).count("you> ") < 1:
+        time.sleep(0.01)
+    start = len("".join(seen))
+    while time.time() < deadline and len("".join(seen)) <= start + 3:
+        time.sleep(0.005)
+    proc.send_signal(signal.SIGINT)
+    time.sleep(0.5)
+    proc.stdin.write("/attrs\n/quit\n")
+    proc.stdin.flush()
+    err = proc.stderr.read()
+    assert proc.wait(timeout=120) == 0
+    reader.join(timeout=10)
+    assert "(answer stopped)" in err
+    assert "helpfulness:4" in "".join(seen)  # the session went on after the stopped answer

@@ -69,8 +69,9 @@ class Engine(Protocol):
     def generate(self, prompts: Sequence[str], sampling: Sampling) -> list[Response]:
         """Complete each (already rendered) prompt."""
 
-    def stream(self, prompt: str, sampling: Sampling) -> Iterator[str | Response]:
-        """Yield text pieces as they are decoded, then the final :class:`Response`."""
+    def stream(self, prompt: str, sampling: Sampling, cancel: Any = None) -> Iterator[str | Response]:
+        """Yield text pieces as they are decoded, then the final :class:`Response` (``cancel``: a
+        ``threading.Event`` that stops generation early)."""
 
     def count_tokens(self, text: str) -> int:
         """Tokens of a rendered prompt (no special tokens added)."""

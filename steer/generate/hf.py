@@ -129,10 +129,19 @@ class HFEngine:
         width = enc["input_ids"].shape[1]
         return [self._finish(row[width:].tolist(), sampling, n, seconds, None) for row, n in zip(out, lengths)]
 
-    def stream(self, prompt: str, sampling: Sampling) -> Iterator[str | Response]:
-        """Yield decoded text as it arrives, then the :class:`Response` (stop strings never shown)."""
+    def stream(self, prompt: str, sampling: Sampling, cancel: threading.Event | None = None) -> Iterator[str | Response]:
+        """Yield decoded text as it arrives, then the :class:`Response` (stop strings never shown).
+
+        Setting ``cancel`` stops generation after the current token (Ctrl-C in ``steer chat``).
+        """
         import torch
-        from transformers import TextIteratorStreamer
+        from transformers import StoppingCriteria, StoppingCriteriaList, TextIteratorStreamer
+
+        cancel = cancel or threading.Event()
+
+        class Cancelled(StoppingCriteria):
+            def __call__(self, input_ids: Any, scores: Any, **kw: Any) -> Any:
+                return torch.full((input_ids.shape[0],), cancel.is_set(), dtype=torch.bool)
 
         enc = self.tokenizer([prompt], add_special_tokens=False, return_tensors="pt")
         n = int(enc["input_ids"].shape[1])
@@ -144,7 +153,8 @@ class HFEngine:
         def run() -> None:
             try:
                 with torch.inference_mode():
-                    result["out"] = self.model.generate(**enc, **self._kwargs(sampling), streamer=streamer)
+                    result["out"] = self.model.generate(**enc, **self._kwargs(sampling), streamer=streamer,
+                                                        stopping_criteria=StoppingCriteriaList([Cancelled()]))
             except BaseException as err:  # surfaced in the caller's thread
                 result["error"] = err
                 streamer.end()
@@ -157,16 +167,21 @@ class HFEngine:
             thread = threading.Thread(target=run, daemon=True)
             thread.start()
             shown, text = 0, ""
-            for piece in streamer:
-                if first is None and piece:
-                    first = time.perf_counter() - start
-                text += piece
-                cut = min((i for i in (text.find(s) for s in stops) if i >= 0), default=-1)
-                # Hold back a tail that could be the start of a stop string.
-                safe = cut if cut >= 0 else max(shown, len(text) - hold)
-                if safe > shown:
-                    yield text[shown:safe]
-                    shown = safe
+            try:
+                for piece in streamer:
+                    if first is None and piece:
+                        first = time.perf_counter() - start
+                    text += piece
+                    cut = min((i for i in (text.find(s) for s in stops) if i >= 0), default=-1)
+                    # Hold back a tail that could be the start of a stop string.
+                    safe = cut if cut >= 0 else max(shown, len(text) - hold)
+                    if safe > shown:
+                        yield text[shown:safe]
+                        shown = safe
+            except BaseException:  # Ctrl-C or the consumer went away: stop the model, then pass it on
+                cancel.set()
+                thread.join()
+                raise
             thread.join()
             seconds = time.perf_counter() - start
         if "error" in result:

@@ -78,7 +78,7 @@ class VLLMEngine:
                                     len(out.prompt_token_ids), len(c.token_ids), seconds))
         return results
 
-    def stream(self, prompt: str, sampling: Sampling) -> Iterator[str | Response]:
+    def stream(self, prompt: str, sampling: Sampling, cancel: Any = None) -> Iterator[str | Response]:
         (response,) = self.generate([prompt], sampling)  # offline vLLM has no token stream: one piece
         yield response.text
         yield response
