@@ -297,31 +297,50 @@ def batch(
     input_: Annotated[str, typer.Option("--input", "-i", help="JSONL rows: id, prompt or messages, optional attributes/preset/system/values.")],
     output: Annotated[str, typer.Option("--output", "-o", help="JSONL out (appended; re-running resumes).")],
     grid: Annotated[list[str], typer.Option("--grid", help="Sweep an attribute: name=v1,v2,... (repeatable; cross product).")] = [],  # noqa: B006
+    attr: AttrOpt = [],  # noqa: B006
+    attrs_: AttrsOpt = None,
+    preset: PresetOpt = None,
+    system: SystemOpt = None,
+    value: ValueOpt = [],  # noqa: B006
     batch_size: Annotated[int, typer.Option("--batch-size", help="Prompts per engine call.", min=1)] = 8,
     temperature: Annotated[float, typer.Option("--temperature")] = 0.7,
     top_p: Annotated[float, typer.Option("--top-p")] = 1.0,
     top_k: Annotated[int, typer.Option("--top-k")] = 0,
     max_new_tokens: Annotated[int, typer.Option("--max-new-tokens")] = 256,
     seed: Annotated[Optional[int], typer.Option("--seed")] = None,
+    stop: Annotated[list[str], typer.Option("--stop", help="Extra stop string (repeatable).")] = [],  # noqa: B006
     engine: EngineOpt = "hf",
     template: TemplateOpt = None,
     schema: ModelSchemaOpt = None,
     as_json: JsonOpt = False,
 ) -> None:
-    """Generate for every row of a JSONL file (optionally over an attribute grid); resumable."""
+    """Generate for every row of a JSONL file (optionally over an attribute grid); streamed and resumable.
+
+    --attr/--preset/--system/--value are defaults: a row's own attributes, preset, system and values win.
+    """
     _quiet_libraries()
-    from steer.generate.batch import parse_grid, read_jobs, run_batch
+    from steer.generate.batch import errors_path, iter_jobs, parse_grid, run_batch
     from steer.generate.engine import Sampling, load_engine
 
-    sampling = Sampling(temperature, top_p, top_k, max_new_tokens, seed)
+    sampling = Sampling(temperature, top_p, top_k, max_new_tokens, seed, tuple(stop))
     eng = load_engine(model, engine=engine, template=template, schema=schema)
-    jobs = read_jobs(input_, eng.template.schema, parse_grid(grid, eng.template.schema))
+    defaults = _steering(eng.template, attr, attrs_, preset, value, system)
+    sweep = parse_grid(grid, eng.template.schema)
+    points = 1
+    for values in sweep.values():
+        points *= len(values)
+    if not Path(input_).is_file():
+        raise UsageError(f"input not found: {input_}")
+    with open(input_, "rb") as handle:  # a cheap count for the progress bar; rows are streamed later
+        total = sum(1 for line in handle if line.strip()) * points
     with ui.progress_bar("generating", unit="rows") as bar:
-        report = run_batch(eng, jobs, output, sampling, batch_size=batch_size, progress=bar.update)
+        report = run_batch(eng, iter_jobs(input_, eng.template.schema, sweep, defaults), output, sampling,
+                           batch_size=batch_size, total=total, progress=bar.update)
     if as_json:
         ui.print_json({**report.to_json(), "output": output})
     else:
-        ui.plain(f"{report.written} rows written, {report.skipped} already done, {report.total} in all: {output}")
+        ui.plain(f"{report.written} rows written, {report.skipped} already done, {report.errors} bad rows"
+                 f"{' (see ' + str(errors_path(Path(output))) + ')' if report.errors else ''}; {report.total} in all: {output}")
 
 
 @app.command()

@@ -137,9 +137,10 @@ class progress_bar:
         from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 
         self._progress = Progress(TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(),
-                                  TextColumn(unit), TimeElapsedColumn(), TimeRemainingColumn(), console=err_console,
-                                  transient=False)
-        self._task = self._progress.add_task(description, total=None)
+                                  TextColumn(unit), TextColumn("{task.fields[info]}"), TimeElapsedColumn(),
+                                  TimeRemainingColumn(), console=err_console, transient=False)
+        self._task = self._progress.add_task(description, total=None, info="")
+        self._unit = unit
 
     def __enter__(self) -> progress_bar:
         self._progress.start()
@@ -148,8 +149,13 @@ class progress_bar:
     def __exit__(self, *exc: object) -> None:
         self._progress.stop()
 
-    def update(self, done: int, total: int) -> None:
-        self._progress.update(self._task, completed=done, total=total)
+    def update(self, done: int, total: int, tokens: int | None = None) -> None:
+        """Progress so far; with ``tokens`` (generated so far) the bar also shows rows/s and tokens/s."""
+        info = ""
+        elapsed = self._progress.tasks[0].elapsed or 0.0
+        if tokens is not None and elapsed > 0:
+            info = f"{done / elapsed:.1f} {self._unit}/s  {tokens / elapsed:.0f} tokens/s"
+        self._progress.update(self._task, completed=done, total=total, info=info)
 
 
 def prepared(result: dict) -> None:

@@ -146,8 +146,22 @@ def test_batch_errors_name_the_line(tmp_path, shared_assets):
             read_jobs(bad, schema, {})
     with pytest.raises(UsageError, match="out of range|between"):
         parse_grid(["verbosity=0,9"], schema)
-    proc = run_cli("batch", _model(shared_assets), "--template", "steerlm", "--input", str(bad), "--output", str(tmp_path / "o.jsonl"))
-    assert proc.returncode == 2 and "duplicate id" in proc.stderr
+    # the command streams on: a bad row goes to OUT.errors.jsonl, the others are generated
+    bad.write_text('{"id": 1, "prompt": "a"}\nnot json\n{"id": 1, "prompt": "b"}\n{"id": 2, "prompt": "c", "attributes": {"verbosity": 3}, "system": "Own."}\n')
+    out = tmp_path / "o.jsonl"
+    args = ["batch", _model(shared_assets), "--template", "steerlm", "--input", str(bad), "--output", str(out),
+            "--attr", "verbosity=1", "--attr", "complexity=4", "--system", "Default.", "--max-new-tokens", "4", "--json"]
+    proc = run_cli(*args)
+    assert proc.returncode == 0, proc.stderr
+    assert json.loads(proc.stdout) == {"total": 4, "written": 2, "skipped": 0, "errors": 2, "output": str(out)}
+    errors = [json.loads(line) for line in (tmp_path / "o.errors.jsonl").read_text().splitlines()]
+    assert [e["line"] for e in errors] == [2, 3] and "invalid JSON" in errors[0]["reason"] and "duplicate id" in errors[1]["reason"]
+    rows = {r["id"]: r for r in map(json.loads, out.read_text().splitlines())}
+    assert rows[1]["steering"]["attributes"]["verbosity"] == 1 and rows[1]["steering"]["system"] == "Default."
+    assert rows[2]["steering"]["attributes"]["verbosity"] == 3 and rows[2]["steering"]["system"] == "Own."
+    assert rows[2]["steering"]["attributes"]["complexity"] == 4  # the command's default where the row is silent
+    again = run_cli(*args)
+    assert json.loads(again.stdout)["skipped"] == 2 and len((tmp_path / "o.errors.jsonl").read_text().splitlines()) == 2
 
 
 def test_cli_batch_killed_then_rerun_writes_every_row_once(tmp_path, shared_assets):
@@ -240,3 +254,21 @@ def test_chat_ctrl_c_stops_the_answer_not_the_session(shared_assets):
     reader.join(timeout=10)
     assert "(answer stopped)" in err
     assert "helpfulness:4" in "".join(seen)  # the session went on after the stopped answer
+
+
+def test_python_api_mirrors_the_cli(shared_assets):
+    import sys
+
+    import steer
+
+    model = _model(shared_assets)
+    r = steer.generate(model, "Once upon a time", attributes={"verbosity": 1}, template="steerlm", temperature=0,
+                       max_new_tokens=10)
+    cli = run_cli("generate", model, "Once upon a time", "--template", "steerlm", "--attr", "verbosity=1",
+                  "--temperature", "0", "--max-new-tokens", "10", "--json")
+    assert r.text == json.loads(cli.stdout)["text"] and r.completion_tokens > 0
+    assert "".join(steer.stream(model, "Once upon a time", attributes="verbosity:1", template="steerlm",
+                                temperature=0, max_new_tokens=10)) == r.text
+    assert callable(steer.generate) and "steer.generate.hf" in sys.modules  # still the package too
+    with pytest.raises(UsageError, match="unknown preset"):
+        steer.generate(model, "hi", preset="nope", template="steerlm")

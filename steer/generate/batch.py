@@ -3,9 +3,11 @@
 Each input row has an ``id``, a ``prompt`` (or ``messages``) and optional ``attributes``,
 ``preset``, ``system`` and ``values``. ``--grid name=v1,v2`` sweeps attributes: every row is
 generated once per point of the cross product (grid values override the row's own). Output rows
-carry the input row, the steering used, the text, token counts and finish reason. Rows are
-appended and flushed batch by batch; re-running skips what is already in the output (a line cut
-short by a kill is dropped first), so after any interruption each row is written exactly once.
+carry the input row, the steering used, the text, token counts and finish reason. The input is
+streamed (never loaded whole); a bad row goes to ``OUT.errors.jsonl`` with its reason and the batch
+goes on. Rows are appended and fsynced batch by batch; re-running skips what is already in the
+output (a line cut short by a kill is dropped first), so after any interruption each row is
+written exactly once.
 """
 
 from __future__ import annotations
@@ -13,16 +15,16 @@ from __future__ import annotations
 import itertools
 import json
 import os
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from steer.attributes import Schema, parse_assignments
+from steer.attributes import Schema, parse_assignments, preset_values
 from steer.errors import UsageError
 from steer.generate.engine import Engine, Sampling, Steering, steering_prompt
 
-Progress = Callable[[int, int], None]
+Progress = Callable[[int, int, int], None]  # done, total, completion tokens so far
 
 
 @dataclass
@@ -44,9 +46,10 @@ class BatchReport:
     total: int
     written: int
     skipped: int
+    errors: int = 0
 
     def to_json(self) -> dict:
-        return {"total": self.total, "written": self.written, "skipped": self.skipped}
+        return {"total": self.total, "written": self.written, "skipped": self.skipped, "errors": self.errors}
 
 
 def parse_grid(items: Sequence[str], schema: Schema | None) -> dict[str, list[int]]:
@@ -79,41 +82,80 @@ def _row_messages(row: dict, where: str) -> list[dict]:
     return [{"role": "user", "content": prompt}]
 
 
-def read_jobs(path: str | Path, schema: Schema | None, grid: dict[str, list[int]]) -> list[Job]:
-    """Validate every input row (errors name file and line) and expand the grid."""
+@dataclass
+class BadRow:
+    """An input row that cannot be generated for (written to ``OUT.errors.jsonl``)."""
+
+    line: int
+    reason: str
+    raw: str
+
+    @property
+    def key(self) -> str:
+        return f"line {self.line}"
+
+
+def _override(defaults: Steering, row: dict, own: dict[str, int]) -> Steering:
+    """Per-row steering over the command's defaults (the row wins)."""
+    values = row.get("values")
+    values = defaults.values if values is None else ([values] if isinstance(values, str) else list(values))
+    return Steering({**defaults.attributes, **own}, row.get("preset", defaults.preset), values,
+                    row.get("system", defaults.system))
+
+
+def iter_jobs(path: str | Path, schema: Schema | None, grid: dict[str, list[int]],
+              defaults: Steering | None = None) -> Iterator[Job | BadRow]:
+    """Stream the input: a :class:`Job` per row and grid point, or a :class:`BadRow` saying why not."""
     path = Path(path)
     if not path.is_file():
         raise UsageError(f"input not found: {path}")
-    jobs: list[Job] = []
+    defaults = defaults or Steering()
     seen: set[str] = set()
     points = [dict(zip(grid, combo)) for combo in itertools.product(*grid.values())] if grid else [{}]
     with open(path, encoding="utf-8") as handle:
         for n, line in enumerate(handle, start=1):
             if not line.strip():
                 continue
-            where = f"{path}:{n}"
             try:
-                row = json.loads(line)
-            except json.JSONDecodeError as err:
-                raise UsageError(f"{where}: invalid JSON ({err.msg})") from None
-            if not isinstance(row, dict) or "id" not in row:
-                raise UsageError(f"{where}: each row is an object with an 'id'")
-            if str(row["id"]) in seen:
-                raise UsageError(f"{where}: duplicate id {row['id']!r}")
-            seen.add(str(row["id"]))
-            messages = _row_messages(row, where)
-            attrs = row.get("attributes") or {}
-            if attrs and schema is None:
-                raise UsageError(f"{where}: 'attributes' given but the model has no attribute schema")
-            try:
-                own = schema.validate(attrs) if schema is not None and attrs else {}
+                row, messages, own = _parse_row(line, f"{path}:{n}", schema, seen)
             except UsageError as err:
-                raise UsageError(f"{where}: {err}") from None
-            values = row.get("values") or []
-            values = [values] if isinstance(values, str) else list(values)
+                yield BadRow(n, str(err), line.rstrip("\n"))
+                continue
             for point in points:
-                steering = Steering({**own, **point}, row.get("preset"), values, row.get("system"))
-                jobs.append(Job(row, messages, steering, point))
+                yield Job(row, messages, _override(defaults, row, {**own, **point}), point)
+
+
+def _parse_row(line: str, where: str, schema: Schema | None, seen: set[str]) -> tuple[dict, list[dict], dict]:
+    try:
+        row = json.loads(line)
+    except json.JSONDecodeError as err:
+        raise UsageError(f"{where}: invalid JSON ({err.msg})") from None
+    if not isinstance(row, dict) or "id" not in row:
+        raise UsageError(f"{where}: each row is an object with an 'id'")
+    if str(row["id"]) in seen:
+        raise UsageError(f"{where}: duplicate id {row['id']!r}")
+    seen.add(str(row["id"]))
+    messages = _row_messages(row, where)
+    attrs = row.get("attributes") or {}
+    if attrs and schema is None:
+        raise UsageError(f"{where}: 'attributes' given but the model has no attribute schema")
+    try:
+        own = schema.validate(attrs) if schema is not None and attrs else {}
+        if row.get("preset") is not None and schema is not None:
+            preset_values(row["preset"], schema)
+    except UsageError as err:
+        raise UsageError(f"{where}: {err}") from None
+    return row, messages, own
+
+
+def read_jobs(path: str | Path, schema: Schema | None, grid: dict[str, list[int]],
+              defaults: Steering | None = None) -> list[Job]:
+    """All jobs of an input file; the first bad row is an error (``iter_jobs`` streams and skips)."""
+    jobs = []
+    for item in iter_jobs(path, schema, grid, defaults):
+        if isinstance(item, BadRow):
+            raise UsageError(item.reason)
+        jobs.append(item)
     return jobs
 
 
@@ -133,30 +175,63 @@ def _done_keys(out: Path) -> set[str]:
     return keys
 
 
-def run_batch(engine: Engine, jobs: list[Job], out: str | Path, sampling: Sampling, *, batch_size: int = 8,
-              progress: Progress | None = None) -> BatchReport:
-    """Generate every job not yet in ``out``, appending and flushing a batch at a time."""
+def _append(handle: Any, records: list[dict]) -> None:
+    for record in records:
+        handle.write(json.dumps(record, ensure_ascii=False) + "\n")
+    handle.flush()
+    os.fsync(handle.fileno())
+
+
+def errors_path(out: Path) -> Path:
+    return out.with_name(out.name.removesuffix(".jsonl") + ".errors.jsonl")
+
+
+def run_batch(engine: Engine, jobs: Iterable[Job | BadRow], out: str | Path, sampling: Sampling, *,
+              batch_size: int = 8, total: int | None = None, progress: Progress | None = None) -> BatchReport:
+    """Generate every job not yet in ``out``, appending and fsyncing a batch at a time.
+
+    Bad rows go to ``OUT.errors.jsonl`` (once each) and the batch goes on.
+    """
     out = Path(out)
     out.parent.mkdir(parents=True, exist_ok=True)
-    done = _done_keys(out)
-    todo = [j for j in jobs if j.key not in done]
+    done, bad_done = _done_keys(out), _done_keys(errors_path(out))
     schema = engine.template.schema
-    written = 0
-    with open(out, "a", encoding="utf-8") as handle:
-        for start in range(0, len(todo), batch_size):
-            chunk = todo[start:start + batch_size]
-            prompts = [steering_prompt(engine.template, j.messages, j.steering) for j in chunk]
-            for job, response in zip(chunk, engine.generate(prompts, sampling)):
-                record: dict[str, Any] = {**job.row, "key": job.key, "grid": job.grid,
-                                          "steering": {"attributes": job.steering.resolved(schema),
-                                                       "values": job.steering.values, "system": job.steering.system},
-                                          "text": response.text, "finish_reason": response.finish_reason,
-                                          "prompt_tokens": response.prompt_tokens,
-                                          "completion_tokens": response.completion_tokens}
-                handle.write(json.dumps(record, ensure_ascii=False) + "\n")
-            handle.flush()
-            os.fsync(handle.fileno())
-            written += len(chunk)
-            if progress:
-                progress(len(jobs) - len(todo) + written, len(jobs))
-    return BatchReport(len(jobs), written, len(jobs) - len(todo))
+    report = BatchReport(0, 0, 0)
+    tokens = 0
+    pending: list[Job] = []
+    with open(out, "a", encoding="utf-8") as handle, open(errors_path(out), "a", encoding="utf-8") as errors:
+
+        def flush() -> None:
+            nonlocal tokens
+            prompts = [steering_prompt(engine.template, j.messages, j.steering) for j in pending]
+            records = []
+            for job, response in zip(pending, engine.generate(prompts, sampling)):
+                records.append({**job.row, "key": job.key, "grid": job.grid,
+                                "steering": {"attributes": job.steering.resolved(schema), "preset": job.steering.preset,
+                                             "values": job.steering.values, "system": job.steering.system},
+                                "text": response.text, "finish_reason": response.finish_reason,
+                                "prompt_tokens": response.prompt_tokens, "completion_tokens": response.completion_tokens})
+                tokens += response.completion_tokens
+            _append(handle, records)
+            report.written += len(pending)
+            pending.clear()
+
+        for item in jobs:
+            report.total += 1
+            if isinstance(item, BadRow):
+                report.errors += 1
+                if item.key not in bad_done:
+                    _append(errors, [{"key": item.key, "line": item.line, "reason": item.reason, "row": item.raw}])
+            elif item.key in done:
+                report.skipped += 1
+            else:
+                pending.append(item)
+                if len(pending) >= batch_size:
+                    flush()
+            if progress and not pending:
+                progress(report.total, max(total or 0, report.total), tokens)
+        if pending:
+            flush()
+    if progress:
+        progress(report.total, report.total, tokens)
+    return report
