@@ -202,7 +202,7 @@ def test_chat_repl_commands_through_stdin(tmp_path, shared_assets):
     script = "\n".join([
         "/help", "/attrs", "/set verbosty 1", "/set verbosity 1", "/preset nope", "/preset concise",
         "/system Be nice.", "/value I am busy.", "/params temperature=0 max_new_tokens=8", "/params temprature=1",
-        "Once upon a time", "/retry", "Tell me more", "/undo", "/foo", "/sav", f"/save {saved}", "/reset", "/undo",
+        "Once upon a time", "/retry", "Tell me more", "/undo", "/foo", "/sav", f"/save {saved}", "/system clear", "/value clear", "/reset", "/undo",
         "/quit", "never read"]) + "\n"
     proc = run_cli("chat", _model(shared_assets), "--template", "steerlm", input=script, timeout=300)
     assert proc.returncode == 0, proc.stderr
@@ -215,6 +215,8 @@ def test_chat_repl_commands_through_stdin(tmp_path, shared_assets):
     assert "unknown command /foo" in err and "did you mean /save?" in err and "nothing to undo" in err
     assert err.count("tokens/s") == 3  # three answers, each with its dim line
     assert "never read" not in out
+    cleared = out.split("you> ")[script.splitlines().index("/value clear") + 1]
+    assert "verbosity:0" in cleared and "system:" not in cleared and "value:" not in cleared
     (record,), report = load(str(saved), format="steer")
     assert [m.role for m in record.messages] == ["user", "assistant"]  # /undo dropped the second exchange
     assert record.messages[1].attributes["verbosity"] == 0 and record.system == "Be nice.\n\nI am busy."
@@ -272,3 +274,61 @@ def test_python_api_mirrors_the_cli(shared_assets):
     assert callable(steer.generate) and "steer.generate.hf" in sys.modules  # still the package too
     with pytest.raises(UsageError, match="unknown preset"):
         steer.generate(model, "hi", preset="nope", template="steerlm")
+
+
+def test_cli_generate_steering_and_sampling_flags(shared_assets):
+    model = _model(shared_assets)
+    base = ["generate", model, "Once upon a time", "--template", "steerlm", "--max-new-tokens", "8", "--json"]
+    out = json.loads(run_cli(*base, "--attrs", "verbosity:0,complexity:3", "--preset", "expert", "--system", "Sys.",
+                             "--value", "Be terse.", "--value", "Be kind.", "--temperature", "0.9", "--top-p", "0.8",
+                             "--top-k", "5", "--seed", "11").stdout)
+    assert out["attributes"]["verbosity"] == 0 and out["attributes"]["complexity"] == 3  # explicit beats preset
+    assert out["values"] == ["Be terse.", "Be kind."] and out["system"] == "Sys."
+    again = json.loads(run_cli(*base, "--attrs", "verbosity:0,complexity:3", "--preset", "expert", "--system", "Sys.",
+                               "--value", "Be terse.", "--value", "Be kind.", "--temperature", "0.9", "--top-p", "0.8",
+                               "--top-k", "5", "--seed", "11").stdout)
+    assert again["token_ids"] == out["token_ids"]  # --seed makes sampling repeatable
+    greedy = json.loads(run_cli(*base, "--temperature", "0").stdout)
+    if len(greedy["text"]) > 6 and greedy["text"][2:5].strip():
+        cut = json.loads(run_cli(*base, "--temperature", "0", "--stop", greedy["text"][2:5]).stdout)
+        assert cut["finish_reason"] == "stop" and cut["text"] == greedy["text"][:2]
+    bad = run_cli(*base, "--preset", "nope")
+    assert bad.returncode == 2 and "unknown preset" in bad.stderr
+
+
+def test_plain_peft_adapter_directory_loads(tmp_path, shared_assets):
+    """A PEFT adapter folder without steer.json (someone else's LoRA) loads with --template."""
+    import shutil
+
+    from transformers import AutoModelForCausalLM
+
+    from steer.generate.hf import HFEngine
+    from steer.train.sft import train_sft
+    from steer.config import validate_recipe
+    from tests import fixtures
+
+    data = fixtures.write(fixtures.helpsteer_rows() * 4, tmp_path / "hs.jsonl")
+    run = train_sft(validate_recipe({
+        "model": {"name_or_path": _model(shared_assets)}, "data": {"sources": [{"path": str(data)}], "max_length": 512,
+                                                                 "cache_dir": str(tmp_path / "c")},
+        "train": {"method": "lora", "max_steps": 2, "learning_rate": 0.05, "batch_size": 4, "save_steps": 2,
+                  "output_dir": str(tmp_path / "run"), "lora": {"r": 4, "alpha": 8, "dropout": 0.0}}})).run_dir
+    bare = tmp_path / "bare"
+    bare.mkdir()
+    for name in ("adapter_config.json", "adapter_model.safetensors"):
+        shutil.copy(run / name, bare / name)
+    assert isinstance(AutoModelForCausalLM.from_pretrained(str(bare)), torch_module().nn.Module)
+    greedy = Sampling(temperature=0, max_new_tokens=8)
+    ours = HFEngine.load(str(run))
+    theirs = HFEngine.load(str(bare), template="steerlm")
+    messages = [{"role": "user", "content": "Hello"}]
+    p1 = steering_prompt(ours.template, messages, Steering({"verbosity": 1}))
+    p2 = steering_prompt(theirs.template, messages, Steering({"verbosity": 1}))
+    assert p1 == p2
+    assert ours.generate([p1], greedy)[0].token_ids == theirs.generate([p2], greedy)[0].token_ids
+
+
+def torch_module():
+    import torch
+
+    return torch

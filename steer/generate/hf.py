@@ -54,6 +54,11 @@ class HFEngine:
             except OSError as err:
                 raise UsageError(f"cannot load model {path!r}: {str(err).strip().splitlines()[0]}") from None
             tok_dir = folder if folder.is_dir() else path
+            adapter = folder / "adapter_config.json"
+            if adapter.is_file() and not (folder / "tokenizer_config.json").is_file():
+                import json
+
+                tok_dir = json.loads(adapter.read_text())["base_model_name_or_path"]  # a bare PEFT adapter
         try:
             tokenizer = AutoTokenizer.from_pretrained(str(tok_dir))
         except (OSError, ValueError) as err:
