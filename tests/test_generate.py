@@ -150,7 +150,9 @@ def test_batch_errors_name_the_line(tmp_path, shared_assets):
     bad.write_text('{"id": 1, "prompt": "a"}\nnot json\n{"id": 1, "prompt": "b"}\n{"id": 2, "prompt": "c", "attributes": {"verbosity": 3}, "system": "Own."}\n')
     out = tmp_path / "o.jsonl"
     args = ["batch", _model(shared_assets), "--template", "steerlm", "--input", str(bad), "--output", str(out),
-            "--attr", "verbosity=1", "--attr", "complexity=4", "--system", "Default.", "--max-new-tokens", "4", "--json"]
+            "--attr", "verbosity=1", "--attr", "complexity=4", "--system", "Default.", "--max-new-tokens", "4", "--json",
+            "--preset", "expert", "--value", "V.", "--temperature", "0.8", "--top-p", "0.9", "--top-k", "7", "--seed", "3",
+            "--stop", "zzz", "--batch-size", "1", "--engine", "hf"]
     proc = run_cli(*args)
     assert proc.returncode == 0, proc.stderr
     assert json.loads(proc.stdout) == {"total": 4, "written": 2, "skipped": 0, "errors": 2, "output": str(out)}
@@ -160,6 +162,7 @@ def test_batch_errors_name_the_line(tmp_path, shared_assets):
     assert rows[1]["steering"]["attributes"]["verbosity"] == 1 and rows[1]["steering"]["system"] == "Default."
     assert rows[2]["steering"]["attributes"]["verbosity"] == 3 and rows[2]["steering"]["system"] == "Own."
     assert rows[2]["steering"]["attributes"]["complexity"] == 4  # the command's default where the row is silent
+    assert rows[1]["steering"]["preset"] == "expert" and rows[1]["steering"]["values"] == ["V."]
     again = run_cli(*args)
     assert json.loads(again.stdout)["skipped"] == 2 and len((tmp_path / "o.errors.jsonl").read_text().splitlines()) == 2
 
