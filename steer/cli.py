@@ -227,6 +227,12 @@ TemplateOpt = Annotated[Optional[str], typer.Option("--template", help="Override
 ModelSchemaOpt = Annotated[Optional[str], typer.Option("--schema", help="Attribute schema (default: the model's own).")]
 SystemOpt = Annotated[Optional[str], typer.Option("--system", help="System message.")]
 ValueOpt = Annotated[list[str], typer.Option("--value", help="A value statement, Janus-style (repeatable).")]
+TemperatureOpt = Annotated[float, typer.Option("--temperature", help="0 is greedy.")]
+TopPOpt = Annotated[float, typer.Option("--top-p")]
+TopKOpt = Annotated[int, typer.Option("--top-k", help="0 turns it off.")]
+MaxNewOpt = Annotated[int, typer.Option("--max-new-tokens")]
+SeedOpt = Annotated[Optional[int], typer.Option("--seed")]
+StopOpt = Annotated[list[str], typer.Option("--stop", help="Extra stop string (repeatable).")]
 
 
 def _steering(template, attr: list[str], attrs_: str | None, preset: str | None, values: list[str], system: str | None):
@@ -250,12 +256,12 @@ def generate(
     preset: PresetOpt = None,
     system: SystemOpt = None,
     value: ValueOpt = [],  # noqa: B006
-    temperature: Annotated[float, typer.Option("--temperature", help="0 is greedy.")] = 0.7,
-    top_p: Annotated[float, typer.Option("--top-p")] = 1.0,
-    top_k: Annotated[int, typer.Option("--top-k", help="0 turns it off.")] = 0,
-    max_new_tokens: Annotated[int, typer.Option("--max-new-tokens")] = 256,
-    seed: Annotated[Optional[int], typer.Option("--seed")] = None,
-    stop: Annotated[list[str], typer.Option("--stop", help="Extra stop string (repeatable).")] = [],  # noqa: B006
+    temperature: TemperatureOpt = 0.7,
+    top_p: TopPOpt = 1.0,
+    top_k: TopKOpt = 0,
+    max_new_tokens: MaxNewOpt = 256,
+    seed: SeedOpt = None,
+    stop: StopOpt = [],  # noqa: B006
     as_json: JsonOpt = False,
     engine: EngineOpt = "hf",
     template: TemplateOpt = None,
@@ -303,12 +309,12 @@ def batch(
     system: SystemOpt = None,
     value: ValueOpt = [],  # noqa: B006
     batch_size: Annotated[int, typer.Option("--batch-size", help="Prompts per engine call.", min=1)] = 8,
-    temperature: Annotated[float, typer.Option("--temperature")] = 0.7,
-    top_p: Annotated[float, typer.Option("--top-p")] = 1.0,
-    top_k: Annotated[int, typer.Option("--top-k")] = 0,
-    max_new_tokens: Annotated[int, typer.Option("--max-new-tokens")] = 256,
-    seed: Annotated[Optional[int], typer.Option("--seed")] = None,
-    stop: Annotated[list[str], typer.Option("--stop", help="Extra stop string (repeatable).")] = [],  # noqa: B006
+    temperature: TemperatureOpt = 0.7,
+    top_p: TopPOpt = 1.0,
+    top_k: TopKOpt = 0,
+    max_new_tokens: MaxNewOpt = 256,
+    seed: SeedOpt = None,
+    stop: StopOpt = [],  # noqa: B006
     engine: EngineOpt = "hf",
     template: TemplateOpt = None,
     schema: ModelSchemaOpt = None,
@@ -351,11 +357,11 @@ def chat(
     preset: PresetOpt = None,
     system: SystemOpt = None,
     value: ValueOpt = [],  # noqa: B006
-    temperature: Annotated[float, typer.Option("--temperature")] = 0.7,
-    top_p: Annotated[float, typer.Option("--top-p")] = 1.0,
-    top_k: Annotated[int, typer.Option("--top-k")] = 0,
-    max_new_tokens: Annotated[int, typer.Option("--max-new-tokens")] = 256,
-    seed: Annotated[Optional[int], typer.Option("--seed")] = None,
+    temperature: TemperatureOpt = 0.7,
+    top_p: TopPOpt = 1.0,
+    top_k: TopKOpt = 0,
+    max_new_tokens: MaxNewOpt = 256,
+    seed: SeedOpt = None,
     engine: EngineOpt = "hf",
     template: TemplateOpt = None,
     schema: ModelSchemaOpt = None,
