@@ -7,7 +7,6 @@ value statements, and returns the same :class:`Response`.
 
 from __future__ import annotations
 
-import json
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -103,13 +102,6 @@ def steering_prompt(template: SteerTemplate, messages: Sequence[Mapping[str, Any
         if steering.system:
             msgs.insert(0, {"role": "system", "content": steering.system})
     return template.prompt(msgs, attributes=steering.resolved(template.schema), values=steering.values or None)
-
-
-def _spec(path: Path) -> dict | None:
-    info = path / "steer.json"
-    if not info.is_file():
-        info = path.parent / "steer.json"
-    return json.loads(info.read_text(encoding="utf-8")) if info.is_file() else None
 
 
 def model_template(tokenizer: Any, spec: dict | None, *, kind: str | None = None, schema: str | None = None) -> SteerTemplate:

@@ -13,8 +13,9 @@ from pathlib import Path
 from typing import Any
 
 from steer.errors import UsageError
-from steer.generate.engine import Response, Sampling, _spec, model_template
+from steer.generate.engine import Response, Sampling, model_template
 from steer.templates import SteerTemplate
+from steer.train.export import find_run_file
 
 
 class HFEngine:
@@ -41,7 +42,7 @@ class HFEngine:
         from steer.train.model import torch_dtype
 
         folder = Path(path)
-        spec = _spec(folder) if folder.is_dir() else None
+        spec = find_run_file(folder) if folder.is_dir() else None
         tdtype = torch_dtype(dtype)
         if spec is not None:
             model, _ = load_trained(folder, dtype=tdtype)

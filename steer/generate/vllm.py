@@ -14,8 +14,9 @@ from pathlib import Path
 from typing import Any
 
 from steer.errors import UsageError
-from steer.generate.engine import Response, Sampling, _spec, model_template
+from steer.generate.engine import Response, Sampling, model_template
 from steer.templates import SteerTemplate
+from steer.train.export import find_run_file
 
 INSTALL = "vLLM is not installed: pip install 'steer[vllm]' (Linux with a CUDA GPU), or use --engine hf"
 
@@ -31,7 +32,7 @@ def sampling_params(sampling: Sampling, template: SteerTemplate) -> dict:
 def model_and_adapter(path: str) -> tuple[str, str | None, dict | None]:
     """``(base model, adapter folder or None, steer.json or None)`` for a model argument."""
     folder = Path(path)
-    spec = _spec(folder) if folder.is_dir() else None
+    spec = find_run_file(folder) if folder.is_dir() else None
     if spec is not None and (folder / "adapter_config.json").is_file():
         adapter = json.loads((folder / "adapter_config.json").read_text())
         return spec.get("base_model") or adapter["base_model_name_or_path"], str(folder), spec

@@ -18,19 +18,27 @@ from steer.errors import UsageError
 RUN_FILE = "steer.json"
 
 
+def find_run_file(folder: Path) -> dict | None:
+    """``steer.json`` of a run directory or of the run a checkpoint folder belongs to (None: not a run)."""
+    for candidate in (folder, folder.parent):
+        info = candidate / RUN_FILE
+        if info.is_file():
+            try:
+                return json.loads(info.read_text(encoding="utf-8"))
+            except json.JSONDecodeError as err:
+                raise UsageError(f"{info}: not valid JSON ({err.msg})") from None
+    return None
+
+
 def run_info(path: str | Path) -> tuple[Path, dict]:
     """``(weights folder, steer.json)`` of a run directory or one of its checkpoints."""
     folder = Path(path)
     if not folder.is_dir():
         raise UsageError(f"not a directory: {folder}")
-    for candidate in (folder, folder.parent):
-        info = candidate / RUN_FILE
-        if info.is_file():
-            try:
-                return folder, json.loads(info.read_text(encoding="utf-8"))
-            except json.JSONDecodeError as err:
-                raise UsageError(f"{info}: not valid JSON ({err.msg})") from None
-    raise UsageError(f"{folder} is not a steer run directory (no {RUN_FILE} here or in its parent)")
+    info = find_run_file(folder)
+    if info is None:
+        raise UsageError(f"{folder} is not a steer run directory (no {RUN_FILE} here or in its parent)")
+    return folder, info
 
 
 def load_trained(path: str | Path, *, dtype: Any = None, merge: bool = False) -> tuple[Any, dict]:

@@ -56,14 +56,17 @@ def load_base(cfg: ModelConfig, *, packing: bool, quantize: bool = False) -> Any
     kwargs: dict[str, Any] = {"dtype": dtype, "attn_implementation": attn, "trust_remote_code": cfg.trust_remote_code}
     if quantize:
         kwargs["quantization_config"] = _qlora_config(dtype)
-    from pathlib import Path
-
-    # A local directory is recorded absolute (adapter configs point at it), a hub id as given.
-    where = str(Path(cfg.name_or_path).resolve()) if Path(cfg.name_or_path).is_dir() else cfg.name_or_path
     try:
-        return AutoModelForCausalLM.from_pretrained(where, **kwargs)
+        return AutoModelForCausalLM.from_pretrained(model_ref(cfg.name_or_path), **kwargs)
     except OSError as err:
         raise UsageError(f"cannot load model {cfg.name_or_path!r}: {str(err).strip().splitlines()[0]}") from None
+
+
+def model_ref(name: str | None) -> str | None:
+    """A local directory made absolute (adapter configs and steer.json point at it); a hub id as given."""
+    from pathlib import Path
+
+    return str(Path(name).resolve()) if name and Path(name).is_dir() else name
 
 
 def _qlora_config(dtype: Any) -> Any:

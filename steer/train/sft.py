@@ -23,6 +23,7 @@ from steer import __version__
 from steer.config import SFTRecipe, write_resolved
 from steer.errors import SteerError, UsageError
 from steer.train.export import RUN_FILE
+from steer.train.model import model_ref
 
 Events = Callable[[dict], None]
 METRICS_FILE = "metrics.jsonl"
@@ -268,12 +269,9 @@ def train_sft(recipe: SFTRecipe, *, resume: str | bool | None = None, events: Ev
 def write_run_file(run_dir: Path, recipe: SFTRecipe, template_spec: dict) -> Path:
     """``steer.json``: what a run directory holds and how steer loads and steers it."""
     info = {"steer_version": __version__, "kind": "sft", "method": recipe.train.method,
-            "base_model": _model_ref(recipe.model.name_or_path) if recipe.train.method != "full" else None,
+            "base_model": model_ref(recipe.model.name_or_path) if recipe.train.method != "full" else None,
             "template": template_spec}
     path = run_dir / RUN_FILE
     path.write_text(json.dumps(info, indent=2), encoding="utf-8")
     return path
 
-
-def _model_ref(name: str | None) -> str | None:
-    return str(Path(name).resolve()) if name and Path(name).is_dir() else name
