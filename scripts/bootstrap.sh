@@ -60,6 +60,6 @@ fi
 case "$job" in
   install) say "done: activate with 'source $venv/bin/activate'" ;;
   test) exec "$venv/bin/python" -m pytest "$@" ;;
-  quickstart) exec "$venv/bin/steer" env "$@" ;;
+  quickstart) exec "$venv/bin/steer" quickstart "$@" ;;
   *) exec "$venv/bin/steer" "$job" "$@" ;;
 esac

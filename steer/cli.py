@@ -9,7 +9,7 @@ from __future__ import annotations
 import os
 import sys
 from pathlib import Path
-from typing import Annotated, Optional
+from typing import Annotated, Any, Optional
 
 import typer
 
@@ -196,29 +196,21 @@ def data_prepare(
 @data_app.command("synth")
 def data_synth(
     out: Annotated[str, typer.Option("--out", "-o", help="Folder for train.jsonl, valid.jsonl and tokenizer/.")],
-    n: Annotated[int, typer.Option("-n", "--rows", help="Training rows.", min=1)] = 4000,
-    valid: Annotated[int, typer.Option("--valid", help="Validation rows (other prompts, same world).", min=0)] = 200,
+    n: Annotated[int, typer.Option("-n", "--rows", help="Training rows.", min=1)] = 6000,
+    valid: Annotated[int, typer.Option("--valid", help="Validation rows (more rows from the same world).", min=0)] = 200,
     seed: Annotated[int, typer.Option("--seed", help="Random seed: the same seed gives the same corpus.")] = 0,
     tokenizer: Annotated[bool, typer.Option("--tokenizer/--no-tokenizer", help="Also train a BPE tokenizer on it.")] = True,
-    vocab: Annotated[int, typer.Option("--vocab", help="Tokenizer vocabulary size.", min=300)] = 512,
+    vocab: Annotated[int, typer.Option("--vocab", help="Tokenizer vocabulary size.", min=300)] = 1024,
 ) -> None:
     """Write the synthetic steerable corpus (helpsteer attributes known by construction) and a tokenizer."""
+    from steer.synth import write_corpus, write_dataset
 
-    from steer.synth import train_tokenizer, write_corpus
-
-    paths = write_corpus(Path(out), n, seed=seed, valid=valid)
+    if tokenizer:
+        paths = write_dataset(Path(out), n, seed=seed, valid=valid, vocab_size=vocab)
+    else:
+        paths = write_corpus(Path(out), n, seed=seed, valid=valid)
     for name, path in paths.items():
         ui.plain(f"{name}: {path}")
-    if tokenizer:
-        import json
-
-        from steer.synth import SCHEMA
-        from steer.templates import DEFAULT_SYSTEM
-
-        texts = [m["content"] for p in paths.values() for line in open(p, encoding="utf-8")
-                 for m in json.loads(line)["messages"]]
-        texts += [DEFAULT_SYSTEM, SCHEMA.render({}), "User", "Assistant"] * 100  # the template's own text
-        ui.plain(f"tokenizer: {train_tokenizer(texts, Path(out) / 'tokenizer', vocab)}")
 
 
 ModelArg = Annotated[str, typer.Argument(help="A steer run directory, an exported model, or any HF model (folder or hub id).")]
@@ -504,6 +496,96 @@ def export(
 
     path = do_export(run_dir, out, dtype=dtype)
     ui.plain(f"exported: {path}  (transformers, vLLM and TGI load it as is; steering variables: steer_attributes, steer_values)")
+
+
+@app.command()
+def serve(
+    model: ModelArg,
+    host: Annotated[str, typer.Option("--host", help="Interface to bind (0.0.0.0 exposes the server to the network).")] = "127.0.0.1",
+    port: Annotated[int, typer.Option("--port", help="TCP port.", min=0, max=65535)] = 8000,
+    api_key: Annotated[Optional[str], typer.Option("--api-key", envvar="STEER_API_KEY", help="Require 'Authorization: Bearer KEY'.")] = None,
+    engine: EngineOpt = "hf",
+    name: Annotated[Optional[str], typer.Option("--name", help="Model name clients ask for (default: the folder name).")] = None,
+    template: TemplateOpt = None,
+    schema: ModelSchemaOpt = None,
+    max_tokens: Annotated[int, typer.Option("--max-tokens", help="Largest max_tokens a request may ask for.", min=1)] = 512,
+    max_queue: Annotated[int, typer.Option("--max-queue", help="Requests that may wait; more get 503 + Retry-After.", min=1)] = 64,
+    max_batch: Annotated[int, typer.Option("--max-batch", help="Requests batched into one generate call.", min=1)] = 16,
+    grace: Annotated[int, typer.Option("--grace", help="Seconds to finish in-flight requests on SIGTERM.", min=0)] = 30,
+    print_command: Annotated[bool, typer.Option("--print-command", help="With --engine vllm: print the vllm serve command and exit.")] = False,
+) -> None:
+    """Serve a model over an OpenAI-compatible API (chat and completions, streaming), steered per request."""
+    _quiet_libraries()
+    served = name or Path(model.rstrip("/")).name or "steer"
+    if engine == "vllm":
+        from steer.generate.engine import model_template
+        from steer.serve.vllm_command import shell, vllm_command
+        from steer.train.export import find_run_file
+
+        tokenizer = _tokenizer_for(model)
+        spec = find_run_file(Path(model)) if Path(model).is_dir() else None
+        tmpl = model_template(tokenizer, spec, kind=template, schema=schema)
+        cmd = vllm_command(model, tmpl.source, name=served, host=host, port=port, api_key=api_key)
+        ui.plain(shell(cmd))
+        if tmpl.stop:
+            ui.dim(f"stop strings of this template (vLLM reads them from generation_config.json after steer export): {list(tmpl.stop)}")
+        if print_command:
+            return
+        os.execvp(cmd[0], cmd)  # vLLM's own server takes over this process
+    if engine != "hf":
+        raise UsageError(f"unknown engine {engine!r} (known: hf, vllm)")
+    if print_command:
+        raise UsageError("--print-command is for --engine vllm")
+    from steer.generate.engine import load_engine
+    from steer.serve.app import Limits
+    from steer.serve.app import serve as run_server
+
+    loaded = load_engine(model, engine="hf", template=template, schema=schema)
+    limits = Limits(max_tokens=max_tokens, max_queue=max_queue, max_batch=max_batch)
+    ui.dim(f"serving {served} on http://{host}:{port}/v1 (steering: {', '.join(loaded.template.schema.names) if loaded.template.schema else 'values'})")
+    run_server(loaded, served, host=host, port=port, api_key=api_key, limits=limits, grace_s=grace)
+
+
+def _tokenizer_for(model: str) -> Any:
+    from transformers import AutoTokenizer
+
+    from steer.generate.vllm import model_and_adapter
+
+    _, adapter, _ = model_and_adapter(model)
+    try:
+        return AutoTokenizer.from_pretrained(adapter or model)
+    except (OSError, ValueError) as err:
+        raise UsageError(f"cannot load the tokenizer of {model!r}: {str(err).strip().splitlines()[0]}") from None
+
+
+@app.command()
+def quickstart(
+    out: Annotated[str, typer.Option("--out", "-o", help="Folder for the data, the model, report.json and the plot.")] = "steer-quickstart",
+    fast: Annotated[bool, typer.Option("--fast", help="A smaller corpus and sweep (under 2 minutes on 2 CPU cores).")] = False,
+    seed: Annotated[int, typer.Option("--seed", help="Corpus, training and prompt seed.")] = 0,
+    as_json: JsonOpt = False,
+) -> None:
+    """Train a steerable tiny Llama from scratch on a synthetic corpus (no network), then measure its steering."""
+    import dataclasses
+
+    _quiet_libraries()
+    from steer import quickstart as qs
+    from steer.evaluate.steerability import plot
+
+    folder = Path(out)
+    if (folder / "model").exists():
+        raise UsageError(f"{folder} already holds a quickstart run; pass --out NEW_DIR or remove it")
+    settings = dataclasses.replace(qs.FAST if fast else qs.DEFAULT, seed=seed)
+    if as_json:
+        report = qs.run(folder, settings)
+    else:
+        with ui.TrainDisplay() as display:
+            report = qs.run(folder, settings, events=display)
+    png = plot(report["attributes"], *qs.sweep_records(report), str(folder / "steerability.png"))
+    if as_json:
+        ui.print_json({k: v for k, v in report.items() if k != "generations"} | {"plot": png})
+    else:
+        ui.quickstart(report, str(folder), png)
 
 
 def main(argv: list[str] | None = None) -> None:

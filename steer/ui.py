@@ -168,8 +168,13 @@ def prepared(result: dict) -> None:
                   f"rejected {rejected}; {state}: [bold]{result['path']}[/]")
 
 
+STAGES = {"data": "1/3 synthetic corpus and tokenizer", "train": "2/3 training a tiny Llama from scratch",
+          "evaluate": "3/3 steering sweep"}
+
+
 class TrainDisplay:
-    """Live view of a training run, fed by the trainer's events: a bar with loss, lr, tokens/s, ETA."""
+    """Live view of a training run, fed by the trainer's events: a bar with loss, lr, tokens/s, ETA
+    (and the quickstart's stages and generation progress)."""
 
     def __init__(self) -> None:
         from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
@@ -179,6 +184,7 @@ class TrainDisplay:
                                   TimeRemainingColumn(), console=err_console)
         self._prepare = None
         self._train = None
+        self._generate = None
         self._fields = {"loss": "-", "lr": "-", "tok/s": "-", "eval": "-"}
 
     def __enter__(self) -> TrainDisplay:
@@ -209,6 +215,12 @@ class TrainDisplay:
         elif kind == "step" and self._train is not None:
             self._fields["tok/s"] = f"{event['tokens_per_s']:,.0f}"
             self._progress.update(self._train, completed=event["step"], info=self._info())
+        elif kind == "stage":
+            self._progress.console.print(f"[bold]{STAGES.get(event['stage'], event['stage'])}[/]")
+        elif kind == "generate":
+            if self._generate is None:
+                self._generate = self._progress.add_task("generate", total=event["total"], info="answers")
+            self._progress.update(self._generate, completed=event["done"], total=event["total"])
         elif kind == "log":
             if "loss" in event:
                 self._fields["loss"] = f"{event['loss']:.4f}"
@@ -256,3 +268,63 @@ def dim(message: str) -> None:
 def chat_banner(model: str, steering: str) -> None:
     err_console.print(f"[bold]steer chat[/] {model}\n[dim]steering: {steering}\n"
                       "/help for commands, Ctrl-C stops an answer, /quit or Ctrl-D leaves[/]", highlight=False)
+
+
+def _num(value: float | None, digits: int = 2) -> str:
+    return "-" if value is None else f"{value:.{digits}f}"
+
+
+def steerability(summary: Mapping[str, Mapping], extra: Mapping[str, Mapping[int, str]] | None = None) -> None:
+    """One small table per swept attribute (requested level, mean realised level, answers judged),
+    with its Spearman correlation; ``extra`` adds a column per attribute (name -> level -> text)."""
+    from rich.columns import Columns
+
+    tables = []
+    for name, result in summary.items():
+        rho = result["spearman"]
+        ok = "green" if rho is not None and rho >= 0.8 else "yellow"
+        t = Table(title=f"[bold]{name}[/]  Spearman [{ok}]{_num(rho)}[/]", title_justify="left")
+        t.add_column("requested", justify="right")
+        t.add_column("realised", justify="right")
+        t.add_column("n", justify="right", style="dim")
+        column = (extra or {}).get(name)
+        if column:
+            t.add_column(column["title"], justify="right")  # type: ignore[call-overload]
+        for level in result["levels"]:
+            row = [str(level["requested"]), _num(level["realised"]), str(level["judged"])]
+            if column:
+                row.append(column["values"].get(level["requested"], "-"))  # type: ignore[union-attr]
+            t.add_row(*row)
+        tables.append(t)
+    console.print(Columns(tables, padding=(0, 3)))
+
+
+def samples(prompt: str, rows: Mapping[str, Mapping[int, str]], levels: tuple[int, int] = (0, 4)) -> None:
+    """Side-by-side answers to one prompt at a low and a high level of each attribute."""
+    t = Table(title=f"[bold]{prompt}[/]", title_justify="left", show_lines=True)
+    t.add_column("attribute")
+    for level in levels:
+        t.add_column(f"= {level}", ratio=1)
+    for name, texts in rows.items():
+        t.add_row(name, *[texts.get(level, "-") for level in levels])
+    console.print(t)
+
+
+def quickstart(report: Mapping[str, Any], out: str, plot: str | None) -> None:
+    """The quickstart's results: steerability tables, sample answers, files, and what to run next."""
+    s = report["settings"]
+    console.print(f"\n[bold]Steering sweep[/]: each attribute 0..4, the others at their defaults, on {s['prompts']} "
+                  "held-out prompts (greedy); 'realised' is what the corpus oracles measure in the generated text.")
+    rate = {"title": "right answers", "values": {int(k): f"{100 * v:.0f}%" for k, v in report["correct_answer_rate"].items()
+                                                 if v is not None}}
+    steerability(report["attributes"], {"correctness": rate})
+    samples(report["sample_prompt"], {k: {int(lv): t for lv, t in v.items()} for k, v in report["samples"].items()})
+    t = report["timings"]
+    console.print(f"time: data {t['data_s']:.0f} s, training {t['train_s']:.0f} s, evaluation {t['evaluate_s']:.0f} s, "
+                  f"total {t['total_s']:.0f} s")
+    console.print(f"report: [bold]{out}/report.json[/]" + (f"   plot: [bold]{plot}[/]" if plot else ""))
+    model, prompt = report["model"], report["sample_prompt"]
+    console.print("\n[bold]Next[/]:")
+    console.print(f"  steer generate {model} \"{prompt}\" --attr verbosity=0")
+    console.print(f"  steer generate {model} \"{prompt}\" --attr correctness=0 --attr complexity=4")
+    console.print(f"  steer chat {model}")

@@ -280,12 +280,10 @@ def test_recipe_stories260k_lora_runs_end_to_end(tmp_path, shared_assets):
 def test_recipe_tiny_from_scratch_runs_end_to_end(tmp_path):
     """recipes/tiny/synth-steerlm.yaml with its own synthetic data and tokenizer (shortened)."""
     from steer.config import load_recipe
-    from steer.synth import train_tokenizer, write_corpus
+    from steer.synth import write_dataset
     from steer.train.sft import train_sft
 
-    paths = write_corpus(tmp_path / "synth", 96, seed=2, valid=16)
-    texts = [m["content"] for p in paths.values() for line in p.read_text().splitlines() for m in json.loads(line)["messages"]]
-    train_tokenizer(texts, tmp_path / "synth/tokenizer")
+    paths = write_dataset(tmp_path / "synth", 96, seed=2, valid=16)
     recipe = load_recipe(REPO / "recipes/tiny/synth-steerlm.yaml", [
         f"model.tokenizer={tmp_path / 'synth/tokenizer'}", f"data.sources.0.path={paths['train']}",
         f"data.validation.0.path={paths['valid']}", "train.max_steps=4", "train.eval_steps=2",

@@ -80,13 +80,20 @@ def guess_schema(records: Iterable[Record]) -> Schema | None:
     return min(fitting, key=lambda s: len(s.names))
 
 
-def template_for(kind: str, schema: Schema | None, tokenizer: Any = None) -> SteerTemplate:
-    """The steering template of ``kind`` (``auto``: the tokenizer's chat template if it has one)."""
+def template_for(kind: str, schema: Schema | None, tokenizer: Any = None, default_system: str | None = None) -> SteerTemplate:
+    """The steering template of ``kind`` (``auto``: the tokenizer's chat template if it has one);
+    ``default_system`` replaces the SteerLM format's default system message."""
     base = getattr(tokenizer, "chat_template", None) if tokenizer is not None else None
     if kind == "auto":
         kind = "chat" if base else "steerlm"
     tokens = dict(tokenizer.special_tokens_map) if tokenizer is not None else {}
-    return build_template(kind, schema=schema, base=base, special_tokens=tokens)
+    extra = {"default_system": default_system} if default_system is not None else {}
+    return build_template(kind, schema=schema, base=base, special_tokens=tokens, **extra)
+
+
+def recipe_template(template: Any, tokenizer: Any) -> SteerTemplate:
+    """The steering template a recipe's ``template`` section describes, over ``tokenizer``."""
+    return template_for(template.kind, template.build_schema(), tokenizer, template.default_system)
 
 
 def load_tokenizer(path: str) -> Any:

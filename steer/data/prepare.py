@@ -20,7 +20,7 @@ from typing import Any
 
 from steer import __version__
 from steer.config import SFTRecipe, SourceConfig
-from steer.data.encode import Encoded, encode_many, load_tokenizer, template_for
+from steer.data.encode import Encoded, encode_many, load_tokenizer, recipe_template
 from steer.data.loader import LoadReport, load
 from steer.data.records import Conversation, DataError
 from steer.errors import UsageError
@@ -126,7 +126,7 @@ def prepare(recipe: SFTRecipe, *, sources: list[SourceConfig] | None = None, pro
     sources = sources if sources is not None else recipe.data.sources
     tok_id = recipe.model.tokenizer or recipe.model.name_or_path
     tokenizer = load_tokenizer(tok_id)
-    template = template_for(recipe.template.kind, recipe.template.build_schema(), tokenizer)
+    template = recipe_template(recipe.template, tokenizer)
     out = cache_root(recipe) / cache_key(sources, tok_id, template.source, recipe)
     if (out / "steer_prepared.json").is_file() and not force:
         meta = json.loads((out / "steer_prepared.json").read_text())

@@ -70,7 +70,8 @@ class HFEngine:
     def count_tokens(self, text: str) -> int:
         return len(self.tokenizer(text, add_special_tokens=False)["input_ids"])
 
-    def _check_length(self, lengths: Sequence[int], sampling: Sampling) -> None:
+    def check_length(self, lengths: Sequence[int], sampling: Sampling) -> None:
+        """Refuse prompts (token counts) that, with ``max_new_tokens``, would not fit the context."""
         if self.context_length is None:
             return
         for n in lengths:
@@ -126,7 +127,7 @@ class HFEngine:
         tok.padding_side = "left"
         enc = tok(list(prompts), add_special_tokens=False, return_tensors="pt", padding=True)
         lengths = enc["attention_mask"].sum(dim=1).tolist()
-        self._check_length(lengths, sampling)
+        self.check_length(lengths, sampling)
         enc = enc.to(self.model.device)
         with self.lock, torch.inference_mode():
             start = time.perf_counter()
@@ -151,7 +152,7 @@ class HFEngine:
 
         enc = self.tokenizer([prompt], add_special_tokens=False, return_tensors="pt")
         n = int(enc["input_ids"].shape[1])
-        self._check_length([n], sampling)
+        self.check_length([n], sampling)
         enc = enc.to(self.model.device)
         streamer = TextIteratorStreamer(self.tokenizer, skip_prompt=True, skip_special_tokens=True)
         result: dict[str, Any] = {}

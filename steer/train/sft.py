@@ -209,7 +209,7 @@ def train_sft(recipe: SFTRecipe, *, resume: str | bool | None = None, events: Ev
     import transformers
     from transformers import PrinterCallback
 
-    from steer.data.encode import load_tokenizer, template_for
+    from steer.data.encode import load_tokenizer, recipe_template
     from steer.data.prepare import prepare
     from steer.train.model import build_model
     from steer.train.packing import PackedCollator, PaddedCollator
@@ -236,7 +236,7 @@ def train_sft(recipe: SFTRecipe, *, resume: str | bool | None = None, events: Ev
                 "prepared": prepared.to_json()})
 
     tokenizer = load_tokenizer(recipe.model.tokenizer or recipe.model.name_or_path)
-    template = template_for(recipe.template.kind, recipe.template.build_schema(), tokenizer)
+    template = recipe_template(recipe.template, tokenizer)
     tokenizer.chat_template = template.source
     if tokenizer.pad_token_id is None:
         tokenizer.pad_token = tokenizer.eos_token or tokenizer.unk_token

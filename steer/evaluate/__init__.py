@@ -1,0 +1,1 @@
+"""Measurements: does steering work (steerability), and is length doing the work."""

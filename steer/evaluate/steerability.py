@@ -1,0 +1,110 @@
+"""Steerability: sweep one attribute over its range with the others at their defaults, judge the
+realised attributes of what the model wrote, and summarise requested vs realised.
+
+The sweep and the summary are judge-agnostic: a judge maps (prompt, answer) to a dict of realised
+attribute values (None where it cannot tell).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from steer.attributes import Schema
+from steer.stats import spearman
+
+
+@dataclass(frozen=True)
+class Request:
+    """One generation of a sweep: ``attribute`` set to ``level``, the others at their defaults."""
+
+    attribute: str
+    level: int
+    prompt_index: int
+    attributes: dict[str, int] = field(hash=False, compare=False)
+
+
+def sweep(schema: Schema, n_prompts: int, names: Sequence[str] | None = None) -> Iterator[Request]:
+    """Every (attribute, level, prompt) of the sweep, the attribute's whole range at each prompt."""
+    defaults = schema.defaults()
+    for attr in schema.attributes:
+        if names and attr.name not in names:
+            continue
+        for level in range(attr.min, attr.max + 1):
+            for i in range(n_prompts):
+                yield Request(attr.name, level, i, {**defaults, attr.name: level})
+
+
+def monotonicity_violations(means: Sequence[float | None]) -> int:
+    """How many steps between consecutive requested levels move the realised mean down."""
+    known = [m for m in means if m is not None]
+    return sum(1 for a, b in zip(known, known[1:]) if b < a)
+
+
+def summarize(requests: Sequence[Request], realised: Sequence[dict[str, Any]], schema: Schema) -> dict[str, dict]:
+    """Per swept attribute: mean realised value per requested level, Spearman(requested, realised)
+    over every judged answer, monotonicity violations, and side effects (the largest range of
+    another attribute's mean across the sweep)."""
+    out: dict[str, dict] = {}
+    for name in dict.fromkeys(r.attribute for r in requests):
+        rows = [(r, v) for r, v in zip(requests, realised) if r.attribute == name]
+        levels = sorted({r.level for r, _ in rows})
+        means = {lvl: _mean([v.get(name) for r, v in rows if r.level == lvl]) for lvl in levels}
+        pairs = [(r.level, v[name]) for r, v in rows if v.get(name) is not None]
+        side = {}
+        for other in schema.names:
+            if other == name:
+                continue
+            m = [x for x in (_mean([v.get(other) for r, v in rows if r.level == lvl]) for lvl in levels) if x is not None]
+            if m:
+                side[other] = max(m) - min(m)
+        out[name] = {
+            "levels": [{"requested": lvl, "realised": means[lvl],
+                        "judged": sum(1 for r, v in rows if r.level == lvl and v.get(name) is not None)} for lvl in levels],
+            "spearman": spearman([p[0] for p in pairs], [p[1] for p in pairs]) if pairs else None,
+            "monotonicity_violations": monotonicity_violations([means[lvl] for lvl in levels]),
+            "side_effects": side,
+        }
+    return out
+
+
+def _mean(values: Sequence[float | None]) -> float | None:
+    known = [float(v) for v in values if v is not None]
+    return sum(known) / len(known) if known else None
+
+
+Judge = Callable[[int, str], dict[str, Any]]
+
+
+def plot(summary: dict[str, dict], requests: Sequence[Request], realised: Sequence[dict[str, Any]], path: str) -> str:
+    """A PNG with one panel per swept attribute: every judged answer (jittered) and the mean per level."""
+    import random
+
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    names = list(summary)
+    fig, axes = plt.subplots(1, len(names), figsize=(3.2 * len(names), 3.4), squeeze=False)
+    jitter = random.Random(0)
+    for ax, name in zip(axes[0], names):
+        pts = [(r.level, v[name]) for r, v in zip(requests, realised) if r.attribute == name and v.get(name) is not None]
+        ax.scatter([x + jitter.uniform(-0.15, 0.15) for x, _ in pts], [y + jitter.uniform(-0.1, 0.1) for _, y in pts],
+                   s=6, alpha=0.25, color="tab:blue")
+        levels = [lv for lv in summary[name]["levels"] if lv["realised"] is not None]
+        ax.plot([lv["requested"] for lv in levels], [lv["realised"] for lv in levels], "o-", color="tab:red", label="mean")
+        lo = min((lv["requested"] for lv in summary[name]["levels"]), default=0)
+        hi = max((lv["requested"] for lv in summary[name]["levels"]), default=4)
+        ax.plot([lo, hi], [lo, hi], ":", color="grey", label="ideal")
+        rho = summary[name]["spearman"]
+        ax.set_title(f"{name}\nSpearman {rho:.2f}" if rho is not None else name, fontsize=10)
+        ax.set_xlabel("requested")
+        ax.set_xticks(range(lo, hi + 1))
+    axes[0][0].set_ylabel("realised")
+    axes[0][0].legend(fontsize=8, loc="upper left")
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return path

@@ -1,0 +1,133 @@
+"""``steer quickstart``: train a steerable tiny Llama from scratch on the synthetic corpus, then
+measure that steering works.
+
+Steps: write the corpus (:mod:`steer.synth`), train a BPE tokenizer on it, train with the same
+path as ``steer train sft`` (:func:`steer.train.sft.train_sft`), then sweep every attribute over
+0..4 on prompts drawn apart from the training rows, generate greedily, and judge each answer with
+the corpus's oracles. Nothing is downloaded; the numbers come from generated text.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Callable
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+from steer import synth
+from steer.config import SFTRecipe, validate_recipe
+from steer.evaluate.steerability import Request, summarize, sweep
+
+Events = Callable[[dict], None]
+
+
+@dataclass(frozen=True)
+class Settings:
+    """How big a quickstart is: corpus rows, training epochs, evaluation prompts per level."""
+
+    rows: int
+    epochs: float
+    prompts: int
+    seed: int = 0
+    max_new_tokens: int = 96
+
+
+DEFAULT = Settings(rows=6000, epochs=4, prompts=40)
+FAST = Settings(rows=4000, epochs=2, prompts=20)
+VOCAB = 1024
+
+# The embedded recipe (recipes/tiny/synth-steerlm.yaml is the same recipe with paths for the CLI).
+RECIPE: dict[str, Any] = {
+    "model": {"from_scratch": {
+        "model_type": "llama", "hidden_size": 128, "intermediate_size": 344, "num_hidden_layers": 4,
+        "num_attention_heads": 4, "num_key_value_heads": 2, "vocab_size": VOCAB, "max_position_embeddings": 256,
+        "tie_word_embeddings": True}},
+    "template": {"kind": "steerlm", "schema": "helpsteer", "default_system": synth.SYSTEM},
+    "data": {"max_length": 256, "packing": True},
+    "train": {"method": "full", "learning_rate": 3.0e-3, "lr_scheduler": "cosine", "warmup_ratio": 0.05,
+              "batch_size": 8, "save_steps": 100000, "save_total_limit": 1, "logging_steps": 10},
+}
+
+
+def recipe(out: Path, settings: Settings) -> SFTRecipe:
+    """The quickstart recipe with its data, tokenizer and run directory under ``out``."""
+    data = json.loads(json.dumps(RECIPE))
+    data["model"]["tokenizer"] = str(out / "data" / "tokenizer")
+    data["data"]["sources"] = [{"path": str(out / "data" / "train.jsonl"), "format": "steer"}]
+    data["data"]["validation"] = [{"path": str(out / "data" / "valid.jsonl"), "format": "steer"}]
+    data["data"]["cache_dir"] = str(out / "cache")
+    data["train"].update(epochs=settings.epochs, seed=settings.seed, output_dir=str(out / "model"),
+                         eval_steps=100000)
+    return validate_recipe(data, origin="quickstart")  # type: ignore[return-value]
+
+
+def make_data(out: Path, settings: Settings) -> dict[str, Path]:
+    """The corpus (train and validation rows) and a tokenizer trained on it, under ``out/data``."""
+    return synth.write_dataset(out / "data", settings.rows, seed=settings.seed, valid=max(50, settings.rows // 50),
+                               vocab_size=VOCAB)
+
+
+def evaluate(model_dir: Path, settings: Settings, events: Events | None = None, batch: int = 100) -> dict:
+    """Sweep every attribute over its range on held-out prompts; judge each answer with the oracles."""
+    from steer.generate.engine import Sampling, Steering, load_engine, steering_prompt
+
+    engine = load_engine(str(model_dir))
+    questions = synth.prompts(settings.prompts, settings.seed)
+    requests = list(sweep(synth.SCHEMA, len(questions)))
+    sampling = Sampling(temperature=0.0, max_new_tokens=settings.max_new_tokens)
+    texts: list[str] = []
+    for start in range(0, len(requests), batch):
+        chunk = requests[start:start + batch]
+        rendered = [steering_prompt(engine.template, [{"role": "user", "content": questions[r.prompt_index]["prompt"]}],
+                                    Steering(attributes=r.attributes)) for r in chunk]
+        texts += [resp.text for resp in engine.generate(rendered, sampling)]
+        if events:
+            events({"event": "generate", "done": len(texts), "total": len(requests)})
+    judged = [synth.judge(questions[r.prompt_index], t) for r, t in zip(requests, texts)]
+    return report(requests, texts, judged, questions)
+
+
+def report(requests: list[Request], texts: list[str], judged: list[dict], questions: list[dict]) -> dict:
+    """Steerability per attribute, the share of right answers per correctness level, and samples."""
+    summary = summarize(requests, judged, synth.SCHEMA)
+    right = {}
+    for level in range(5):
+        hits = [j["answer_right"] for r, j in zip(requests, judged) if r.attribute == "correctness" and r.level == level]
+        right[level] = sum(hits) / len(hits) if hits else None
+    samples: dict[str, dict[int, str]] = {}
+    for name in ("verbosity", "correctness", "complexity"):
+        samples[name] = {r.level: t for r, t in zip(requests, texts) if r.attribute == name and r.prompt_index == 0}
+    return {"attributes": summary, "correct_answer_rate": right, "sample_prompt": questions[0]["prompt"],
+            "samples": samples,
+            "generations": [{"attribute": r.attribute, "level": r.level, "prompt": questions[r.prompt_index]["prompt"],
+                             "text": t, "realised": j} for r, t, j in zip(requests, texts, judged)]}
+
+
+def run(out: Path, settings: Settings = DEFAULT, events: Events | None = None) -> dict:
+    """The whole quickstart; returns the report (also written to ``out/report.json``)."""
+    from steer.train.sft import train_sft
+
+    emit = events or (lambda event: None)
+    timings: dict[str, float] = {}
+    start = time.perf_counter()
+    emit({"event": "stage", "stage": "data"})
+    make_data(out, settings)
+    timings["data_s"] = time.perf_counter() - start
+    emit({"event": "stage", "stage": "train"})
+    result = train_sft(recipe(out, settings), events=events)
+    timings["train_s"] = time.perf_counter() - start - timings["data_s"]
+    emit({"event": "stage", "stage": "evaluate"})
+    rep = evaluate(result.run_dir, settings, events)
+    timings["evaluate_s"] = time.perf_counter() - start - timings["data_s"] - timings["train_s"]
+    timings["total_s"] = time.perf_counter() - start
+    rep.update(model=str(result.run_dir), settings=asdict(settings), timings=timings, train=result.to_json())
+    (out / "report.json").write_text(json.dumps(rep, indent=2), encoding="utf-8")
+    return rep
+
+
+def sweep_records(report: dict) -> tuple[list[Request], list[dict]]:
+    """The sweep's requests and judged values back from a report (for plotting a saved report)."""
+    requests = [Request(g["attribute"], g["level"], i, {}) for i, g in enumerate(report["generations"])]
+    return requests, [g["realised"] for g in report["generations"]]
