@@ -528,7 +528,7 @@ def serve(
         cmd = vllm_command(model, tmpl.source, name=served, host=host, port=port, api_key=api_key)
         ui.plain(shell(cmd))
         if tmpl.stop:
-            ui.dim(f"stop strings of this template (vLLM reads them from generation_config.json after steer export): {list(tmpl.stop)}")
+            ui.dim(f"this template's stop strings: {list(tmpl.stop)} (send them as 'stop' in requests to vLLM)")
         if print_command:
             return
         os.execvp(cmd[0], cmd)  # vLLM's own server takes over this process

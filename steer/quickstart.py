@@ -42,7 +42,7 @@ VOCAB = 1024
 RECIPE: dict[str, Any] = {
     "model": {"from_scratch": {
         "model_type": "llama", "hidden_size": 128, "intermediate_size": 344, "num_hidden_layers": 4,
-        "num_attention_heads": 4, "num_key_value_heads": 2, "vocab_size": VOCAB, "max_position_embeddings": 256,
+        "num_attention_heads": 4, "num_key_value_heads": 2, "vocab_size": VOCAB, "max_position_embeddings": 512,
         "tie_word_embeddings": True}},
     "template": {"kind": "steerlm", "schema": "helpsteer", "default_system": synth.SYSTEM},
     "data": {"max_length": 256, "packing": True},
