@@ -201,14 +201,17 @@ def data_synth(
     seed: Annotated[int, typer.Option("--seed", help="Random seed: the same seed gives the same corpus.")] = 0,
     tokenizer: Annotated[bool, typer.Option("--tokenizer/--no-tokenizer", help="Also train a BPE tokenizer on it.")] = True,
     vocab: Annotated[int, typer.Option("--vocab", help="Tokenizer vocabulary size.", min=300)] = 1024,
+    prompts: Annotated[int, typer.Option("--prompts", help="Held-out questions for `steer eval steerability` (prompts.jsonl).", min=0)] = 40,
 ) -> None:
     """Write the synthetic steerable corpus (helpsteer attributes known by construction) and a tokenizer."""
-    from steer.synth import write_corpus, write_dataset
+    from steer.synth import write_corpus, write_dataset, write_prompts
 
     if tokenizer:
         paths = write_dataset(Path(out), n, seed=seed, valid=valid, vocab_size=vocab)
     else:
         paths = write_corpus(Path(out), n, seed=seed, valid=valid)
+    if prompts:
+        paths["prompts"] = write_prompts(Path(out) / "prompts.jsonl", prompts, seed=seed)
     for name, path in paths.items():
         ui.plain(f"{name}: {path}")
 
@@ -556,6 +559,74 @@ def _tokenizer_for(model: str) -> Any:
         return AutoTokenizer.from_pretrained(adapter or model)
     except (OSError, ValueError) as err:
         raise UsageError(f"cannot load the tokenizer of {model!r}: {str(err).strip().splitlines()[0]}") from None
+
+
+eval_app = typer.Typer(help="Measure steering: requested vs realised attributes.", no_args_is_help=True)
+app.add_typer(eval_app, name="eval")
+
+
+@eval_app.command("steerability")
+def eval_steerability(
+    model: ModelArg,
+    prompts: Annotated[str, typer.Option("--prompts", help="JSONL rows with 'prompt' or 'messages' (steer data synth writes prompts.jsonl).")],
+    attrs: Annotated[list[str], typer.Option("--attr", help="Attribute to sweep (repeatable; default: those the judge measures).")] = [],  # noqa: B006
+    judge: Annotated[str, typer.Option("--judge", help="length (verbosity), fkgl (complexity), oracle (synthetic prompts) or apm:PATH.")] = "oracle",
+    max_new_tokens: MaxNewOpt = 128,
+    batch_size: Annotated[int, typer.Option("--batch-size", help="Generations per engine call.", min=1)] = 64,
+    engine: EngineOpt = "hf",
+    template: TemplateOpt = None,
+    schema: ModelSchemaOpt = None,
+    as_json: JsonOpt = False,
+    plot_path: Annotated[Optional[str], typer.Option("--plot", help="Write a PNG of requested vs realised.")] = None,
+) -> None:
+    """Sweep attributes over their range (others at defaults), generate, and judge what was realised."""
+    import json
+
+    _quiet_libraries()
+    from steer.evaluate.judges import make_judge
+    from steer.evaluate.steerability import generate, plot, summarize, sweep
+    from steer.generate.engine import Sampling, load_engine
+
+    judge_fn, measured = make_judge(judge)
+    path = Path(prompts)
+    if not path.is_file():
+        raise UsageError(f"--prompts: no such file {prompts}")
+    rows = []
+    for n, line in enumerate(path.read_text(encoding="utf-8").splitlines(), start=1):
+        if line.strip():
+            try:
+                row = json.loads(line)
+            except ValueError as err:
+                raise UsageError(f"{prompts}:{n}: invalid JSON ({err})") from None
+            if not isinstance(row, dict) or not (isinstance(row.get("prompt"), str) or isinstance(row.get("messages"), list)):
+                raise UsageError(f"{prompts}:{n}: a row needs 'prompt' (string) or 'messages' (list)")
+            rows.append(row)
+    if not rows:
+        raise UsageError(f"--prompts: {prompts} has no rows")
+    loaded = load_engine(model, engine=engine, template=template, schema=schema)
+    sch = loaded.template.schema
+    if sch is None:
+        raise UsageError("this model has no attribute schema to sweep")
+    names = list(attrs) or list(measured or sch.names)
+    for name in names:
+        sch.validate({name: sch.defaults()[name]} if name in sch.names else {name: 0})
+    requests = list(sweep(sch, len(rows), names))
+    sampling = Sampling(temperature=0.0, max_new_tokens=max_new_tokens)
+    if as_json:
+        texts = generate(loaded, rows, requests, sampling, batch=batch_size)
+    else:
+        with ui.progress_bar("generate", unit="answers") as bar:
+            texts = generate(loaded, rows, requests, sampling, lambda e: bar.update(e["done"], e["total"]), batch_size)
+    judged = [judge_fn(rows[r.prompt_index], t) for r, t in zip(requests, texts)]
+    summary = summarize(requests, judged, sch)
+    png = plot(summary, requests, judged, plot_path) if plot_path else None
+    if as_json:
+        ui.print_json({"model": model, "judge": judge, "prompts": len(rows), "attributes": summary, "plot": png})
+    else:
+        ui.steerability(summary)
+        ui.side_effects(summary)
+        if png:
+            ui.plain(f"plot: {png}")
 
 
 @app.command()

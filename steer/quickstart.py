@@ -18,7 +18,7 @@ from typing import Any
 
 from steer import synth
 from steer.config import SFTRecipe, validate_recipe
-from steer.evaluate.steerability import Request, summarize, sweep
+from steer.evaluate.steerability import Request, generate, summarize, sweep
 
 Events = Callable[[dict], None]
 
@@ -64,27 +64,22 @@ def recipe(out: Path, settings: Settings) -> SFTRecipe:
 
 
 def make_data(out: Path, settings: Settings) -> dict[str, Path]:
-    """The corpus (train and validation rows) and a tokenizer trained on it, under ``out/data``."""
-    return synth.write_dataset(out / "data", settings.rows, seed=settings.seed, valid=max(50, settings.rows // 50),
-                               vocab_size=VOCAB)
+    """The corpus (train and validation rows), a tokenizer trained on it and the held-out prompts
+    (``prompts.jsonl``, for ``steer eval steerability --judge oracle``), under ``out/data``."""
+    paths = synth.write_dataset(out / "data", settings.rows, seed=settings.seed, valid=max(50, settings.rows // 50),
+                                vocab_size=VOCAB)
+    paths["prompts"] = synth.write_prompts(out / "data" / "prompts.jsonl", settings.prompts, settings.seed)
+    return paths
 
 
-def evaluate(model_dir: Path, settings: Settings, events: Events | None = None, batch: int = 100) -> dict:
+def evaluate(model_dir: Path, settings: Settings, events: Events | None = None) -> dict:
     """Sweep every attribute over its range on held-out prompts; judge each answer with the oracles."""
-    from steer.generate.engine import Sampling, Steering, load_engine, steering_prompt
+    from steer.generate.engine import Sampling, load_engine
 
     engine = load_engine(str(model_dir))
     questions = synth.prompts(settings.prompts, settings.seed)
     requests = list(sweep(synth.SCHEMA, len(questions)))
-    sampling = Sampling(temperature=0.0, max_new_tokens=settings.max_new_tokens)
-    texts: list[str] = []
-    for start in range(0, len(requests), batch):
-        chunk = requests[start:start + batch]
-        rendered = [steering_prompt(engine.template, [{"role": "user", "content": questions[r.prompt_index]["prompt"]}],
-                                    Steering(attributes=r.attributes)) for r in chunk]
-        texts += [resp.text for resp in engine.generate(rendered, sampling)]
-        if events:
-            events({"event": "generate", "done": len(texts), "total": len(requests)})
+    texts = generate(engine, questions, requests, Sampling(temperature=0.0, max_new_tokens=settings.max_new_tokens), events)
     judged = [synth.judge(questions[r.prompt_index], t) for r, t in zip(requests, texts)]
     return report(requests, texts, judged, questions)
 

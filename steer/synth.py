@@ -234,6 +234,15 @@ def write_dataset(out: Path, n: int, seed: int = 0, valid: int = 0, vocab_size: 
     return paths
 
 
+def write_prompts(path: Path, n: int, seed: int = 0) -> Path:
+    """:func:`prompts` as JSONL (``prompt`` plus what the oracles need), for ``steer eval steerability``."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(path, "w", encoding="utf-8") as handle:
+        for i, q in enumerate(prompts(n, seed)):
+            handle.write(json.dumps({"id": f"synth-eval-{seed}-{i}", **q}) + "\n")
+    return path
+
+
 def train_tokenizer(texts: list[str], out: Path, vocab_size: int = 512) -> Path:
     """A byte-level BPE tokenizer trained on ``texts`` (the ``tokenizers`` library), saved for transformers."""
     from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers

@@ -299,6 +299,13 @@ def steerability(summary: Mapping[str, Mapping], extra: Mapping[str, Mapping[int
     console.print(Columns(tables, padding=(0, 3)))
 
 
+def side_effects(summary: Mapping[str, Mapping]) -> None:
+    """Per swept attribute: monotonicity violations and how far the other attributes moved."""
+    for name, result in summary.items():
+        moved = ", ".join(f"{k} {v:.2f}" for k, v in sorted(result["side_effects"].items(), key=lambda kv: -kv[1])) or "-"
+        console.print(f"{name}: {result['monotonicity_violations']} monotonicity violations; others moved: {moved}")
+
+
 def samples(prompt: str, rows: Mapping[str, Mapping[int, str]], levels: tuple[int, int] = (0, 4)) -> None:
     """Side-by-side answers to one prompt at a low and a high level of each attribute."""
     t = Table(title=f"[bold]{prompt}[/]", title_justify="left", show_lines=True)

@@ -102,3 +102,18 @@ def test_evaluation_prompts_come_from_another_stream():
     assert evals == [q["prompt"] for q in synth.prompts(20, seed=0)]
     assert [q["prompt"] for q in synth.prompts(20, seed=1)] != evals
     assert evals != list(train)[:20]
+
+
+def test_cli_data_synth(tmp_path):
+    import json
+
+    from tests.conftest import run_cli
+
+    out = run_cli("data", "synth", "--out", str(tmp_path / "s"), "-n", "60", "--valid", "6", "--prompts", "7", "--vocab", "400")
+    assert out.returncode == 0, out.stderr
+    for name in ("train.jsonl", "valid.jsonl", "prompts.jsonl", "tokenizer/tokenizer.json"):
+        assert (tmp_path / "s" / name).is_file(), name
+    rows = [json.loads(line) for line in (tmp_path / "s/prompts.jsonl").read_text().splitlines()]
+    assert len(rows) == 7 and all({"prompt", "field", "subject", "facts"} <= set(r) for r in rows)
+    assert [r["prompt"] for r in rows] == [q["prompt"] for q in synth.prompts(7, seed=0)]
+    assert len((tmp_path / "s/train.jsonl").read_text().splitlines()) == 60

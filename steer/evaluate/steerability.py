@@ -7,7 +7,7 @@ attribute values (None where it cannot tell).
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -34,6 +34,28 @@ def sweep(schema: Schema, n_prompts: int, names: Sequence[str] | None = None) ->
         for level in range(attr.min, attr.max + 1):
             for i in range(n_prompts):
                 yield Request(attr.name, level, i, {**defaults, attr.name: level})
+
+
+def generate(engine: Any, rows: Sequence[Mapping[str, Any]], requests: Sequence[Request], sampling: Any,
+             events: Callable[[dict], None] | None = None, batch: int = 100) -> list[str]:
+    """The engine's answer to every request (rows hold ``prompt`` or ``messages``), in batches."""
+    from steer.generate.engine import Steering, steering_prompt
+
+    texts: list[str] = []
+    for start in range(0, len(requests), batch):
+        chunk = requests[start:start + batch]
+        rendered = [steering_prompt(engine.template, _messages(rows[r.prompt_index]), Steering(attributes=r.attributes))
+                    for r in chunk]
+        texts += [resp.text for resp in engine.generate(rendered, sampling)]
+        if events:
+            events({"event": "generate", "done": len(texts), "total": len(requests)})
+    return texts
+
+
+def _messages(row: Mapping[str, Any]) -> list[dict]:
+    if isinstance(row.get("messages"), list):
+        return [dict(m) for m in row["messages"]]
+    return [{"role": "user", "content": str(row["prompt"])}]
 
 
 def monotonicity_violations(means: Sequence[float | None]) -> int:
@@ -73,8 +95,6 @@ def _mean(values: Sequence[float | None]) -> float | None:
     known = [float(v) for v in values if v is not None]
     return sum(known) / len(known) if known else None
 
-
-Judge = Callable[[int, str], dict[str, Any]]
 
 
 def plot(summary: dict[str, dict], requests: Sequence[Request], realised: Sequence[dict[str, Any]], path: str) -> str:

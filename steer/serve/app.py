@@ -259,10 +259,17 @@ def new_id(chat: bool) -> str:
 
 def create_app(server: Server) -> Any:
     """The FastAPI application over ``server``."""
+    from contextlib import asynccontextmanager
+
     from fastapi import FastAPI, Request
     from fastapi.responses import JSONResponse, StreamingResponse
 
-    app = FastAPI(title="steer", version="1", docs_url=None, redoc_url=None)
+    @asynccontextmanager
+    async def lifespan(app: Any) -> AsyncIterator[None]:
+        yield
+        server.batcher.close()  # after uvicorn has drained the in-flight requests
+
+    app = FastAPI(title="steer", version="1", docs_url=None, redoc_url=None, lifespan=lifespan)
 
     def error(err: APIError) -> JSONResponse:
         return JSONResponse(err.body(), status_code=err.status, headers=err.headers)
@@ -323,10 +330,6 @@ def create_app(server: Server) -> Any:
     @app.exception_handler(405)
     async def not_allowed(request: Request, exc: Exception) -> Any:
         return error(APIError(405, f"{request.method} is not allowed on {request.url.path}"))
-
-    @app.on_event("shutdown")
-    async def stop_batcher() -> None:
-        server.batcher.close()
 
     return app
 

@@ -1,0 +1,64 @@
+"""Judges for steerability: map (prompt row, generated answer) to realised attribute values.
+
+- ``length``: the answer's length in characters, as realised verbosity;
+- ``fkgl``: the Flesch-Kincaid grade level, as realised complexity (as the HelpSteer paper measured it);
+- ``oracle``: the synthetic corpus's oracles (:func:`steer.synth.judge`), for prompts written by
+  ``steer data synth --prompts`` or the quickstart; every helpsteer attribute;
+- ``apm:PATH``: a trained attribute prediction model (arrives with ``steer train apm``).
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable, Mapping
+from typing import Any
+
+from steer.errors import UsageError
+
+Judge = Callable[[Mapping[str, Any], str], dict[str, Any]]
+JUDGES = ("length", "fkgl", "oracle", "apm:PATH")
+_VOWELS = re.compile(r"[aeiouy]+")
+
+
+def syllables(word: str) -> int:
+    """A heuristic syllable count: vowel groups, a silent final 'e' dropped, at least one."""
+    w = word.lower()
+    n = len(_VOWELS.findall(w))
+    if w.endswith("e") and not w.endswith(("le", "ee")) and n > 1:
+        n -= 1
+    return max(1, n)
+
+
+def fkgl(text: str) -> float | None:
+    """Flesch-Kincaid grade level: 0.39 words/sentence + 11.8 syllables/word - 15.59 (None without words)."""
+    words = re.findall(r"[A-Za-z]+(?:'[a-z]+)?", text)
+    if not words:
+        return None
+    sentences = max(1, len(re.findall(r"[.!?]+(?:\s|$)", text.strip())) or 1)
+    return 0.39 * len(words) / sentences + 11.8 * sum(syllables(w) for w in words) / len(words) - 15.59
+
+
+def _oracle(row: Mapping[str, Any], text: str) -> dict[str, Any]:
+    from steer import synth
+
+    if "field" not in row or "subject" not in row:
+        raise UsageError("--judge oracle needs prompts from `steer data synth --prompts` (rows with field/subject/facts)")
+    q = dict(row)
+    if q["field"] == "sum":
+        q["subject"] = tuple(q["subject"])  # JSON turned the pair into a list
+    q.setdefault("facts", {})
+    return synth.judge(q, text)
+
+
+def make_judge(spec: str) -> tuple[Judge, tuple[str, ...] | None]:
+    """The judge for ``spec`` and the attributes it measures (None: every attribute of the schema)."""
+    if spec == "length":
+        return (lambda row, text: {"verbosity": len(text)}), ("verbosity",)
+    if spec == "fkgl":
+        return (lambda row, text: {"complexity": fkgl(text)}), ("complexity",)
+    if spec == "oracle":
+        return _oracle, None
+    if spec.startswith("apm:"):
+        raise UsageError("--judge apm:PATH needs an attribute prediction model, which `steer train apm` does not "
+                         "build yet; use length, fkgl or oracle")
+    raise UsageError(f"unknown judge {spec!r} (known: {', '.join(JUDGES)})")
