@@ -629,6 +629,61 @@ def eval_steerability(
             ui.plain(f"plot: {png}")
 
 
+@eval_app.command("length-bias")
+def eval_length_bias(
+    data: Annotated[str, typer.Argument(help="A dataset (any supported format) or a JSONL of outputs (steer batch / label).")],
+    fmt: Annotated[str, typer.Option("--format", help="Dataset format (auto-detected by default).")] = "auto",
+    score: Annotated[Optional[str], typer.Option("--score", help="Numeric column (dotted path) of a JSONL of outputs to use as the score.")] = None,
+    apm: Annotated[Optional[str], typer.Option("--apm", help="Score responses with an attribute prediction model.")] = None,
+    compare: Annotated[Optional[str], typer.Option("--compare", help="A second JSONL of outputs on the same prompts (needs --score): gain and NRG.")] = None,
+    tokenizer: Annotated[Optional[str], typer.Option("--tokenizer", help="Count lengths in this tokenizer's tokens (default: words).")] = None,
+    as_json: JsonOpt = False,
+    plot_path: Annotated[Optional[str], typer.Option("--plot", help="Write a PNG of score against length.")] = None,
+) -> None:
+    """Is length doing the work? Score-length correlation, non-length reward gain, longer-preferred accuracy."""
+    from steer.evaluate import length_bias as lb
+
+    if apm:
+        raise UsageError("--apm needs an attribute prediction model, which `steer train apm` does not build yet; use --score or labels")
+    if compare and not score:
+        raise UsageError("--compare needs --score (the column both output files are scored by)")
+    tok = None
+    if tokenizer:
+        _quiet_libraries()
+        from steer.data.encode import load_tokenizer
+
+        tok = load_tokenizer(tokenizer)
+    length, unit = lb.token_counter(tok)
+    out: dict[str, Any] = {"data": data, "length_unit": unit}
+    series: dict[str, list] = {}
+    if score:
+        base = lb.read_scored(data, score, length)
+        out["correlation"] = {score: lb.correlation(base)}
+        series[Path(data).name] = base
+        if compare:
+            other = lb.read_scored(compare, score, length)
+            series[Path(compare).name] = other
+            out["compare"] = {"other": compare, **lb.nrg(base, other), "bin_" + unit: lb.BIN_TOKENS,
+                              "correlation_other": lb.correlation(other)}
+    else:
+        from steer.data.loader import load
+
+        records, _ = load(data, format=fmt)
+        scored, pairs = lb.label_scores(records, length)
+        if not scored and not pairs:
+            raise UsageError(f"{data}: no labelled assistant turns and no preference pairs to analyse")
+        out["correlation"] = {name: lb.correlation(rows) for name, rows in scored.items()}
+        series.update(scored)
+        if pairs:
+            out["longer_preferred"] = lb.longer_preferred(pairs)
+    if plot_path:
+        out["plot"] = lb.plot(series, unit, plot_path)
+    if as_json:
+        ui.print_json(out)
+    else:
+        ui.length_bias(out)
+
+
 @app.command()
 def quickstart(
     out: Annotated[str, typer.Option("--out", "-o", help="Folder for the data, the model, report.json and the plot.")] = "steer-quickstart",

@@ -306,6 +306,30 @@ def side_effects(summary: Mapping[str, Mapping]) -> None:
         console.print(f"{name}: {result['monotonicity_violations']} monotonicity violations; others moved: {moved}")
 
 
+def length_bias(result: Mapping[str, Any]) -> None:
+    """Correlations with length, the non-length reward gain of a comparison, longer-preferred accuracy."""
+    unit = result["length_unit"]
+    t = Table(title=f"[bold]score vs response length ({unit})[/]", title_justify="left")
+    for col in ("score", "n", "pearson", "spearman"):
+        t.add_column(col, justify="left" if col == "score" else "right")
+    for name, c in result["correlation"].items():
+        t.add_row(name, str(c["n"]), _num(c["pearson"]), _num(c["spearman"]))
+    console.print(t)
+    if "compare" in result:
+        c = result["compare"]
+        share = "-" if c["nrg_share"] is None else f"{100 * c['nrg_share']:.0f}%"
+        console.print(f"vs {c['other']}: mean score gain {_num(c['gain'], 3)}, non-length gain (NRG, {c['bin_' + unit]}-{unit} "
+                      f"bins) {_num(c['nrg'], 3)} = {share} of the gain; mean length {c['mean_length']['base']:.1f} -> "
+                      f"{c['mean_length']['other']:.1f} {unit}; {100 * c['outputs_in_shared_bins']:.0f}% of outputs in "
+                      f"bins both sets reach")
+    if "longer_preferred" in result:
+        p = result["longer_preferred"]
+        acc = "-" if p["accuracy"] is None else f"{100 * p['accuracy']:.1f}%"
+        console.print(f"preference pairs: {p['pairs']} ({p['ties']} ties); 'always prefer the longer' agrees on {acc}")
+    if result.get("plot"):
+        console.print(f"plot: {result['plot']}")
+
+
 def samples(prompt: str, rows: Mapping[str, Mapping[int, str]], levels: tuple[int, int] = (0, 4)) -> None:
     """Side-by-side answers to one prompt at a low and a high level of each attribute."""
     t = Table(title=f"[bold]{prompt}[/]", title_justify="left", show_lines=True)

@@ -1,0 +1,147 @@
+"""Is length doing the work? The analyses of "A Long Way to Go" (Singhal et al., 2023).
+
+- correlation (Pearson, Spearman) of scores with response length;
+- for two sets of outputs on the same prompts: the mean score gain and the non-length reward gain
+  (NRG): outputs are bucketed into 20-token length bins, the gain is measured inside each bin and
+  weighted by the bin's share of outputs, so a gain that only comes from writing longer vanishes;
+- for preference pairs: how often "always prefer the longer response" agrees with the label.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+
+from steer.stats import pearson, spearman
+
+BIN_TOKENS = 20
+
+
+@dataclass(frozen=True)
+class Scored:
+    """One response: its prompt key, length (tokens or characters) and score."""
+
+    key: str
+    length: int
+    score: float
+
+
+def correlation(rows: Sequence[Scored]) -> dict:
+    """Pearson and Spearman of score with length, and the number of responses."""
+    lengths, scores = [r.length for r in rows], [r.score for r in rows]
+    return {"n": len(rows), "pearson": pearson(lengths, scores), "spearman": spearman(lengths, scores)}
+
+
+def nrg(base: Sequence[Scored], other: Sequence[Scored], bin_tokens: int = BIN_TOKENS) -> dict:
+    """Mean score gain of ``other`` over ``base`` and the part of it not explained by length.
+
+    Both sets are bucketed by ``length // bin_tokens``; NRG = sum over bins holding outputs of both
+    sets of (share of all outputs in the bin) x (mean score of ``other`` - mean score of ``base``
+    in the bin), the shares renormalised over those bins.
+    """
+    if not base or not other:
+        raise ValueError("both sets need scored responses")
+    gain = sum(r.score for r in other) / len(other) - sum(r.score for r in base) / len(base)
+    bins: dict[int, tuple[list[float], list[float]]] = defaultdict(lambda: ([], []))
+    for r in base:
+        bins[r.length // bin_tokens][0].append(r.score)
+    for r in other:
+        bins[r.length // bin_tokens][1].append(r.score)
+    shared = {b: v for b, v in bins.items() if v[0] and v[1]}
+    weight = sum(len(a) + len(b) for a, b in shared.values())
+    value = (sum((len(a) + len(b)) / weight * (sum(b) / len(b) - sum(a) / len(a)) for a, b in shared.values())
+             if weight else None)
+    mean_len = (sum(r.length for r in base) / len(base), sum(r.length for r in other) / len(other))
+    return {"gain": gain, "nrg": value, "nrg_share": value / gain if value is not None and gain else None,
+            "bins": len(bins), "shared_bins": len(shared),
+            "outputs_in_shared_bins": weight / (len(base) + len(other)),
+            "mean_length": {"base": mean_len[0], "other": mean_len[1]}}
+
+
+def longer_preferred(pairs: Sequence[tuple[int, int]]) -> dict:
+    """Accuracy of "always prefer the longer" on (chosen length, rejected length) pairs (ties left out)."""
+    decided = [(c, r) for c, r in pairs if c != r]
+    return {"pairs": len(pairs), "ties": len(pairs) - len(decided),
+            "accuracy": sum(c > r for c, r in decided) / len(decided) if decided else None}
+
+
+def token_counter(tokenizer: object | None) -> tuple[Callable[[str], int], str]:
+    """A length function and its unit: tokens with a tokenizer, else whitespace-separated words."""
+    if tokenizer is None:
+        return (lambda text: len(text.split())), "words"
+    return (lambda text: len(tokenizer(text, add_special_tokens=False)["input_ids"])), "tokens"  # type: ignore[operator]
+
+
+def _field(row: dict, path: str) -> object:
+    value: object = row
+    for part in path.split("."):
+        if not isinstance(value, dict) or part not in value:
+            return None
+        value = value[part]
+    return value
+
+
+def read_scored(path: str, column: str, length: Callable[[str], int]) -> list[Scored]:
+    """Scored responses from a JSONL file (``steer batch`` / ``steer label`` output or any rows with a
+    ``text`` or ``response`` column); ``column`` may be a dotted path. Errors name file, line and column."""
+    import json
+
+    from steer.errors import UsageError
+
+    rows = []
+    with open(path, encoding="utf-8") as handle:
+        for n, line in enumerate(handle, start=1):
+            if not line.strip():
+                continue
+            try:
+                row = json.loads(line)
+            except ValueError as err:
+                raise UsageError(f"{path}:{n}: invalid JSON ({err})") from None
+            text = row.get("text", row.get("response")) if isinstance(row, dict) else None
+            score = _field(row, column) if isinstance(row, dict) else None
+            if not isinstance(text, str):
+                raise UsageError(f"{path}:{n}: no 'text' or 'response' string")
+            if isinstance(score, bool) or not isinstance(score, (int, float)):
+                raise UsageError(f"{path}:{n}: column {column!r} is missing or not a number")
+            key = str(row.get("key", row.get("id", row.get("prompt", n))))
+            rows.append(Scored(key, length(text), float(score)))
+    if not rows:
+        raise UsageError(f"{path}: no rows")
+    return rows
+
+
+def label_scores(records: Sequence[object], length: Callable[[str], int]) -> tuple[dict[str, list[Scored]], list[tuple[int, int]]]:
+    """Per attribute, the labelled assistant turns of a dataset as scored responses; and the
+    (chosen, rejected) lengths of its preference pairs."""
+    from steer.data.records import Conversation, PreferencePair
+
+    scored: dict[str, list[Scored]] = defaultdict(list)
+    pairs: list[tuple[int, int]] = []
+    for record in records:
+        if isinstance(record, PreferencePair):
+            pairs.append((length(record.chosen), length(record.rejected)))
+        elif isinstance(record, Conversation):
+            for i, msg in enumerate(record.messages):
+                for name, value in (msg.attributes or {}).items() if msg.role == "assistant" else ():
+                    scored[name].append(Scored(f"{record.id}:{i}", length(msg.content), float(value)))
+    return dict(scored), pairs
+
+
+def plot(series: dict[str, Sequence[Scored]], unit: str, path: str) -> str:
+    """A PNG of score against length, one colour per series."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(6, 4))
+    for name, rows in series.items():
+        ax.scatter([r.length for r in rows], [r.score for r in rows], s=8, alpha=0.4, label=name)
+    ax.set_xlabel(f"response length ({unit})")
+    ax.set_ylabel("score")
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+    return path
