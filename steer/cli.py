@@ -580,36 +580,20 @@ def eval_steerability(
     plot_path: Annotated[Optional[str], typer.Option("--plot", help="Write a PNG of requested vs realised.")] = None,
 ) -> None:
     """Sweep attributes over their range (others at defaults), generate, and judge what was realised."""
-    import json
-
     _quiet_libraries()
     from steer.evaluate.judges import make_judge
-    from steer.evaluate.steerability import generate, plot, summarize, sweep
+    from steer.evaluate.steerability import generate, plot, read_prompts, summarize, sweep
     from steer.generate.engine import Sampling, load_engine
 
     judge_fn, measured = make_judge(judge)
-    path = Path(prompts)
-    if not path.is_file():
-        raise UsageError(f"--prompts: no such file {prompts}")
-    rows = []
-    for n, line in enumerate(path.read_text(encoding="utf-8").splitlines(), start=1):
-        if line.strip():
-            try:
-                row = json.loads(line)
-            except ValueError as err:
-                raise UsageError(f"{prompts}:{n}: invalid JSON ({err})") from None
-            if not isinstance(row, dict) or not (isinstance(row.get("prompt"), str) or isinstance(row.get("messages"), list)):
-                raise UsageError(f"{prompts}:{n}: a row needs 'prompt' (string) or 'messages' (list)")
-            rows.append(row)
-    if not rows:
-        raise UsageError(f"--prompts: {prompts} has no rows")
+    rows = read_prompts(prompts)
     loaded = load_engine(model, engine=engine, template=template, schema=schema)
     sch = loaded.template.schema
     if sch is None:
         raise UsageError("this model has no attribute schema to sweep")
     names = list(attrs) or list(measured or sch.names)
     for name in names:
-        sch.validate({name: sch.defaults()[name]} if name in sch.names else {name: 0})
+        sch.get(name)  # an unknown name is a one-line error with a suggestion
     requests = list(sweep(sch, len(rows), names))
     sampling = Sampling(temperature=0.0, max_new_tokens=max_new_tokens)
     if as_json:

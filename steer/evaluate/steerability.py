@@ -36,6 +36,31 @@ def sweep(schema: Schema, n_prompts: int, names: Sequence[str] | None = None) ->
                 yield Request(attr.name, level, i, {**defaults, attr.name: level})
 
 
+def read_prompts(path: str) -> list[dict]:
+    """Rows of a prompts JSONL (each with ``prompt`` or ``messages``); errors name file and line."""
+    import json
+    from pathlib import Path
+
+    from steer.errors import UsageError
+
+    if not Path(path).is_file():
+        raise UsageError(f"--prompts: no such file {path}")
+    rows = []
+    for n, line in enumerate(Path(path).read_text(encoding="utf-8").splitlines(), start=1):
+        if not line.strip():
+            continue
+        try:
+            row = json.loads(line)
+        except ValueError as err:
+            raise UsageError(f"{path}:{n}: invalid JSON ({err})") from None
+        if not isinstance(row, dict) or not (isinstance(row.get("prompt"), str) or isinstance(row.get("messages"), list)):
+            raise UsageError(f"{path}:{n}: a row needs 'prompt' (string) or 'messages' (list)")
+        rows.append(row)
+    if not rows:
+        raise UsageError(f"--prompts: {path} has no rows")
+    return rows
+
+
 def generate(engine: Any, rows: Sequence[Mapping[str, Any]], requests: Sequence[Request], sampling: Any,
              events: Callable[[dict], None] | None = None, batch: int = 100) -> list[str]:
     """The engine's answer to every request (rows hold ``prompt`` or ``messages``), in batches."""

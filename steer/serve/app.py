@@ -96,9 +96,10 @@ def steering_from(body: Mapping, schema: Any) -> Steering:
     preset = steer.get("preset")
     if preset is not None and not isinstance(preset, str):
         raise APIError(400, "steer.preset must be a string", param="steer.preset")
-    steering = Steering(attributes, preset, values)
-    steering.resolved(schema) if (attributes or preset) else None  # validates ranges and presets now
     preset_or_error(preset, schema)
+    steering = Steering(attributes, preset, values)
+    if attributes or preset:
+        steering.resolved(schema)  # ranges and presets are checked now, as a 400, not in the worker
     return steering
 
 

@@ -81,7 +81,7 @@ class Batcher:
                 continue
             batch, pending = self._take(job)
             try:
-                results = self.engine.generate([j.prompt for j in batch], first_sampling(batch))
+                results = self.engine.generate([j.prompt for j in batch], job.sampling)
             except BaseException as err:  # noqa: BLE001 - every waiting request gets the error
                 for j in batch:
                     j.future.set_exception(err)
@@ -99,6 +99,3 @@ class Batcher:
             job.on_piece(err)
         self.served += 1
 
-
-def first_sampling(batch: list[Job]) -> Sampling:
-    return batch[0].sampling
