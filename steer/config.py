@@ -15,7 +15,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 
 from steer.attributes import SCHEMAS, Attribute, Schema, get_schema
 from steer.errors import ConfigError, UsageError
-from steer.templates import DEFAULT_SYSTEM, TEMPLATE_KINDS
+from steer.templates import DEFAULT_SYSTEM
 
 
 class Section(BaseModel):

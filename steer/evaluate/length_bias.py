@@ -83,29 +83,22 @@ def _field(row: dict, path: str) -> object:
 
 
 def read_scored(path: str, column: str, length: Callable[[str], int]) -> list[Scored]:
-    """Scored responses from a JSONL file (``steer batch`` / ``steer label`` output or any rows with a
-    ``text`` or ``response`` column); ``column`` may be a dotted path. Errors name file, line and column."""
-    import json
-
+    """Scored responses from a file of outputs (``steer batch`` / ``steer label`` JSONL, or any rows
+    with a ``text`` or ``response`` column); ``column`` may be a dotted path. Errors name file, line
+    and column."""
+    from steer.data.io import read_rows
+    from steer.data.records import DataError
     from steer.errors import UsageError
 
     rows = []
-    with open(path, encoding="utf-8") as handle:
-        for n, line in enumerate(handle, start=1):
-            if not line.strip():
-                continue
-            try:
-                row = json.loads(line)
-            except ValueError as err:
-                raise UsageError(f"{path}:{n}: invalid JSON ({err})") from None
-            text = row.get("text", row.get("response")) if isinstance(row, dict) else None
-            score = _field(row, column) if isinstance(row, dict) else None
-            if not isinstance(text, str):
-                raise UsageError(f"{path}:{n}: no 'text' or 'response' string")
-            if isinstance(score, bool) or not isinstance(score, (int, float)):
-                raise UsageError(f"{path}:{n}: column {column!r} is missing or not a number")
-            key = str(row.get("key", row.get("id", row.get("prompt", n))))
-            rows.append(Scored(key, length(text), float(score)))
+    for n, row in read_rows(path).rows:
+        text, score = row.get("text", row.get("response")), _field(row, column)
+        if not isinstance(text, str):
+            raise DataError("missing text", "no 'text' or 'response' string", where=path, row=n)
+        if isinstance(score, bool) or not isinstance(score, (int, float)):
+            raise DataError("bad score", f"column {column!r} is missing or not a number", where=path, row=n)
+        key = str(row.get("key", row.get("id", row.get("prompt", n))))
+        rows.append(Scored(key, length(text), float(score)))
     if not rows:
         raise UsageError(f"{path}: no rows")
     return rows

@@ -37,24 +37,19 @@ def sweep(schema: Schema, n_prompts: int, names: Sequence[str] | None = None) ->
 
 
 def read_prompts(path: str) -> list[dict]:
-    """Rows of a prompts JSONL (each with ``prompt`` or ``messages``); errors name file and line."""
-    import json
+    """Rows of a prompts file (JSONL, compressed too; each row with ``prompt`` or ``messages``);
+    errors name file and line."""
     from pathlib import Path
 
+    from steer.data.io import read_rows
     from steer.errors import UsageError
+    from steer.generate.batch import row_messages
 
     if not Path(path).is_file():
         raise UsageError(f"--prompts: no such file {path}")
     rows = []
-    for n, line in enumerate(Path(path).read_text(encoding="utf-8").splitlines(), start=1):
-        if not line.strip():
-            continue
-        try:
-            row = json.loads(line)
-        except ValueError as err:
-            raise UsageError(f"{path}:{n}: invalid JSON ({err})") from None
-        if not isinstance(row, dict) or not (isinstance(row.get("prompt"), str) or isinstance(row.get("messages"), list)):
-            raise UsageError(f"{path}:{n}: a row needs 'prompt' (string) or 'messages' (list)")
+    for n, row in read_rows(path).rows:
+        row_messages(row, f"{path}:{n}")  # a row without a usable prompt is an error here, not mid-sweep
         rows.append(row)
     if not rows:
         raise UsageError(f"--prompts: {path} has no rows")
@@ -64,23 +59,18 @@ def read_prompts(path: str) -> list[dict]:
 def generate(engine: Any, rows: Sequence[Mapping[str, Any]], requests: Sequence[Request], sampling: Any,
              events: Callable[[dict], None] | None = None, batch: int = 100) -> list[str]:
     """The engine's answer to every request (rows hold ``prompt`` or ``messages``), in batches."""
+    from steer.generate.batch import row_messages
     from steer.generate.engine import Steering, steering_prompt
 
     texts: list[str] = []
     for start in range(0, len(requests), batch):
         chunk = requests[start:start + batch]
-        rendered = [steering_prompt(engine.template, _messages(rows[r.prompt_index]), Steering(attributes=r.attributes))
+        rendered = [steering_prompt(engine.template, row_messages(rows[r.prompt_index], "prompt"), Steering(attributes=r.attributes))
                     for r in chunk]
         texts += [resp.text for resp in engine.generate(rendered, sampling)]
         if events:
             events({"event": "generate", "done": len(texts), "total": len(requests)})
     return texts
-
-
-def _messages(row: Mapping[str, Any]) -> list[dict]:
-    if isinstance(row.get("messages"), list):
-        return [dict(m) for m in row["messages"]]
-    return [{"role": "user", "content": str(row["prompt"])}]
 
 
 def monotonicity_violations(means: Sequence[float | None]) -> int:

@@ -68,7 +68,8 @@ def parse_grid(items: Sequence[str], schema: Schema | None) -> dict[str, list[in
     return grid
 
 
-def _row_messages(row: dict, where: str) -> list[dict]:
+def row_messages(row: dict, where: str) -> list[dict]:
+    """The chat messages of an input row (``messages``, or ``prompt`` as one user turn), validated."""
     if "messages" in row:
         msgs = row["messages"]
         if not isinstance(msgs, list) or not msgs or not all(isinstance(m, dict) and "role" in m and "content" in m for m in msgs):
@@ -135,7 +136,7 @@ def _parse_row(line: str, where: str, schema: Schema | None, seen: set[str]) -> 
     if str(row["id"]) in seen:
         raise UsageError(f"{where}: duplicate id {row['id']!r}")
     seen.add(str(row["id"]))
-    messages = _row_messages(row, where)
+    messages = row_messages(row, where)
     attrs = row.get("attributes") or {}
     if attrs and schema is None:
         raise UsageError(f"{where}: 'attributes' given but the model has no attribute schema")

@@ -38,7 +38,6 @@ def attention(cfg: ModelConfig, packing: bool) -> str:
 
 def load_base(cfg: ModelConfig, *, packing: bool, quantize: bool = False) -> Any:
     """The causal LM to fine-tune (random init when ``from_scratch``)."""
-    import torch
     from transformers import AutoConfig, AutoModelForCausalLM
 
     dtype = torch_dtype(cfg.dtype)
