@@ -99,7 +99,7 @@ def attrs(
 def recipe_check(
     recipe: Annotated[str, typer.Argument(help="Recipe YAML file.")],
     overrides: SetOpt = [],  # noqa: B006
-    kind: Annotated[str, typer.Option(help="Recipe kind.")] = "sft",
+    kind: Annotated[Optional[str], typer.Option(help="Recipe kind: sft or apm (default: the recipe's own kind key).")] = None,
 ) -> None:
     """Validate a recipe (with overrides) and print it fully resolved."""
     from steer.config import dump_recipe, load_recipe
@@ -449,42 +449,58 @@ def _torchrun(nproc: int, argv: list[str]) -> int:
     return subprocess.run(cmd, check=False).returncode
 
 
-@train_app.command("sft")
-def train_sft_cmd(
-    recipe: Annotated[str, typer.Argument(help="Recipe YAML file (see recipes/).")],
-    overrides: SetOpt = [],  # noqa: B006
-    nproc: Annotated[Optional[int], typer.Option("--nproc", help="Processes on this machine (relaunches under torchrun).")] = None,
-    resume: Annotated[Optional[str], typer.Option("--resume", help="Continue from a checkpoint: 'last' (the run's latest) or a folder.")] = None,
-    as_json: JsonOpt = False,
-) -> None:
-    """Fine-tune with attribute conditioning (SteerLM) or value statements (Janus), LoRA or full."""
+RecipeArg = Annotated[str, typer.Argument(help="Recipe YAML file (see recipes/).")]
+NprocOpt = Annotated[Optional[int], typer.Option("--nproc", help="Processes on this machine (relaunches under torchrun).")]
+ResumeOpt = Annotated[Optional[str], typer.Option("--resume", help="Continue from a checkpoint: 'last' (the run's latest) or a folder.")]
+
+
+def _train(kind: str, recipe: str, overrides: list[str], nproc: int | None, resume: str | None, as_json: bool) -> None:
+    """``steer train sft|apm``: load the recipe, relaunch under torchrun when asked, train, summarise."""
     from steer.config import load_recipe
 
-    cfg = load_recipe(recipe, overrides)
+    cfg = load_recipe(recipe, overrides, kind=kind)
     config = cfg.distributed.config
     if config and not Path(config).exists() and (Path(recipe).parent / config).exists():
         cfg.distributed.config = str(Path(recipe).parent / config)  # relative to the recipe file
     n = nproc or cfg.distributed.nproc
     if n > 1 and "LOCAL_RANK" not in os.environ:
-        argv = ["train", "sft", recipe, *(a for o in overrides for a in ("--set", o))]
+        argv = ["train", kind, recipe, *(a for o in overrides for a in ("--set", o))]
         argv += ["--resume", resume] if resume else []
         argv += ["--json"] if as_json else []
         raise typer.Exit(_torchrun(n, argv))
     _quiet_libraries()
     from steer.train.sft import is_main_process, train_sft
 
+    if kind == "apm":
+        from steer.train.apm import train_apm as run
+    else:
+        run = train_sft
     target: str | bool | None = True if resume == "last" else resume
     if as_json or not is_main_process():
-        result = train_sft(cfg, resume=target)
+        result = run(cfg, resume=target)
     else:
         with ui.TrainDisplay() as display:
-            result = train_sft(cfg, resume=target, events=display)
+            result = run(cfg, resume=target, events=display)
     if not is_main_process():
         return
     if as_json:
         ui.print_json(result.to_json())
     else:
-        ui.trained(result.to_json())
+        ui.trained(result.to_json(), kind)
+
+
+@train_app.command("sft")
+def train_sft_cmd(recipe: RecipeArg, overrides: SetOpt = [], nproc: NprocOpt = None, resume: ResumeOpt = None,  # noqa: B006
+                  as_json: JsonOpt = False) -> None:
+    """Fine-tune with attribute conditioning (SteerLM) or value statements (Janus), LoRA or full."""
+    _train("sft", recipe, overrides, nproc, resume, as_json)
+
+
+@train_app.command("apm")
+def train_apm_cmd(recipe: RecipeArg, overrides: SetOpt = [], nproc: NprocOpt = None, resume: ResumeOpt = None,  # noqa: B006
+                  as_json: JsonOpt = False) -> None:
+    """Train an attribute prediction model (a regression head per attribute) that labels data and judges outputs."""
+    _train("apm", recipe, overrides, nproc, resume, as_json)
 
 
 @app.command()

@@ -159,6 +159,7 @@ class DistributedConfig(Section):
 class SFTRecipe(Section):
     """A fine-tuning recipe (SteerLM, Janus, or a mixture)."""
 
+    kind: Literal["sft"] = "sft"
     model: ModelConfig
     template: TemplateConfig = Field(default_factory=TemplateConfig)
     data: DataConfig
@@ -166,7 +167,20 @@ class SFTRecipe(Section):
     distributed: DistributedConfig = Field(default_factory=DistributedConfig)
 
 
-RECIPES: dict[str, type[Section]] = {"sft": SFTRecipe}
+class APMRecipe(SFTRecipe):
+    """An attribute prediction model: a regression head over a causal LM, one output per attribute
+    of ``template.schema``, trained on the same data pipeline and trainer as SFT."""
+
+    kind: Literal["apm"] = "apm"  # type: ignore[assignment]
+
+    @model_validator(mode="after")
+    def _has_schema(self) -> APMRecipe:
+        if self.template.schema_ is None:
+            raise ValueError("template.schema: an attribute prediction model needs a schema (its outputs)")
+        return self
+
+
+RECIPES: dict[str, type[Section]] = {"sft": SFTRecipe, "apm": APMRecipe}
 
 
 def _coerce(raw: str) -> Any:
@@ -244,8 +258,11 @@ def _explain(err: ValidationError, model: type[BaseModel], origin: str) -> Confi
     return ConfigError(f"{origin}: " + "; ".join(lines))
 
 
-def load_recipe(path: str | Path, overrides: list[str] | tuple[str, ...] = (), kind: str = "sft") -> Section:
-    """Load, override and validate a recipe file; errors name the file and the key path."""
+def load_recipe(path: str | Path, overrides: list[str] | tuple[str, ...] = (), kind: str | None = None) -> Section:
+    """Load, override and validate a recipe file; errors name the file and the key path.
+
+    ``kind`` is what the caller expects (``sft``, ``apm``); None takes the recipe's own ``kind`` key.
+    """
     path = Path(path)
     if not path.is_file():
         raise ConfigError(f"recipe not found: {path}")
@@ -259,7 +276,11 @@ def load_recipe(path: str | Path, overrides: list[str] | tuple[str, ...] = (), k
         raise ConfigError(f"{path}: a recipe is a mapping of sections, got {type(data).__name__}")
     for assignment in overrides:
         apply_override(data, assignment)
-    return validate_recipe(data, kind=kind, origin=str(path))
+    declared = data.get("kind", "sft")
+    if kind is not None and declared != kind:
+        raise ConfigError(f"{path}: this is a {declared!r} recipe (its kind key), not {kind!r}: "
+                          f"run it with `steer train {declared}`")
+    return validate_recipe(data, kind=kind or str(declared), origin=str(path))
 
 
 def validate_recipe(data: dict, kind: str = "sft", origin: str = "recipe") -> Section:

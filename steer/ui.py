@@ -232,14 +232,33 @@ class TrainDisplay:
                 self._progress.update(self._train, info=self._info())
 
 
-def trained(result: dict) -> None:
-    """Summary after ``steer train``."""
+def trained(result: dict, kind: str = "sft") -> None:
+    """Summary after ``steer train sft|apm`` (an APM also gets its per-attribute validation table)."""
     ev = "-" if result["eval_loss"] is None else f"{result['eval_loss']:.4f}"
     tl = "-" if result["train_loss"] is None else f"{result['train_loss']:.4f}"
     console.print(f"trained {result['steps']} steps on {result['tokens']:,} tokens: loss {tl}, eval loss {ev}")
+    if kind == "apm" and result.get("evaluation"):
+        apm_metrics(result["evaluation"])
     console.print(f"run directory: [bold]{result['run_dir']}[/]")
-    console.print(f"next: steer generate {result['run_dir']} \"...\" --attr verbosity=1   "
-                  f"|  steer export {result['run_dir']} --out {result['run_dir']}-merged")
+    run = result["run_dir"]
+    if kind == "apm":
+        console.print(f"next: steer label {run} --input DATA --output labelled.jsonl   "
+                      f"|  steer eval steerability MODEL --prompts P.jsonl --judge apm:{run}")
+    else:
+        console.print(f"next: steer generate {run} \"...\" --attr verbosity=1   |  steer export {run} --out {run}-merged")
+
+
+def apm_metrics(evaluation: dict) -> None:
+    """Validation MAE, RMSE and Pearson per attribute (keys ``eval_{name}_{metric}``)."""
+    names = list(dict.fromkeys(k.removeprefix("eval_").rsplit("_", 1)[0] for k in evaluation
+                               if k.endswith(("_mae", "_rmse", "_pearson"))))
+    table = Table(title="validation")
+    for col in ("attribute", "MAE", "RMSE", "Pearson"):
+        table.add_column(col, justify="left" if col == "attribute" else "right")
+    for name in names:
+        cells = [evaluation.get(f"eval_{name}_{m}") for m in ("mae", "rmse", "pearson")]
+        table.add_row(name, *("-" if c is None else f"{c:.3f}" for c in cells))
+    console.print(table)
 
 
 def stream(piece: str) -> None:

@@ -16,7 +16,7 @@ from weakref import WeakKeyDictionary
 from steer.attributes import SCHEMAS, Schema
 from steer.data.records import Conversation, DataError, PreferencePair, Record
 from steer.errors import SteerError
-from steer.templates import SteerTemplate, build_template
+from steer.templates import STEERLM_STOP, SteerTemplate, build_template
 
 IGNORE = -100
 
@@ -205,3 +205,65 @@ def _labelled(text: str, spans: list[tuple[int, int]], ids: list[int], offsets: 
         return DataError("no loss tokens", "no token carries loss (no labelled assistant turn"
                          + (" within max_length)" if truncated else ")"))
     return Encoded(list(ids), labels, text, truncated)
+
+
+# --- attribute prediction (APM) inputs --------------------------------------------------------
+
+MISSING = -100.0  # an attribute without a label (NeMo's marker): masked out of the regression loss
+APM_MARK = "<extra_id_2>"  # SteerLM's APM reads the hidden state at the attribute token after the response
+
+
+@dataclass
+class Scored:
+    """Token ids of one rated assistant turn (its conversation up to and including it) and its targets."""
+
+    input_ids: list[int]
+    targets: list[float]
+    text: str
+    truncated: bool = False
+
+
+def apm_text(template: SteerTemplate, messages: list[dict]) -> str:
+    """The text an APM rates: the conversation ending with the rated assistant turn, without steering.
+
+    In the SteerLM format the turn's closing ``<extra_id_1>`` becomes ``<extra_id_2>``, the position
+    where NeMo's regression head reads; other formats end with the model's own end of turn.
+    """
+    plain = [{k: v for k, v in m.items() if k != "attributes"} for m in messages]
+    text = template.render(plain)
+    if template.kind == "steerlm":
+        text = text.removesuffix(STEERLM_STOP) + APM_MARK
+    return text
+
+
+def rated_turns(record: Conversation) -> list[tuple[list[dict], dict]]:
+    """``(messages up to and including the turn, its attributes)`` for each labelled assistant turn."""
+    chat = record.chat()
+    return [(chat[: k + 1], m["attributes"]) for k, m in enumerate(chat)
+            if m["role"] == "assistant" and m.get("attributes")]
+
+
+def encode_scored(records: list[Conversation], template: SteerTemplate, schema: Schema, tokenizer: Any, *,
+                  max_length: int | None = None, overlong: str = "truncate") -> list[Scored | DataError]:
+    """APM examples of a batch of conversations (one per labelled assistant turn).
+
+    Too long: ``truncate`` keeps the *last* ``max_length`` tokens, since the head reads the end.
+    """
+    texts, targets, out = [], [], []
+    for record in records:
+        try:
+            turns = rated_turns(record)
+            if not turns:
+                out.append(DataError("no labels", f"example {record.id}: no assistant turn carries attributes"))
+            for messages, attrs in turns:
+                texts.append(apm_text(template, messages))
+                targets.append([float(attrs[n]) if attrs.get(n) is not None else MISSING for n in schema.names])
+        except SteerError as err:
+            out.append(DataError("template error", f"example {record.id}: {err}"))
+    for text, target, (ids, _) in zip(texts, targets, tokenize(tokenizer, texts)):
+        truncated = max_length is not None and len(ids) > max_length
+        if truncated and overlong == "reject":
+            out.append(DataError("too long", f"{len(ids)} tokens > max_length {max_length}"))
+            continue
+        out.append(Scored(list(ids[-max_length:] if truncated else ids), target, text, truncated))
+    return out

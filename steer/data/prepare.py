@@ -20,7 +20,7 @@ from typing import Any
 
 from steer import __version__
 from steer.config import SFTRecipe, SourceConfig
-from steer.data.encode import Encoded, encode_many, load_tokenizer, recipe_template
+from steer.data.encode import Encoded, Scored, encode_many, encode_scored, load_tokenizer, recipe_template, template_for
 from steer.data.loader import LoadReport, load
 from steer.data.records import Conversation, DataError
 from steer.errors import UsageError
@@ -66,7 +66,7 @@ def _digest_path(path: Path, h: Any) -> None:
 def cache_key(sources: list[SourceConfig], tokenizer_id: str, template_source: str, recipe: SFTRecipe) -> str:
     """Content hash of everything that decides the tokenized output."""
     h = hashlib.sha256()
-    settings = {"version": __version__, "sources": [s.model_dump() for s in sources], "tokenizer": tokenizer_id,
+    settings = {"version": __version__, "kind": recipe.kind, "sources": [s.model_dump() for s in sources], "tokenizer": tokenizer_id,
                 "max_length": recipe.data.max_length, "overlong": recipe.data.overlong,
                 "seed": recipe.train.seed, "skip_invalid": recipe.data.skip_invalid}
     h.update(json.dumps(settings, sort_keys=True).encode())
@@ -97,25 +97,38 @@ def mix(sources: list[SourceConfig], seed: int, skip_invalid: bool) -> tuple[lis
 
 
 _WORKER: dict = {}
-COLUMNS = ("input_ids", "labels")
+# The second column: token labels for SFT, attribute targets (one per schema attribute) for an APM.
+SECOND = {"sft": ("labels", "int32"), "apm": ("targets", "float32")}
 
 
-def _init_worker(template: Any, tokenizer: Any, max_length: int, overlong: str) -> None:
-    _WORKER.update(template=template, tokenizer=tokenizer, max_length=max_length, overlong=overlong)
+def _init_worker(template: Any, tokenizer: Any, max_length: int, overlong: str, schema: Any = None) -> None:
+    _WORKER.update(template=template, tokenizer=tokenizer, max_length=max_length, overlong=overlong, schema=schema)
 
 
 def _encode_chunk(chunk: list[Conversation]) -> tuple[Any, list[DataError], int, int]:
-    """Encode a chunk into an Arrow table (built in the worker: cheap to send back) plus its rejects."""
+    """Encode a chunk into an Arrow table (built in the worker: cheap to send back) plus its rejects.
+
+    Returns the table, the rejects, the tokens kept and what carries loss (tokens for SFT, rated
+    turns for an APM).
+    """
     import pyarrow as pa
 
     w = _WORKER
-    encoded = encode_many(chunk, w["template"], w["tokenizer"], max_length=w["max_length"], overlong=w["overlong"])
-    kept = [e for e in encoded if isinstance(e, Encoded)]
+    lengths = {"max_length": w["max_length"], "overlong": w["overlong"]}
+    if w["schema"] is None:
+        encoded: list = encode_many(chunk, w["template"], w["tokenizer"], **lengths)
+        kept: list = [e for e in encoded if isinstance(e, Encoded)]
+        name, dtype = SECOND["sft"]
+        second, loss = [e.labels for e in kept], sum(e.loss_tokens for e in kept)
+    else:
+        encoded = encode_scored(chunk, w["template"], w["schema"], w["tokenizer"], **lengths)
+        kept = [e for e in encoded if isinstance(e, Scored)]
+        name, dtype = SECOND["apm"]
+        second, loss = [e.targets for e in kept], len(kept)
     errors = [e for e in encoded if isinstance(e, DataError)]
-    column = pa.list_(pa.int32())
-    table = pa.table({"input_ids": pa.array([e.input_ids for e in kept], column),
-                      "labels": pa.array([e.labels for e in kept], column)})
-    return table, errors, sum(len(e.input_ids) for e in kept), sum(e.loss_tokens for e in kept)
+    table = pa.table({"input_ids": pa.array([e.input_ids for e in kept], pa.list_(pa.int32())),
+                      name: pa.array(second, pa.list_(getattr(pa, dtype)()))})
+    return table, errors, sum(len(e.input_ids) for e in kept), loss
 
 
 def prepare(recipe: SFTRecipe, *, sources: list[SourceConfig] | None = None, progress: Progress | None = None,
@@ -126,7 +139,9 @@ def prepare(recipe: SFTRecipe, *, sources: list[SourceConfig] | None = None, pro
     sources = sources if sources is not None else recipe.data.sources
     tok_id = recipe.model.tokenizer or recipe.model.name_or_path
     tokenizer = load_tokenizer(tok_id)
-    template = recipe_template(recipe.template, tokenizer)
+    apm = recipe.kind == "apm"
+    template = (template_for(recipe.template.kind, None, tokenizer, recipe.template.default_system) if apm
+                else recipe_template(recipe.template, tokenizer))
     out = cache_root(recipe) / cache_key(sources, tok_id, template.source, recipe)
     if (out / "steer_prepared.json").is_file() and not force:
         meta = json.loads((out / "steer_prepared.json").read_text())
@@ -136,7 +151,8 @@ def prepare(recipe: SFTRecipe, *, sources: list[SourceConfig] | None = None, pro
                         Counter(meta["rejected"]))
     records, reports = mix(sources, recipe.train.seed, recipe.data.skip_invalid)
     chunks = [records[i:i + CHUNK] for i in range(0, len(records), CHUNK)]
-    args = (template, tokenizer, recipe.data.max_length, recipe.data.overlong)
+    args = (template, tokenizer, recipe.data.max_length, recipe.data.overlong,
+            recipe.template.build_schema() if apm else None)
     tables: list = []
     rejected: Counter = Counter()
     totals = [0, 0, 0]  # examples done, tokens, loss tokens
@@ -144,7 +160,7 @@ def prepare(recipe: SFTRecipe, *, sources: list[SourceConfig] | None = None, pro
     def collect(chunk: list[Conversation], result: tuple[Any, list[DataError], int, int]) -> None:
         table, errors, tokens, loss = result
         for error in errors:
-            if not recipe.data.skip_invalid and error.reason not in ("too long", "no loss tokens"):
+            if not recipe.data.skip_invalid and error.reason not in ("too long", "no loss tokens", "no labels"):
                 raise error
             rejected[error.reason] += 1
         tables.append(table)
@@ -169,8 +185,9 @@ def prepare(recipe: SFTRecipe, *, sources: list[SourceConfig] | None = None, pro
                          + (" or set data.overlong: truncate" if "too long" in rejected else ""))
     import pyarrow as pa
 
-    features = datasets.Features({name: datasets.List(datasets.Value("int32")) for name in COLUMNS})
-    empty = pa.table({name: pa.array([], pa.list_(pa.int32())) for name in COLUMNS})
+    columns = {"input_ids": "int32", SECOND[recipe.kind][0]: SECOND[recipe.kind][1]}
+    features = datasets.Features({name: datasets.List(datasets.Value(t)) for name, t in columns.items()})
+    empty = pa.table({name: pa.array([], pa.list_(getattr(pa, t)())) for name, t in columns.items()})
     ds = datasets.Dataset(pa.concat_tables(tables or [empty]), info=datasets.DatasetInfo(features=features))
     tmp = out.with_name(out.name + ".tmp")
     datasets.disable_progress_bars()  # steer shows its own progress

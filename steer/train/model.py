@@ -36,10 +36,13 @@ def attention(cfg: ModelConfig, packing: bool) -> str:
     return cfg.attn_implementation
 
 
-def load_base(cfg: ModelConfig, *, packing: bool, quantize: bool = False) -> Any:
-    """The causal LM to fine-tune (random init when ``from_scratch``)."""
-    from transformers import AutoConfig, AutoModelForCausalLM
+def load_base(cfg: ModelConfig, *, packing: bool, quantize: bool = False, backbone: bool = False) -> Any:
+    """The causal LM to fine-tune (random init when ``from_scratch``); ``backbone``: the transformer
+    without its LM head (``AutoModel``), what an attribute prediction model puts its head on."""
+    import transformers
+    from transformers import AutoConfig
 
+    auto = transformers.AutoModel if backbone else transformers.AutoModelForCausalLM
     dtype = torch_dtype(cfg.dtype)
     attn = attention(cfg, packing)
     if cfg.from_scratch is not None:
@@ -51,12 +54,12 @@ def load_base(cfg: ModelConfig, *, packing: bool, quantize: bool = False) -> Any
             config = AutoConfig.for_model(model_type, **spec)
         except (ValueError, TypeError) as err:
             raise UsageError(f"model.from_scratch: {err}") from None
-        return AutoModelForCausalLM.from_config(config, dtype=dtype, attn_implementation=attn)
+        return auto.from_config(config, dtype=dtype, attn_implementation=attn)
     kwargs: dict[str, Any] = {"dtype": dtype, "attn_implementation": attn, "trust_remote_code": cfg.trust_remote_code}
     if quantize:
         kwargs["quantization_config"] = _qlora_config(dtype)
     try:
-        return AutoModelForCausalLM.from_pretrained(model_ref(cfg.name_or_path), **kwargs)
+        return auto.from_pretrained(model_ref(cfg.name_or_path), **kwargs)
     except OSError as err:
         raise UsageError(f"cannot load model {cfg.name_or_path!r}: {str(err).strip().splitlines()[0]}") from None
 
@@ -82,11 +85,12 @@ def _qlora_config(dtype: Any) -> Any:
                               bnb_4bit_compute_dtype=dtype)
 
 
-def build_model(cfg: ModelConfig, train: TrainConfig, *, packing: bool) -> Any:
-    """The model ready for the Trainer: base (+ LoRA adapter), gradient checkpointing as asked."""
+def build_model(cfg: ModelConfig, train: TrainConfig, *, packing: bool, backbone: bool = False) -> Any:
+    """The model ready for the Trainer: base (+ LoRA adapter), gradient checkpointing as asked
+    (``backbone``: without the LM head, see :func:`load_base`)."""
     if cfg.from_scratch is not None and train.method != "full":
         raise UsageError("a model trained from scratch needs train.method full (LoRA needs pretrained weights)")
-    model = load_base(cfg, packing=packing, quantize=train.method == "qlora")
+    model = load_base(cfg, packing=packing, quantize=train.method == "qlora", backbone=backbone)
     if train.gradient_checkpointing:
         model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
         model.config.use_cache = False
@@ -97,7 +101,8 @@ def build_model(cfg: ModelConfig, train: TrainConfig, *, packing: bool) -> Any:
     if train.method == "qlora":
         model = prepare_model_for_kbit_training(model, use_gradient_checkpointing=train.gradient_checkpointing)
     lora = LoraConfig(r=train.lora.r, lora_alpha=train.lora.alpha, lora_dropout=train.lora.dropout,
-                      target_modules=train.lora.target_modules, task_type="CAUSAL_LM")
+                      target_modules=train.lora.target_modules,
+                      task_type="FEATURE_EXTRACTION" if backbone else "CAUSAL_LM")
     try:
         model = get_peft_model(model, lora)
     except ValueError as err:

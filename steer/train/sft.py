@@ -40,10 +40,12 @@ class RunResult:
     tokens: int
     resumed_from: str | None = None
     metrics: list[dict] = field(default_factory=list)
+    evaluation: dict = field(default_factory=dict)  # the final validation metrics (eval_*)
 
     def to_json(self) -> dict:
         return {"run_dir": str(self.run_dir), "steps": self.steps, "train_loss": self.train_loss,
-                "eval_loss": self.eval_loss, "tokens": self.tokens, "resumed_from": self.resumed_from}
+                "eval_loss": self.eval_loss, "tokens": self.tokens, "resumed_from": self.resumed_from,
+                "evaluation": self.evaluation}
 
 
 def is_main_process() -> bool:
@@ -88,7 +90,7 @@ def _split_validation(train: Any, fraction: float, seed: int) -> tuple[Any, Any]
     return parts["train"], parts["test"]
 
 
-def training_arguments(recipe: SFTRecipe, run_dir: Path, has_eval: bool) -> Any:
+def training_arguments(recipe: SFTRecipe, run_dir: Path, has_eval: bool, **overrides: Any) -> Any:
     """``transformers.TrainingArguments`` for a recipe (the distributed strategy included)."""
     import torch
     from transformers import TrainingArguments
@@ -110,7 +112,7 @@ def training_arguments(recipe: SFTRecipe, run_dir: Path, has_eval: bool) -> Any:
             raise UsageError("distributed.strategy deepspeed needs distributed.config (a DeepSpeed JSON, see recipes/distributed)")
         extra["deepspeed"] = dist.config
     eval_steps = t.eval_steps if has_eval else None
-    return TrainingArguments(
+    return TrainingArguments(**{**dict(
         output_dir=str(run_dir), per_device_train_batch_size=t.batch_size, per_device_eval_batch_size=t.batch_size,
         gradient_accumulation_steps=t.grad_accum, num_train_epochs=t.epochs, max_steps=t.max_steps,
         learning_rate=t.learning_rate, lr_scheduler_type=t.lr_scheduler, warmup_steps=t.warmup_ratio,
@@ -121,8 +123,7 @@ def training_arguments(recipe: SFTRecipe, run_dir: Path, has_eval: bool) -> Any:
         remove_unused_columns=False, include_num_input_tokens_seen="all" if recipe.data.packing else "non_padding",
         use_cpu=not cuda, bf16=cuda and dtype == "bfloat16", fp16=cuda and dtype == "float16",
         ddp_backend="gloo" if world > 1 and not cuda else None, ddp_find_unused_parameters=False, dataloader_num_workers=0,
-        prediction_loss_only=True, **extra,
-    )
+        prediction_loss_only=True), **extra, **overrides})
 
 
 def _callbacks(run_dir: Path, events: Events | None, lora: bool) -> list:
@@ -202,17 +203,58 @@ def _trainer_class() -> type:
     return SteerTrainer
 
 
+@dataclass
+class Task:
+    """What differs between fine-tuning a generator (SFT) and an attribute prediction model (APM):
+    everything else (data, arguments, callbacks, checkpoints, resume, torchrun) is one path."""
+
+    build_model: Callable[[SFTRecipe], Any]
+    collator: Callable[[SFTRecipe, Any], Any]
+    trainer_class: Callable[[], type]
+    save: Callable[[Any, Path, SFTRecipe, Any], None]  # trainer, run dir, recipe, tokenizer (rank 0 only)
+    template: Callable[[SFTRecipe, Any], Any]  # the template the saved tokenizer renders with
+    arguments: dict = field(default_factory=dict)  # extra TrainingArguments
+    compute_metrics: Callable | None = None
+
+
+def _sft_collator(recipe: SFTRecipe, tokenizer: Any) -> Any:
+    from steer.train.packing import PackedCollator, PaddedCollator
+
+    return PackedCollator() if recipe.data.packing else PaddedCollator(tokenizer.pad_token_id or 0)
+
+
+def _sft_save(trainer: Any, run_dir: Path, recipe: SFTRecipe, template: Any) -> None:
+    trainer.save_model(str(run_dir))
+    if trainer.is_world_process_zero():
+        if recipe.train.method != "full":
+            check_adapter(run_dir)
+        trainer.processing_class.save_pretrained(str(run_dir))
+        write_run_file(run_dir, recipe, template.spec())
+
+
+def _sft_task() -> Task:
+    from steer.data.encode import recipe_template
+    from steer.train.model import build_model
+
+    return Task(build_model=lambda r: build_model(r.model, r.train, packing=r.data.packing), collator=_sft_collator,
+                trainer_class=_trainer_class, save=_sft_save, template=lambda r, tok: recipe_template(r.template, tok))
+
+
 def train_sft(recipe: SFTRecipe, *, resume: str | bool | None = None, events: Events | None = None,
               callbacks: list | None = None) -> RunResult:
     """Train a recipe; ``resume`` continues from a checkpoint (``True``: the latest in the run directory)."""
+    return train(recipe, _sft_task(), resume=resume, events=events, callbacks=callbacks)
+
+
+def train(recipe: SFTRecipe, task: Task, *, resume: str | bool | None = None, events: Events | None = None,
+          callbacks: list | None = None) -> RunResult:
+    """The training loop every steer model goes through (see :class:`Task`)."""
     import datasets
     import transformers
     from transformers import PrinterCallback
 
-    from steer.data.encode import load_tokenizer, recipe_template
+    from steer.data.encode import load_tokenizer
     from steer.data.prepare import prepare
-    from steer.train.model import build_model
-    from steer.train.packing import PackedCollator, PaddedCollator
 
     run_dir = Path(recipe.train.output_dir)
     checkpoint = find_checkpoint(run_dir, resume) if resume else None
@@ -220,7 +262,7 @@ def train_sft(recipe: SFTRecipe, *, resume: str | bool | None = None, events: Ev
         raise UsageError(f"{run_dir} already holds checkpoints: pass --resume to continue, "
                          "or --set train.output_dir=... for a new run")
     has_eval = bool(recipe.data.validation) or recipe.data.validation_fraction > 0
-    args = training_arguments(recipe, run_dir, has_eval)
+    args = training_arguments(recipe, run_dir, has_eval, **task.arguments)
     with args.main_process_first(desc="prepare data"):  # rank 0 tokenizes, the others read its cache
         prepared = prepare(recipe, progress=(lambda d, t: events({"event": "prepare", "done": d, "total": t}))
                            if events and is_main_process() else None)
@@ -236,41 +278,35 @@ def train_sft(recipe: SFTRecipe, *, resume: str | bool | None = None, events: Ev
                 "prepared": prepared.to_json()})
 
     tokenizer = load_tokenizer(recipe.model.tokenizer or recipe.model.name_or_path)
-    template = recipe_template(recipe.template, tokenizer)
+    template = task.template(recipe, tokenizer)
     tokenizer.chat_template = template.source
     if tokenizer.pad_token_id is None:
         tokenizer.pad_token = tokenizer.eos_token or tokenizer.unk_token
 
     transformers.set_seed(recipe.train.seed)
-    model = build_model(recipe.model, recipe.train, packing=recipe.data.packing)
-    collator = PackedCollator() if recipe.data.packing else PaddedCollator(tokenizer.pad_token_id or 0)
-    lora = recipe.train.method != "full"
+    model = task.build_model(recipe)
     if is_main_process():
         run_dir.mkdir(parents=True, exist_ok=True)
         write_resolved(recipe, run_dir)
-    trainer = _trainer_class()(model=model, args=args, train_dataset=train_ds, eval_dataset=eval_ds, data_collator=collator,
-                      processing_class=tokenizer, callbacks=_callbacks(run_dir, events, lora) + list(callbacks or []))
+    trainer = task.trainer_class()(
+        model=model, args=args, train_dataset=train_ds, eval_dataset=eval_ds, data_collator=task.collator(recipe, tokenizer),
+        processing_class=tokenizer, compute_metrics=task.compute_metrics,
+        callbacks=_callbacks(run_dir, events, recipe.train.method != "full") + list(callbacks or []))
     trainer.remove_callback(PrinterCallback)  # progress and metrics go through our callback
     output = trainer.train(resume_from_checkpoint=checkpoint)
-    eval_loss = None
-    if eval_ds is not None:
-        eval_loss = trainer.evaluate().get("eval_loss")
-    trainer.save_model(str(run_dir))
-    if trainer.is_world_process_zero():
-        if lora:
-            check_adapter(run_dir)
-        tokenizer.save_pretrained(str(run_dir))
-        write_run_file(run_dir, recipe, template.spec())
+    evaluation = trainer.evaluate() if eval_ds is not None else {}
+    task.save(trainer, run_dir, recipe, template)
     history = [h for h in trainer.state.log_history if "loss" in h]
     return RunResult(run_dir, trainer.state.global_step, history[-1]["loss"] if history else output.training_loss,
-                     eval_loss, trainer.state.num_input_tokens_seen, checkpoint, trainer.state.log_history)
+                     evaluation.get("eval_loss"), trainer.state.num_input_tokens_seen, checkpoint,
+                     trainer.state.log_history, evaluation)
 
 
-def write_run_file(run_dir: Path, recipe: SFTRecipe, template_spec: dict) -> Path:
-    """``steer.json``: what a run directory holds and how steer loads and steers it."""
-    info = {"steer_version": __version__, "kind": "sft", "method": recipe.train.method,
+def write_run_file(run_dir: Path, recipe: SFTRecipe, template_spec: dict, **extra: Any) -> Path:
+    """``steer.json``: what a run directory holds and how steer loads and steers (or scores) with it."""
+    info = {"steer_version": __version__, "kind": recipe.kind, "method": recipe.train.method,
             "base_model": model_ref(recipe.model.name_or_path) if recipe.train.method != "full" else None,
-            "template": template_spec}
+            "template": template_spec, **extra}
     path = run_dir / RUN_FILE
     path.write_text(json.dumps(info, indent=2), encoding="utf-8")
     return path

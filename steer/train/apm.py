@@ -1,0 +1,286 @@
+"""``steer train apm``: the SteerLM attribute prediction model (APM), and loading it to score text.
+
+A regression head (one output per attribute of the recipe's schema) reads the hidden state of the
+last token of a rated conversation: in the SteerLM format the ``<extra_id_2>`` right after the
+response, as NeMo does; in other formats the model's own end of turn. The loss is the mean squared
+error over the attributes that carry a label (missing ones are ``-100`` and masked out). It trains
+through the same loop as SFT (:func:`steer.train.sft.train`): LoRA or full weights, packing,
+checkpoints, resume, metrics and torchrun; validation reports MAE, RMSE and Pearson per attribute.
+
+A run directory holds the backbone as a plain Hugging Face model (``AutoModel``: weights, or a PEFT
+adapter over the base), ``apm_head.safetensors`` (``weight [n, hidden]``, ``bias [n]``), the tokenizer
+whose chat template renders rated conversations, and ``steer.json`` (``kind: apm``, the schema).
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+from transformers.utils import ModelOutput
+
+from steer.attributes import Schema
+from steer.config import APMRecipe
+from steer.data.encode import MISSING
+from steer.errors import UsageError
+
+HEAD_FILE = "apm_head.safetensors"
+
+
+@dataclass
+class APMOutput(ModelOutput):
+    """``predictions [n_examples, n_attributes]`` and, with targets, the masked MSE ``loss``."""
+
+    loss: torch.Tensor | None = None
+    predictions: torch.Tensor | None = None
+
+
+class AttributeModel(torch.nn.Module):
+    """A backbone (``AutoModel``, maybe with LoRA) and a linear head read at chosen token positions."""
+
+    def __init__(self, backbone: Any, schema: Schema) -> None:
+        super().__init__()
+        self.backbone = backbone
+        self.schema = schema
+        hidden = backbone.config.get_text_config().hidden_size
+        self.head = torch.nn.Linear(hidden, len(schema.names), dtype=torch.float32)
+        with torch.no_grad():  # start at the middle of each scale, with small weights
+            self.head.weight.normal_(0.0, 0.02)
+            self.head.bias.copy_(torch.tensor([(a.min + a.max) / 2 for a in schema.attributes]))
+
+    def forward(self, input_ids: torch.Tensor, index: torch.Tensor, targets: torch.Tensor | None = None,
+                position_ids: torch.Tensor | None = None, attention_mask: torch.Tensor | None = None) -> Any:
+        """Predict ``[n_examples, n_attributes]`` from the hidden states at ``index`` (flat positions
+        into ``input_ids [batch, seq]``); with ``targets`` (same shape, -100 where unknown) the masked MSE."""
+        hidden = self.backbone(input_ids=input_ids, position_ids=position_ids, attention_mask=attention_mask,
+                               use_cache=False).last_hidden_state
+        picked = hidden.reshape(-1, hidden.shape[-1])[index]
+        predictions = self.head(picked.float())
+        loss = None
+        if targets is not None:
+            known = targets != MISSING
+            err = torch.where(known, predictions - targets.float(), torch.zeros_like(predictions))
+            loss = (err ** 2).sum() / known.sum().clamp(min=1)
+        return APMOutput(loss=loss, predictions=predictions)
+
+
+class ScoredCollator:
+    """Batches of APM examples, packed into one row (positions restart per example) or right-padded;
+    ``index`` holds each example's last token as a flat position."""
+
+    def __init__(self, packing: bool, pad_token_id: int = 0) -> None:
+        self.packing, self.pad_token_id = packing, pad_token_id
+
+    def __call__(self, features: Sequence[Mapping[str, Any]]) -> dict[str, torch.Tensor]:
+        lengths = [len(f["input_ids"]) for f in features]
+        out: dict[str, torch.Tensor] = {"targets": torch.tensor([list(f["targets"]) for f in features], dtype=torch.float32)}
+        if self.packing:
+            out["input_ids"] = torch.tensor([[t for f in features for t in f["input_ids"]]])
+            out["position_ids"] = torch.tensor([[p for n in lengths for p in range(n)]])
+            out["index"] = torch.tensor(lengths).cumsum(0) - 1
+            return out
+        width = max(lengths)
+        out["input_ids"] = torch.tensor([list(f["input_ids"]) + [self.pad_token_id] * (width - n)
+                                         for f, n in zip(features, lengths)])
+        out["attention_mask"] = torch.tensor([[1] * n + [0] * (width - n) for n in lengths])
+        out["index"] = torch.tensor([row * width + n - 1 for row, n in enumerate(lengths)])
+        return out
+
+
+def regression_metrics(predictions: Any, targets: Any, names: Sequence[str]) -> dict[str, float]:
+    """Per attribute over the labelled examples: ``{name}_mae``, ``{name}_rmse``, ``{name}_pearson``
+    (Pearson left out when either side is constant)."""
+    import numpy as np
+
+    preds, gold = np.asarray(predictions, dtype=np.float64), np.asarray(targets, dtype=np.float64)
+    out: dict[str, float] = {}
+    for k, name in enumerate(names):
+        known = gold[:, k] != MISSING
+        p, g = preds[known, k], gold[known, k]
+        if not len(g):
+            continue
+        out[f"{name}_mae"] = float(np.abs(p - g).mean())
+        out[f"{name}_rmse"] = float(np.sqrt(((p - g) ** 2).mean()))
+        if len(g) > 1 and p.std() > 0 and g.std() > 0:
+            out[f"{name}_pearson"] = float(np.corrcoef(p, g)[0, 1])
+    return out
+
+
+def save_apm(model: AttributeModel, folder: Path, state_dict: Mapping[str, torch.Tensor] | None = None) -> None:
+    """Write the backbone (HF weights or PEFT adapter) and the head; ``state_dict`` is the whole model's
+    (gathered under FSDP / DeepSpeed), else the model's own."""
+    from safetensors.torch import save_file
+
+    state = dict(state_dict if state_dict is not None else model.state_dict())
+    backbone = {k.removeprefix("backbone."): v for k, v in state.items() if k.startswith("backbone.")}
+    head = {k.removeprefix("head."): v.detach().float().contiguous().cpu() for k, v in state.items() if k.startswith("head.")}
+    folder.mkdir(parents=True, exist_ok=True)
+    model.backbone.save_pretrained(str(folder), state_dict=backbone)
+    save_file(head, str(folder / HEAD_FILE), metadata={"attributes": ",".join(model.schema.names)})
+
+
+def load_apm_weights(model: AttributeModel, folder: Path) -> None:
+    """Load a checkpoint written by :func:`save_apm` into ``model`` in place (resume)."""
+    from safetensors.torch import load_file
+
+    model.head.load_state_dict(load_file(str(folder / HEAD_FILE)))
+    if (folder / "adapter_model.safetensors").is_file():
+        from peft import set_peft_model_state_dict
+
+        set_peft_model_state_dict(model.backbone, load_file(str(folder / "adapter_model.safetensors")))
+    elif (folder / "model.safetensors").is_file():
+        model.backbone.load_state_dict(load_file(str(folder / "model.safetensors")))
+    else:
+        from transformers.modeling_utils import load_sharded_checkpoint
+
+        load_sharded_checkpoint(model.backbone, str(folder))
+
+
+def _trainer_class() -> type:
+    from transformers import Trainer
+    from transformers.trainer import TRAINING_ARGS_NAME
+
+    class APMTrainer(Trainer):
+        """Checkpoints in the APM run layout (so every checkpoint-N is a loadable APM) and resume from it."""
+
+        def _save(self, output_dir: str | None = None, state_dict: dict | None = None) -> None:
+            folder = Path(output_dir or self.args.output_dir)
+            if not self.args.should_save:
+                return
+            save_apm(self.accelerator.unwrap_model(self.model), folder, state_dict)
+            if self.processing_class is not None:
+                self.processing_class.save_pretrained(str(folder))
+            torch.save(self.args, os.path.join(folder, TRAINING_ARGS_NAME))
+
+        def _load_from_checkpoint(self, resume_from_checkpoint: str, model: Any = None) -> None:
+            load_apm_weights(model or self.model, Path(resume_from_checkpoint))
+
+    return APMTrainer
+
+
+def _build(recipe: APMRecipe) -> AttributeModel:
+    from steer.train.model import build_model
+
+    backbone = build_model(recipe.model, recipe.train, packing=recipe.data.packing, backbone=True)
+    return AttributeModel(backbone, recipe.template.build_schema())
+
+
+def _save(trainer: Any, run_dir: Path, recipe: APMRecipe, template: Any) -> None:
+    from steer.train.sft import check_adapter, write_run_file
+
+    trainer.save_model(str(run_dir))
+    if trainer.is_world_process_zero():
+        if recipe.train.method != "full":
+            check_adapter(run_dir)
+        write_run_file(run_dir, recipe, template.spec(), apm={"head": HEAD_FILE,
+                                                              "schema": recipe.template.build_schema().to_dict()})
+
+
+def train_apm(recipe: APMRecipe, *, resume: str | bool | None = None, events: Callable[[dict], None] | None = None,
+              callbacks: list | None = None) -> Any:
+    """Train an attribute prediction model (see the module docstring); returns a ``RunResult``."""
+    from steer.data.encode import template_for
+    from steer.train.sft import Task, train
+
+    names = recipe.template.build_schema().names
+    task = Task(
+        build_model=_build, trainer_class=_trainer_class, save=_save,
+        collator=lambda r, tok: ScoredCollator(r.data.packing, tok.pad_token_id or 0),
+        template=lambda r, tok: template_for(r.template.kind, None, tok, r.template.default_system),
+        arguments={"prediction_loss_only": False, "label_names": ["targets"], "include_num_input_tokens_seen": "all"},
+        compute_metrics=lambda p: regression_metrics(p.predictions, p.label_ids, names),
+    )
+    return train(recipe, task, resume=resume, events=events, callbacks=callbacks)
+
+
+# --- scoring with a trained APM ------------------------------------------------------------
+
+
+@dataclass
+class APM:
+    """A loaded attribute prediction model: ``score`` rates conversations ending in an assistant turn."""
+
+    model: AttributeModel
+    tokenizer: Any
+    template: Any
+    context_length: int | None = None
+
+    @property
+    def schema(self) -> Schema:
+        return self.model.schema
+
+    @classmethod
+    def load(cls, path: str | Path, *, dtype: str = "auto", device: str | None = None) -> APM:
+        """Load an APM run directory (or a checkpoint of one, or its ``steer export``)."""
+        from transformers import AutoModel, AutoTokenizer
+
+        from steer.generate.engine import model_template
+        from steer.train.export import run_info
+        from steer.train.model import torch_dtype
+
+        folder, info = run_info(path)
+        if info.get("kind") != "apm" or not (folder / HEAD_FILE).is_file():
+            raise UsageError(f"{folder} is not an attribute prediction model (train one with `steer train apm`)")
+        kwargs = {"dtype": torch_dtype(dtype)}
+        try:
+            if (folder / "adapter_config.json").is_file():
+                from peft import PeftModel
+
+                base = AutoModel.from_pretrained(info["base_model"], **kwargs)
+                backbone = PeftModel.from_pretrained(base, str(folder)).merge_and_unload()
+            else:
+                backbone = AutoModel.from_pretrained(str(folder), **kwargs)
+        except OSError as err:
+            raise UsageError(f"cannot load the APM backbone of {folder}: {str(err).strip().splitlines()[0]}") from None
+        model = AttributeModel(backbone, Schema.from_dict(info["apm"]["schema"]))
+        from safetensors.torch import load_file
+
+        model.head.load_state_dict(load_file(str(folder / HEAD_FILE)))
+        tok_dir = folder if (folder / "tokenizer_config.json").is_file() else folder.parent
+        tokenizer = AutoTokenizer.from_pretrained(str(tok_dir))
+        device = device or ("cuda" if torch.cuda.is_available() else "cpu")
+        limit = getattr(backbone.config, "max_position_embeddings", None)
+        return cls(model.to(device).eval(), tokenizer, model_template(tokenizer, info), int(limit) if limit else None)
+
+    def texts(self, conversations: Sequence[Sequence[Mapping[str, Any]]]) -> list[str]:
+        """What the model reads for each conversation (each ends with the assistant turn it rates)."""
+        from steer.data.encode import apm_text
+
+        for k, conv in enumerate(conversations):
+            if not conv or conv[-1].get("role") != "assistant":
+                raise UsageError(f"conversation {k}: an APM rates a conversation that ends with an assistant turn")
+        return [apm_text(self.template, [dict(m) for m in conv]) for conv in conversations]
+
+    @torch.no_grad()
+    def predict(self, conversations: Sequence[Sequence[Mapping[str, Any]]], batch_size: int = 16) -> list[list[float]]:
+        """Raw predictions ``[n_conversations][n_attributes]``, batched by length."""
+        from steer.data.encode import tokenize
+
+        ids = [i for i, _ in tokenize(self.tokenizer, self.texts(conversations))]
+        if self.context_length:
+            ids = [i[-self.context_length:] for i in ids]  # the head reads the end
+        order = sorted(range(len(ids)), key=lambda k: len(ids[k]))
+        out: list[list[float]] = [[] for _ in ids]
+        collate = ScoredCollator(packing=False, pad_token_id=self.tokenizer.pad_token_id or 0)
+        device = next(self.model.parameters()).device
+        for start in range(0, len(order), batch_size):
+            chunk = order[start:start + batch_size]
+            batch = collate([{"input_ids": ids[k], "targets": []} for k in chunk])
+            batch.pop("targets")
+            preds = self.model(**{k: v.to(device) for k, v in batch.items()}).predictions
+            for k, row in zip(chunk, preds.tolist()):
+                out[k] = row
+        return out
+
+    def score(self, conversations: Sequence[Sequence[Mapping[str, Any]]], *, raw: bool = False,
+              batch_size: int = 16) -> list[dict[str, float | int]]:
+        """Attribute values per conversation: clipped to each attribute's range and rounded (``raw``: as predicted)."""
+        names = self.schema.names
+        rows = self.predict(conversations, batch_size)
+        if raw:
+            return [dict(zip(names, r)) for r in rows]
+        return [{a.name: int(min(a.max, max(a.min, round(v)))) for a, v in zip(self.schema.attributes, r)} for r in rows]
