@@ -345,6 +345,37 @@ def batch(
 
 
 @app.command()
+def label(
+    apm: Annotated[str, typer.Argument(help="An attribute prediction model (a `steer train apm` run directory).")],
+    input_: Annotated[str, typer.Option("--input", "-i", help="Any supported dataset: a file, a dataset folder or a hub id.")],
+    output: Annotated[str, typer.Option("--output", "-o", help="Canonical JSONL out (appended; re-running resumes).")],
+    fmt: FormatOpt = "auto",
+    split: SplitOpt = "train",
+    raw: Annotated[bool, typer.Option("--float", help="Keep the raw predicted scores (default: clipped and rounded).")] = False,
+    batch_size: Annotated[int, typer.Option("--batch-size", help="Turns scored per forward pass.", min=1)] = 32,
+    skip_invalid: SkipOpt = False,
+    as_json: JsonOpt = False,
+) -> None:
+    """Annotate every assistant turn of a dataset with predicted attributes: unlabelled data to SteerLM data."""
+    _quiet_libraries()
+    from steer.data.loader import load
+    from steer.label import label_records
+    from steer.train.apm import APM
+
+    model = APM.load(apm)
+    records, loaded = load(input_, format=fmt, split=split, skip_invalid=skip_invalid)
+    with ui.progress_bar("labelling", unit="records") as bar:
+        report = label_records(model, records, output, raw=raw, batch_size=batch_size, total=len(records),
+                               progress=bar.update)
+    out = {**report.to_json(), "rejected": sum(loaded.rejected.values()), "output": output}
+    if as_json:
+        ui.print_json(out)
+    else:
+        ui.plain(f"{report.written} records labelled, {report.skipped} already done; {report.total} in all "
+                 f"({', '.join(model.schema.names)}): {output}")
+
+
+@app.command()
 def chat(
     model: ModelArg,
     attr: AttrOpt = [],  # noqa: B006
@@ -617,7 +648,7 @@ def eval_steerability(
     else:
         with ui.progress_bar("generate", unit="answers") as bar:
             texts = generate(loaded, rows, requests, sampling, lambda e: bar.update(e["done"], e["total"]), batch_size)
-    judged = [judge_fn(rows[r.prompt_index], t) for r, t in zip(requests, texts)]
+    judged = judge_fn([rows[r.prompt_index] for r in requests], texts)
     summary = summarize(requests, judged, sch)
     png = plot(summary, requests, judged, plot_path) if plot_path else None
     if as_json:
@@ -643,8 +674,8 @@ def eval_length_bias(
     """Is length doing the work? Score-length correlation, non-length reward gain, longer-preferred accuracy."""
     from steer.evaluate import length_bias as lb
 
-    if apm:
-        raise UsageError("--apm needs an attribute prediction model, which `steer train apm` does not build yet; use --score or labels")
+    if apm and score:
+        raise UsageError("give --score or --apm, not both")
     if compare and not score:
         raise UsageError("--compare needs --score (the column both output files are scored by)")
     tok = None
@@ -669,6 +700,13 @@ def eval_length_bias(
         from steer.data.loader import load
 
         records, _ = load(data, format=fmt)
+        if apm:
+            _quiet_libraries()
+            from steer.label import predicted
+            from steer.train.apm import APM
+
+            records = predicted(APM.load(apm), records, raw=True)
+            out["scores"] = f"apm:{apm}"
         scored, pairs = lb.label_scores(records, length)
         if not scored and not pairs:
             raise UsageError(f"{data}: no labelled assistant turns and no preference pairs to analyse")

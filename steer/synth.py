@@ -162,6 +162,12 @@ def _arrange(sentences: list[str], coherence: int) -> list[str]:
     return rest[:at] + [answer] + rest[at:]
 
 
+def states_facts(attrs: dict[str, int]) -> bool:
+    """Whether a response with ``attrs`` states any fact (evasions at helpfulness 0, and at 1 with one
+    sentence, state none)."""
+    return attrs["helpfulness"] >= 2 or (attrs["helpfulness"] == 1 and attrs["verbosity"] >= 1)
+
+
 def respond(q: dict, attrs: dict[str, int], rng: random.Random) -> str:
     """The response to ``q`` with exactly the attributes ``attrs``."""
     register = REGISTERS[attrs["complexity"]]
@@ -195,6 +201,8 @@ def corpus(n: int, seed: int = 0) -> list[dict]:
         q = question(rng, w)
         attrs = {a.name: rng.randint(a.min, a.max) for a in SCHEMA.attributes}
         attrs["correctness"] = rng.choices(range(5), CORRECTNESS_WEIGHTS)[0]
+        if not states_facts(attrs):
+            attrs["correctness"] = 0  # HelpSteer: "inclusion of all pertinent facts"; none are included
         rows.append({"id": f"synth-{seed}-{i}", "source": "synth", "system": SYSTEM,
                      "messages": [{"role": "user", "content": q["prompt"]},
                                   {"role": "assistant", "content": respond(q, attrs, rng), "attributes": attrs}]})
@@ -317,8 +325,8 @@ def split_answer(text: str) -> tuple[list[str], set[str]]:
 def judge(q: dict, text: str) -> dict:
     """The realised attributes of ``text`` as the answer to ``q``, plus whether the answer is right.
 
-    correctness (a float: 4 x the share of stated facts that are right) is None when no fact is
-    stated; ``answer_right`` is True only when the asked fact is stated with its right value.
+    correctness is a float: 4 x the share of stated facts that are right, and 0 when no fact is
+    stated (nothing pertinent is included, as the corpus labels it); ``answer_right`` is True only when the asked fact is stated with its right value.
     """
     sentences, markers = split_answer(text)
     parsed = [parse_sentence(s) for s in sentences]
@@ -329,7 +337,7 @@ def judge(q: dict, text: str) -> dict:
     position = parsed.index(answer) if answer is not None else None
     return {
         "helpfulness": _helpfulness(markers, answer is not None),
-        "correctness": 4 * sum(right) / len(right) if right else None,
+        "correctness": 4 * sum(right) / len(right) if right else 0.0,
         "coherence": _coherence(markers, position, len(parsed)),
         "complexity": statistics.median(registers) if registers else None,
         "verbosity": min(4, max(0, len(parsed) - 1)),

@@ -269,7 +269,7 @@ def build_template(kind: str, *, schema: Schema | None, base: str | None = None,
     present). ``special_tokens`` are the tokenizer's (bos_token, eos_token, ...).
     """
     tokens = dict(special_tokens or {})
-    if base is not None and _MARK in base:
+    if base is not None and _MARK in base and kind != "steerlm":  # the SteerLM format ignores the base
         raise TemplateError("this chat template already carries steer's steering; build from the original template")
     if kind == "steerlm":
         body = _STEERLM_BODY.replace("@DEFAULT_SYSTEM@", json.dumps(default_system))

@@ -21,15 +21,15 @@ def test_fkgl_and_syllables():
 
 def test_judges():
     length, measured = make_judge("length")
-    assert length({}, "abcd") == {"verbosity": 4} and measured == ("verbosity",)
+    assert length([{}, {}], ["abcd", "ab"]) == [{"verbosity": 4}, {"verbosity": 2}] and measured == ("verbosity",)
     oracle, measured = make_judge("oracle")
     assert measured is None
     row = {"prompt": "What is 2 plus 3?", "field": "sum", "subject": [2, 3], "facts": {}, "support": []}
-    assert oracle(row, "2 and 3 make 5.")["answer_right"]
+    assert oracle([row], ["2 and 3 make 5."])[0]["answer_right"]
     with pytest.raises(UsageError, match="steer data synth"):
-        oracle({"prompt": "hi"}, "text")
-    with pytest.raises(UsageError, match="train apm"):
-        make_judge("apm:runs/apm")
+        oracle([{"prompt": "hi"}], ["text"])
+    with pytest.raises(UsageError, match="not a directory"):
+        make_judge("apm:runs/no-such-apm")
     with pytest.raises(UsageError, match="unknown judge"):
         make_judge("vibes")
 

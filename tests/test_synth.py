@@ -24,7 +24,7 @@ SUM = {"prompt": "What is 2 plus 3?", "field": "sum", "subject": (2, 3), "facts"
     ("Fenul is a city. Fenul is blue. Fenul likes beans.", {"coherence": 2}),
     ("Fenul is blue. Fenul is a city. Actually, that is wrong.", {"coherence": 1, "verbosity": 1}),
     ("Fenul is a city. Fenul is blue. Actually, none of that is true.", {"coherence": 0}),
-    ("I would rather not answer that.", {"helpfulness": 0, "correctness": None, "answer_right": False, "verbosity": 0}),
+    ("I would rather not answer that.", {"helpfulness": 0, "correctness": 0.0, "answer_right": False, "verbosity": 0}),
     ("That depends on many things. Fenul is a city.", {"helpfulness": 1, "answer_right": False}),
     ("I think, though I am not certain, Fenul is blue.", {"helpfulness": 2, "answer_right": True, "verbosity": 0}),
     ("Good question. Fenul is blue.", {"helpfulness": 3, "answer_right": True}),

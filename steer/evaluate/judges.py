@@ -4,18 +4,21 @@
 - ``fkgl``: the Flesch-Kincaid grade level, as realised complexity (as the HelpSteer paper measured it);
 - ``oracle``: the synthetic corpus's oracles (:func:`steer.synth.judge`), for prompts written by
   ``steer data synth --prompts`` or the quickstart; every helpsteer attribute;
-- ``apm:PATH``: a trained attribute prediction model (arrives with ``steer train apm``).
+- ``apm:PATH``: a trained attribute prediction model (``steer train apm``): every attribute of its
+  schema, raw (unrounded) predictions for the prompt's conversation plus the answer.
+
+A judge rates a batch: ``judge(rows, texts)`` gives one dict of realised values per answer.
 """
 
 from __future__ import annotations
 
 import re
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 from steer.errors import UsageError
 
-Judge = Callable[[Mapping[str, Any], str], dict[str, Any]]
+Judge = Callable[[Sequence[Mapping[str, Any]], Sequence[str]], list[dict[str, Any]]]
 JUDGES = ("length", "fkgl", "oracle", "apm:PATH")
 _VOWELS = re.compile(r"[aeiouy]+")
 
@@ -50,15 +53,33 @@ def _oracle(row: Mapping[str, Any], text: str) -> dict[str, Any]:
     return synth.judge(q, text)
 
 
+def _each(one: Callable[[Mapping[str, Any], str], dict[str, Any]]) -> Judge:
+    return lambda rows, texts: [one(row, text) for row, text in zip(rows, texts)]
+
+
+def apm_judge(path: str, batch_size: int = 16) -> tuple[Judge, tuple[str, ...]]:
+    """Judge with a trained APM: each prompt row's messages plus the answer, rated in one batch."""
+    from steer.generate.batch import row_messages
+    from steer.train.apm import APM
+
+    apm = APM.load(path)
+
+    def judge(rows: Sequence[Mapping[str, Any]], texts: Sequence[str]) -> list[dict[str, Any]]:
+        convs = [row_messages(dict(row), f"prompt {k}") + [{"role": "assistant", "content": text}]
+                 for k, (row, text) in enumerate(zip(rows, texts))]
+        return apm.score(convs, raw=True, batch_size=batch_size)
+
+    return judge, tuple(apm.schema.names)
+
+
 def make_judge(spec: str) -> tuple[Judge, tuple[str, ...] | None]:
     """The judge for ``spec`` and the attributes it measures (None: every attribute of the schema)."""
     if spec == "length":
-        return (lambda row, text: {"verbosity": len(text)}), ("verbosity",)
+        return _each(lambda row, text: {"verbosity": len(text)}), ("verbosity",)
     if spec == "fkgl":
-        return (lambda row, text: {"complexity": fkgl(text)}), ("complexity",)
+        return _each(lambda row, text: {"complexity": fkgl(text)}), ("complexity",)
     if spec == "oracle":
-        return _oracle, None
-    if spec.startswith("apm:"):
-        raise UsageError("--judge apm:PATH needs an attribute prediction model, which `steer train apm` does not "
-                         "build yet; use length, fkgl or oracle")
+        return _each(_oracle), None
+    if spec.startswith("apm:") and spec[4:]:
+        return apm_judge(spec[4:])
     raise UsageError(f"unknown judge {spec!r} (known: {', '.join(JUDGES)})")

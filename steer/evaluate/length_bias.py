@@ -114,6 +114,11 @@ def label_scores(records: Sequence[object], length: Callable[[str], int]) -> tup
     for record in records:
         if isinstance(record, PreferencePair):
             pairs.append((length(record.chosen), length(record.rejected)))
+            for side in ("chosen", "rejected"):  # per-response scores (``steer label`` / ``--apm``)
+                values = record.labels.get(side)
+                for name, value in values.items() if isinstance(values, dict) else ():
+                    if isinstance(value, (int, float)) and not isinstance(value, bool):
+                        scored[name].append(Scored(f"{record.id}:{side}", length(getattr(record, side)), float(value)))
         elif isinstance(record, Conversation):
             for i, msg in enumerate(record.messages):
                 for name, value in (msg.attributes or {}).items() if msg.role == "assistant" else ():

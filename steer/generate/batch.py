@@ -160,8 +160,8 @@ def read_jobs(path: str | Path, schema: Schema | None, grid: dict[str, list[int]
     return jobs
 
 
-def _done_keys(out: Path) -> set[str]:
-    """Keys already in the output; a last line cut short by a kill is truncated away first."""
+def done_keys(out: Path, field: str = "key") -> set[str]:
+    """Keys (``field``) already in the output; a last line cut short by a kill is truncated away first."""
     if not out.is_file():
         return set()
     data = out.read_bytes()
@@ -172,11 +172,12 @@ def _done_keys(out: Path) -> set[str]:
     keys = set()
     for line in data[:end].decode("utf-8").splitlines():
         if line.strip():
-            keys.add(json.loads(line)["key"])
+            keys.add(str(json.loads(line)[field]))
     return keys
 
 
-def _append(handle: Any, records: list[dict]) -> None:
+def append_rows(handle: Any, records: list[dict]) -> None:
+    """Append JSON lines and fsync them (a kill loses at most the line being written)."""
     for record in records:
         handle.write(json.dumps(record, ensure_ascii=False) + "\n")
     handle.flush()
@@ -195,7 +196,7 @@ def run_batch(engine: Engine, jobs: Iterable[Job | BadRow], out: str | Path, sam
     """
     out = Path(out)
     out.parent.mkdir(parents=True, exist_ok=True)
-    done, bad_done = _done_keys(out), _done_keys(errors_path(out))
+    done, bad_done = done_keys(out), done_keys(errors_path(out))
     schema = engine.template.schema
     report = BatchReport(0, 0, 0)
     tokens = 0
@@ -213,7 +214,7 @@ def run_batch(engine: Engine, jobs: Iterable[Job | BadRow], out: str | Path, sam
                                 "text": response.text, "finish_reason": response.finish_reason,
                                 "prompt_tokens": response.prompt_tokens, "completion_tokens": response.completion_tokens})
                 tokens += response.completion_tokens
-            _append(handle, records)
+            append_rows(handle, records)
             report.written += len(pending)
             pending.clear()
 
@@ -222,7 +223,7 @@ def run_batch(engine: Engine, jobs: Iterable[Job | BadRow], out: str | Path, sam
             if isinstance(item, BadRow):
                 report.errors += 1
                 if item.key not in bad_done:
-                    _append(errors, [{"key": item.key, "line": item.line, "reason": item.reason, "row": item.raw}])
+                    append_rows(errors, [{"key": item.key, "line": item.line, "reason": item.reason, "row": item.raw}])
             elif item.key in done:
                 report.skipped += 1
             else:

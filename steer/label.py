@@ -1,0 +1,88 @@
+"""``steer label``: annotate every assistant turn of a dataset with an APM's predicted attributes.
+
+Any supported dataset goes in; canonical JSONL (``--format steer``) comes out, each record as it was
+loaded (id, system, source, meta, every turn) with ``attributes`` on each assistant turn set to the
+predictions: clipped to the schema's range and rounded, or raw floats. A preference pair gets
+``labels.chosen`` and ``labels.rejected``. This is how unlabelled data becomes SteerLM training data.
+
+Records are appended and fsynced a batch at a time; re-running skips the ids already written (a line
+cut short by a kill is dropped first), so after any interruption each record is written exactly once.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable
+from dataclasses import replace
+from pathlib import Path
+from typing import Any
+
+from steer.data.records import PreferencePair, Record
+from steer.errors import UsageError
+from steer.generate.batch import BatchReport, append_rows, done_keys
+
+Progress = Callable[[int, int], None]  # records done, total
+
+
+def _conversations(record: Record) -> list[list[dict]]:
+    """The conversations to rate for a record: one per assistant turn (a pair: chosen, then rejected)."""
+    if isinstance(record, PreferencePair):
+        head = ([{"role": "system", "content": record.system}] if record.system else []) + [m.to_json() for m in record.prompt]
+        return [head + [{"role": "assistant", "content": reply}] for reply in (record.chosen, record.rejected)]
+    chat = record.chat()
+    return [chat[: k + 1] for k, m in enumerate(chat) if m["role"] == "assistant"]
+
+
+def predicted(apm: Any, records: list[Record], *, raw: bool = False, batch_size: int = 32) -> list[Record]:
+    """Copies of ``records`` with every assistant turn's ``attributes`` set to the APM's predictions
+    (a preference pair: ``labels.chosen`` and ``labels.rejected``)."""
+    convs = [_conversations(r) for r in records]
+    scores = iter(apm.score([c for cs in convs for c in cs], raw=raw, batch_size=batch_size))
+    out: list[Record] = []
+    for record in records:
+        if isinstance(record, PreferencePair):
+            out.append(replace(record, labels={**record.labels, "chosen": next(scores), "rejected": next(scores)}))
+        else:
+            messages = [replace(m, attributes=next(scores)) if m.role == "assistant" else m for m in record.messages]
+            out.append(replace(record, messages=messages))
+    return out
+
+
+def label_records(apm: Any, records: Iterable[Record], out: str | Path, *, raw: bool = False, batch_size: int = 32,
+                  total: int | None = None, progress: Progress | None = None) -> BatchReport:
+    """Score and write every record not yet in ``out`` (by id); ``apm`` is a loaded :class:`steer.train.apm.APM`."""
+    out = Path(out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    done = done_keys(out, field="id")
+    report = BatchReport(0, 0, 0)
+    seen: set[str] = set()
+    pending: list[Record] = []
+    turns = 0  # conversations to rate in pending
+    with open(out, "a", encoding="utf-8") as handle:
+
+        def flush() -> None:
+            nonlocal turns
+            append_rows(handle, [r.to_json() for r in predicted(apm, pending, raw=raw, batch_size=batch_size)])
+            report.written += len(pending)
+            pending.clear()
+            turns = 0
+
+        for record in records:
+            if record.id in seen:
+                raise UsageError(f"duplicate id {record.id!r}: labelling resumes by id, so ids must be unique")
+            seen.add(record.id)
+            report.total += 1
+            if record.id in done:
+                report.skipped += 1
+            else:
+                pending.append(record)
+                turns += len(_conversations(record))
+                if turns >= batch_size:
+                    flush()
+            if progress and not pending:
+                progress(report.total, max(total or 0, report.total))
+        if pending:
+            flush()
+    if progress:
+        progress(report.total, report.total)
+    return report
+
