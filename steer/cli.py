@@ -660,6 +660,49 @@ def eval_steerability(
             ui.plain(f"plot: {png}")
 
 
+@eval_app.command("values")
+def eval_values(
+    model: ModelArg,
+    prompts: Annotated[str, typer.Option("--prompts", help="JSONL rows with 'prompt' or 'messages'.")],
+    values: Annotated[str, typer.Option("--values", help="JSONL value statements, one per row ('value', 'system' or 'text').")],
+    judge: Annotated[str, typer.Option("--judge", help="apm:PATH (an attribute's prediction) or rm:PATH (a reward model).")],
+    score_attr: Annotated[Optional[str], typer.Option("--score-attr", help="The APM attribute that scores (default helpfulness).")] = None,
+    temperature: TemperatureOpt = 0.0,
+    max_new_tokens: MaxNewOpt = 256,
+    batch_size: Annotated[int, typer.Option("--batch-size", help="Generations per engine call.", min=1)] = 32,
+    engine: EngineOpt = "hf",
+    template: TemplateOpt = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """Janus-style matching: answer under each value statement, then judge each answer under every statement."""
+    _quiet_libraries()
+    from steer.evaluate.steerability import answer, read_prompts
+    from steer.evaluate.values import make_scorer, matching, read_values, score_matrix
+    from steer.generate.batch import row_messages
+    from steer.generate.engine import Sampling, Steering, load_engine
+
+    statements = read_values(values)
+    rows = read_prompts(prompts)
+    scorer, scored_by = make_scorer(judge, score_attr)
+    loaded = load_engine(model, engine=engine, template=template)
+    messages = [row_messages(dict(r), f"{prompts}:{n}") for n, r in enumerate(rows, start=1)]
+    jobs = [(m, Steering(values=[v])) for m in messages for v in statements]
+    sampling = Sampling(temperature=temperature, max_new_tokens=max_new_tokens, seed=0)
+    if as_json:
+        texts = answer(loaded, jobs, sampling, batch=batch_size)
+    else:
+        with ui.progress_bar("generate", unit="answers") as bar:
+            texts = answer(loaded, jobs, sampling, lambda e: bar.update(e["done"], e["total"]), batch_size)
+    k = len(statements)
+    answers = [texts[p * k:(p + 1) * k] for p in range(len(rows))]
+    result = {"model": model, "judge": judge, "scored_by": scored_by,
+              **matching(score_matrix(messages, statements, answers, scorer), statements)}
+    if as_json:
+        ui.print_json(result)
+    else:
+        ui.value_matching(result)
+
+
 @eval_app.command("length-bias")
 def eval_length_bias(
     data: Annotated[str, typer.Argument(help="A dataset (any supported format) or a JSONL of outputs (steer batch / label).")],

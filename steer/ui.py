@@ -378,3 +378,20 @@ def quickstart(report: Mapping[str, Any], out: str, plot: str | None) -> None:
     console.print(f"  steer generate {model} \"{prompt}\" --attr verbosity=0")
     console.print(f"  steer generate {model} \"{prompt}\" --attr correctness=0 --attr complexity=4")
     console.print(f"  steer chat {model}")
+
+
+def value_matching(result: dict) -> None:
+    """``steer eval values``: matched vs mismatched statements, overall and per statement."""
+    pct = lambda x: "-" if x is None else f"{100 * x:.1f}%"  # noqa: E731
+    console.print(f"{result['prompts']} prompts x {result['values']} value statements, judged by {result['judge']} "
+                  f"({result['scored_by']}): {result['comparisons']} comparisons")
+    console.print(f"answer scores higher under its own statement: [bold]{pct(result['matched_win_rate'])}[/] "
+                  f"(chance 50%); beats every other statement: {pct(result['best_match_rate'])}")
+    console.print(f"mean score matched {result['mean_matched']:.3f}, mismatched {result['mean_mismatched']:.3f}")
+    table = Table(title="per value statement")
+    table.add_column("value statement")
+    table.add_column("win rate", justify="right")
+    for row in result["per_value"]:
+        text = row["value"] if len(row["value"]) <= 70 else row["value"][:67] + "..."
+        table.add_row(text, pct(row["win_rate"]))
+    console.print(table)

@@ -47,3 +47,26 @@ def run_cli(*args: str, input: str | None = None, env: dict | None = None, timeo
     full_env = {**inherited, "PYTHONPATH": str(REPO), "COLUMNS": "200", **(env or {})}
     return subprocess.run([sys.executable, "-m", "steer.cli", *args], capture_output=True, text=True,
                           input=input, env=full_env, timeout=timeout, cwd=REPO)
+
+
+@pytest.fixture(scope="session")
+def quickstart_fast(tmp_path_factory) -> tuple[Path, subprocess.CompletedProcess]:
+    """One ``steer quickstart --fast`` run (its folder and the finished process), shared by the
+    quickstart, APM and steerability tests."""
+    out = tmp_path_factory.mktemp("quickstart") / "qs"
+    result = run_cli("quickstart", "--fast", "--out", str(out), timeout=900)
+    assert result.returncode == 0, result.stderr[-3000:]
+    return out, result
+
+
+@pytest.fixture(scope="session")
+def synth_apm(quickstart_fast, tmp_path_factory) -> Path:
+    """An attribute prediction model trained (recipes/tiny/synth-apm.yaml) on the fast quickstart's corpus."""
+    data = quickstart_fast[0] / "data"
+    out = tmp_path_factory.mktemp("apm") / "apm"
+    result = run_cli("train", "apm", str(REPO / "recipes/tiny/synth-apm.yaml"), "--json",
+                     "--set", f"model.tokenizer={data / 'tokenizer'}", "--set", f"data.sources.0.path={data / 'train.jsonl'}",
+                     "--set", f"data.validation.0.path={data / 'valid.jsonl'}", "--set", f"data.cache_dir={out}-cache",
+                     "--set", f"train.output_dir={out}", timeout=900)
+    assert result.returncode == 0, result.stderr[-3000:]
+    return out

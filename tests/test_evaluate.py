@@ -70,3 +70,69 @@ def test_cli_eval_steerability(tmp_path, shared_assets):
     prompts.write_text('{"prompt": "ok"}\n{not json\n')
     bad = run_cli("eval", "steerability", model, "--prompts", str(prompts), "--judge", "length")
     assert bad.returncode == 2 and "p.jsonl:2: invalid JSON" in bad.stderr
+
+
+def test_value_matching_by_hand():
+    from steer.evaluate.values import judged, matching, score_matrix
+
+    values = ["be terse", "be thorough"]
+    prompts = [[{"role": "system", "content": "ignored"}, {"role": "user", "content": "q1"}], [{"role": "user", "content": "q2"}]]
+    answers = [["a", "a long answer"], ["b", "bb"]]
+    seen = []
+
+    def scorer(convs):  # terse statements like short answers, thorough ones long answers
+        seen.extend(convs)
+        return [(-1 if c[0]["content"] == "be terse" else 1) * len(c[-1]["content"]) for c in convs]
+
+    scores = score_matrix(prompts, values, answers, scorer)
+    assert scores[0] == [[-1, 1], [-13, 13]] and scores[1] == [[-1, 1], [-2, 2]]
+    assert seen[0] == judged(prompts[0], "be terse", "a") == [
+        {"role": "system", "content": "be terse"}, {"role": "user", "content": "q1"}, {"role": "assistant", "content": "a"}]
+    m = matching(scores, values)
+    # answers written under "be terse" score lower under it (-1 < 1): they lose; the thorough ones win
+    assert m["comparisons"] == 4 and m["matched_win_rate"] == 0.5 and m["best_match_rate"] == 0.5
+    assert [v["win_rate"] for v in m["per_value"]] == [0.0, 1.0]
+    assert m["mean_matched"] == (-1 + 13 - 1 + 2) / 4 and m["mean_mismatched"] == (1 - 13 + 1 - 2) / 4
+    tie = matching([[[1.0, 1.0], [1.0, 1.0]]], values)
+    assert tie["matched_win_rate"] == 0.5 and tie["best_match_rate"] == 0.0
+
+
+def test_read_values_errors(tmp_path):
+    from steer.evaluate.values import make_scorer, read_values
+
+    path = tmp_path / "v.jsonl"
+    path.write_text('{"value": "be terse"}\n{"system": "be thorough"}\n')
+    assert read_values(str(path)) == ["be terse", "be thorough"]
+    path.write_text('{"value": "only one"}\n')
+    with pytest.raises(UsageError, match="at least two"):
+        read_values(str(path))
+    path.write_text('{"value": "a"}\n{"other": 1}\n')
+    with pytest.raises(UsageError, match=r"v.jsonl:2: needs a non-empty 'value'"):
+        read_values(str(path))
+    with pytest.raises(UsageError, match="no such file"):
+        read_values(str(tmp_path / "missing.jsonl"))
+    with pytest.raises(UsageError, match="unknown judge"):
+        make_scorer("oracle")
+
+
+def test_reward_model_scorer(tmp_path, shared_assets):
+    """rm:PATH: a sequence-classification model scores conversations through its own chat template."""
+    import torch
+    from transformers import AutoTokenizer, LlamaConfig, LlamaForSequenceClassification
+
+    from steer.evaluate.values import reward_model_scorer
+
+    folder = next((p for p in sorted((shared_assets / "tokenizers").iterdir()) if (p / "chat_template.jinja").is_file()), None)
+    if folder is None:
+        pytest.skip("no tokenizer with a chat template in the shared assets")
+    tok = AutoTokenizer.from_pretrained(str(folder))
+    torch.manual_seed(0)
+    model = LlamaForSequenceClassification(LlamaConfig(vocab_size=len(tok), hidden_size=32, intermediate_size=64,
+                                                       num_hidden_layers=1, num_attention_heads=4, num_labels=1))
+    model.save_pretrained(tmp_path / "rm")
+    tok.save_pretrained(tmp_path / "rm")
+    score = reward_model_scorer(str(tmp_path / "rm"), batch_size=2)
+    convs = [[{"role": "user", "content": "hi"}, {"role": "assistant", "content": "x" * n}] for n in (1, 5, 9)]
+    batched = score(convs)
+    alone = [score([c])[0] for c in convs]  # padding does not change a score
+    assert len(batched) == 3 and batched == pytest.approx(alone, abs=1e-4) and len(set(batched)) == 3

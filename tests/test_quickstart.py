@@ -19,13 +19,11 @@ def test_recipe_file_is_the_embedded_recipe(tmp_path):
         assert from_file["train"][key] == embedded["train"][key], key
 
 
-def test_quickstart_fast_steers(tmp_path):
+def test_quickstart_fast_steers(quickstart_fast):
     """`steer quickstart --fast` end to end: verbosity and complexity are steered (Spearman >= 0.8,
     judged by the oracles on generated text). The correctness gap the quickstart issue asks of the
     fast run (>= 50 points between correctness 4 and 0) is not reached yet, so it is not asserted."""
-    out = tmp_path / "qs"
-    result = run_cli("quickstart", "--fast", "--out", str(out), timeout=900)
-    assert result.returncode == 0, result.stderr[-3000:]
+    out, result = quickstart_fast
     report = json.loads((out / "report.json").read_text())
     assert report["settings"]["rows"] == quickstart.FAST.rows
     assert report["attributes"]["verbosity"]["spearman"] >= 0.8

@@ -56,21 +56,28 @@ def read_prompts(path: str) -> list[dict]:
     return rows
 
 
-def generate(engine: Any, rows: Sequence[Mapping[str, Any]], requests: Sequence[Request], sampling: Any,
-             events: Callable[[dict], None] | None = None, batch: int = 100) -> list[str]:
-    """The engine's answer to every request (rows hold ``prompt`` or ``messages``), in batches."""
-    from steer.generate.batch import row_messages
-    from steer.generate.engine import Steering, steering_prompt
+def answer(engine: Any, jobs: Sequence[tuple[list[dict], Any]], sampling: Any,
+           events: Callable[[dict], None] | None = None, batch: int = 100) -> list[str]:
+    """The engine's answer to every ``(messages, Steering)`` job, in batches (progress as ``generate`` events)."""
+    from steer.generate.engine import steering_prompt
 
     texts: list[str] = []
-    for start in range(0, len(requests), batch):
-        chunk = requests[start:start + batch]
-        rendered = [steering_prompt(engine.template, row_messages(rows[r.prompt_index], "prompt"), Steering(attributes=r.attributes))
-                    for r in chunk]
+    for start in range(0, len(jobs), batch):
+        rendered = [steering_prompt(engine.template, messages, steering) for messages, steering in jobs[start:start + batch]]
         texts += [resp.text for resp in engine.generate(rendered, sampling)]
         if events:
-            events({"event": "generate", "done": len(texts), "total": len(requests)})
+            events({"event": "generate", "done": len(texts), "total": len(jobs)})
     return texts
+
+
+def generate(engine: Any, rows: Sequence[Mapping[str, Any]], requests: Sequence[Request], sampling: Any,
+             events: Callable[[dict], None] | None = None, batch: int = 100) -> list[str]:
+    """The engine's answer to every request of a sweep (rows hold ``prompt`` or ``messages``)."""
+    from steer.generate.batch import row_messages
+    from steer.generate.engine import Steering
+
+    jobs = [(row_messages(dict(rows[r.prompt_index]), "prompt"), Steering(attributes=r.attributes)) for r in requests]
+    return answer(engine, jobs, sampling, events, batch)
 
 
 def monotonicity_violations(means: Sequence[float | None]) -> int:

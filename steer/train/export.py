@@ -77,6 +77,8 @@ def export(run_dir: str | Path, out: str | Path, *, dtype: str = "auto") -> Path
     torch_dtype = None if dtype == "auto" else getattr(torch, dtype, None)
     if dtype != "auto" and torch_dtype is None:
         raise UsageError(f"--dtype {dtype!r}: use float32, bfloat16, float16 or auto")
+    if info.get("kind") == "apm":
+        return _export_apm(folder, out, info, dtype)
     model, info = load_trained(folder, dtype=torch_dtype, merge=True)
     tok_dir = folder if (folder / "tokenizer_config.json").is_file() else folder.parent
     tokenizer = AutoTokenizer.from_pretrained(str(tok_dir))
@@ -86,6 +88,12 @@ def export(run_dir: str | Path, out: str | Path, *, dtype: str = "auto") -> Path
     out.mkdir(parents=True, exist_ok=True)
     model.save_pretrained(str(out))
     tokenizer.save_pretrained(str(out))
+    _finish(folder, out, info)
+    return out
+
+
+def _finish(folder: Path, out: Path, info: dict) -> None:
+    """``steer.json`` (now a standalone model) and the resolved recipe, next to the exported weights."""
     exported = {**info, "method": "merged" if info.get("method") != "full" else "full", "base_model": None,
                 "exported_from": str(folder.resolve())}
     (out / RUN_FILE).write_text(json.dumps(exported, indent=2), encoding="utf-8")
@@ -93,4 +101,15 @@ def export(run_dir: str | Path, out: str | Path, *, dtype: str = "auto") -> Path
         src = folder / extra if (folder / extra).is_file() else folder.parent / extra
         if src.is_file():
             shutil.copy(src, out / extra)
+
+
+def _export_apm(folder: Path, out: Path, info: dict, dtype: str) -> Path:
+    """An attribute prediction model: the merged backbone (plain ``AutoModel`` weights) and its head file."""
+    from steer.train.apm import APM, save_apm
+
+    apm = APM.load(folder, dtype=dtype, device="cpu")
+    out.mkdir(parents=True, exist_ok=True)
+    save_apm(apm.model, out)
+    apm.tokenizer.save_pretrained(str(out))
+    _finish(folder, out, info)
     return out

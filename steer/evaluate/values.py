@@ -1,0 +1,136 @@
+"""Value-statement matching (Janus): does an answer fit the value statement it was written under
+better than the other statements?
+
+For every prompt, the model answers once under each value statement. A judge then scores every
+answer under every statement (the statement as the system message of the judged conversation):
+``scores[p][i][j]`` is answer ``i`` (written under statement ``i``) judged under statement ``j``.
+An answer *matches* when it scores higher under its own statement than under another one.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any
+
+from steer.errors import UsageError
+
+# (conversations ending in an answer) -> one score each
+Scorer = Callable[[Sequence[Sequence[Mapping[str, Any]]]], list[float]]
+
+
+def read_values(path: str) -> list[str]:
+    """Value statements, one per JSONL row (``value``, ``system`` or ``text``); errors name file and line."""
+    from pathlib import Path
+
+    from steer.data.io import read_rows
+
+    if not Path(path).is_file():
+        raise UsageError(f"--values: no such file {path}")
+    values = []
+    for n, row in read_rows(path).rows:
+        text = next((row[k] for k in ("value", "system", "text") if isinstance(row.get(k), str)), None)
+        if not text or not text.strip():
+            raise UsageError(f"{path}:{n}: needs a non-empty 'value' (or 'system' / 'text')")
+        values.append(text)
+    if len(values) < 2:
+        raise UsageError(f"--values: {path} needs at least two statements to compare (got {len(values)})")
+    return values
+
+
+def judged(messages: Sequence[Mapping[str, Any]], value: str, answer: str) -> list[dict]:
+    """The conversation a judge reads: the statement as system message, the prompt, the answer."""
+    turns = [dict(m) for m in messages if m.get("role") != "system"]
+    return [{"role": "system", "content": value}, *turns, {"role": "assistant", "content": answer}]
+
+
+def score_matrix(prompts: Sequence[list[dict]], values: Sequence[str], answers: Sequence[Sequence[str]],
+                 scorer: Scorer) -> list[list[list[float]]]:
+    """``scores[p][i][j]``: the answer to prompt ``p`` written under value ``i``, judged under value ``j``."""
+    k = len(values)
+    convs = [judged(prompts[p], values[j], answers[p][i]) for p in range(len(prompts)) for i in range(k) for j in range(k)]
+    flat = scorer(convs)
+    return [[flat[(p * k + i) * k:(p * k + i + 1) * k] for i in range(k)] for p in range(len(prompts))]
+
+
+def matching(scores: Sequence[Sequence[Sequence[float]]], values: Sequence[str]) -> dict:
+    """Matched vs mismatched: the share of (answer, other statement) comparisons the own statement wins
+    (ties count half), the share of answers that beat every other statement, mean scores, per statement."""
+    k = len(values)
+    wins = comparisons = best = 0.0
+    matched, mismatched = [], []
+    per_value = [{"wins": 0.0, "comparisons": 0} for _ in range(k)]
+    for prompt in scores:
+        for i, row in enumerate(prompt):
+            own = row[i]
+            others = [row[j] for j in range(k) if j != i]
+            won = sum(1.0 if own > o else 0.5 if own == o else 0.0 for o in others)
+            wins += won
+            comparisons += len(others)
+            best += all(own > o for o in others)
+            per_value[i]["wins"] += won
+            per_value[i]["comparisons"] += len(others)
+            matched.append(own)
+            mismatched += others
+    answers = len(scores) * k
+    mean = lambda xs: sum(xs) / len(xs) if xs else None  # noqa: E731
+    return {
+        "prompts": len(scores), "values": k, "answers": answers, "comparisons": int(comparisons),
+        "matched_win_rate": wins / comparisons if comparisons else None,
+        "best_match_rate": best / answers if answers else None,
+        "chance": 0.5, "mean_matched": mean(matched), "mean_mismatched": mean(mismatched),
+        "per_value": [{"value": v, "win_rate": pv["wins"] / pv["comparisons"] if pv["comparisons"] else None}
+                      for v, pv in zip(values, per_value)],
+    }
+
+
+def reward_model_scorer(path: str, batch_size: int = 16) -> Scorer:
+    """A reward model (``AutoModelForSequenceClassification`` with one output) as a scorer; the conversation
+    goes through the model's own chat template."""
+    import torch
+    from transformers import AutoModelForSequenceClassification, AutoTokenizer
+
+    try:
+        tokenizer = AutoTokenizer.from_pretrained(path)
+        model = AutoModelForSequenceClassification.from_pretrained(path).eval()
+    except (OSError, ValueError) as err:
+        raise UsageError(f"cannot load reward model {path!r}: {str(err).strip().splitlines()[0]}") from None
+    if not getattr(tokenizer, "chat_template", None):
+        raise UsageError(f"reward model {path!r} has no chat template to render conversations with")
+    if tokenizer.pad_token_id is None:
+        tokenizer.pad_token = tokenizer.eos_token or tokenizer.unk_token
+    model.config.pad_token_id = tokenizer.pad_token_id
+    tokenizer.padding_side = "right"
+
+    @torch.no_grad()
+    def score(convs: Sequence[Sequence[Mapping[str, Any]]]) -> list[float]:
+        out: list[float] = []
+        for start in range(0, len(convs), batch_size):
+            texts = [tokenizer.apply_chat_template([dict(m) for m in c], tokenize=False) for c in convs[start:start + batch_size]]
+            enc = tokenizer(texts, return_tensors="pt", padding=True, add_special_tokens=False)
+            out += model(**enc).logits[:, 0].float().tolist()
+        return out
+
+    return score
+
+
+def apm_scorer(path: str, attribute: str | None, batch_size: int = 16) -> tuple[Scorer, str]:
+    """An APM as a scorer: its raw prediction of ``attribute`` (default helpfulness, else the first)."""
+    from steer.train.apm import APM
+
+    apm = APM.load(path)
+    names = apm.schema.names
+    name = attribute or ("helpfulness" if "helpfulness" in names else names[0])
+    apm.schema.get(name)  # an unknown name is a one-line error with a suggestion
+    return (lambda convs: [s[name] for s in apm.score(convs, raw=True, batch_size=batch_size)]), name
+
+
+def make_scorer(spec: str, attribute: str | None = None) -> tuple[Scorer, str]:
+    """``apm:PATH`` (an attribute's prediction) or ``rm:PATH`` (a reward model's score), and what it scores."""
+    kind, _, path = spec.partition(":")
+    if kind == "apm" and path:
+        return apm_scorer(path, attribute)
+    if kind == "rm" and path:
+        if attribute:
+            raise UsageError("--score-attr applies to apm: judges; a reward model has one score")
+        return reward_model_scorer(path), "reward"
+    raise UsageError(f"unknown judge {spec!r} (known: apm:PATH, rm:PATH)")
