@@ -721,6 +721,12 @@ def eval_length_bias(
         raise UsageError("give --score or --apm, not both")
     if compare and not score:
         raise UsageError("--compare needs --score (the column both output files are scored by)")
+    model = None
+    if apm:  # load it first: a bad path fails before the data is read
+        _quiet_libraries()
+        from steer.train.apm import APM
+
+        model = APM.load(apm)
     tok = None
     if tokenizer:
         _quiet_libraries()
@@ -743,12 +749,10 @@ def eval_length_bias(
         from steer.data.loader import load
 
         records, _ = load(data, format=fmt)
-        if apm:
-            _quiet_libraries()
+        if model is not None:
             from steer.label import predicted
-            from steer.train.apm import APM
 
-            records = predicted(APM.load(apm), records, raw=True)
+            records = predicted(model, records, raw=True)
             out["scores"] = f"apm:{apm}"
         scored, pairs = lb.label_scores(records, length)
         if not scored and not pairs:

@@ -334,3 +334,22 @@ def test_eval_values_cli(synth_apm, quickstart_fast, tmp_path):
     bad = run_cli("eval", "values", str(qs / "model"), "--prompts", str(prompts), "--values", str(values),
                   "--judge", f"apm:{synth_apm}", "--score-attr", "humour")
     assert bad.returncode == 2 and "humour" in bad.stderr
+
+
+def test_apm_two_gloo_processes_match_one(tmp_path, shared_assets):
+    """`steer train apm --nproc 2` (torchrun, gloo) follows the single-process loss curve for the same global batch."""
+    import yaml
+
+    losses = {}
+    for name, batch, nproc in (("one", 4, "1"), ("two", 2, "2")):
+        raw = _recipe(tmp_path, shared_assets, out=name, batch_size=batch, save_steps=100, eval_steps=None)
+        raw["data"]["validation_fraction"] = 0.0
+        (tmp_path / f"{name}.yaml").write_text(yaml.safe_dump(raw))
+        env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(REPO)}
+        proc = subprocess.run([sys.executable, "-m", "steer", "train", "apm", str(tmp_path / f"{name}.yaml"), "--nproc", nproc,
+                               "--json"], cwd=REPO, env=env, capture_output=True, text=True, timeout=600)
+        assert proc.returncode == 0, proc.stderr[-3000:]
+        rows = [json.loads(line) for line in (tmp_path / name / "metrics.jsonl").read_text().splitlines()]
+        losses[name] = [r["loss"] for r in rows if "loss" in r]
+    assert len(losses["one"]) == len(losses["two"]) == 6
+    assert max(abs(a - b) for a, b in zip(losses["one"], losses["two"])) < 1e-3

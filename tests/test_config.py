@@ -22,8 +22,8 @@ def test_every_recipe_validates_and_says_how_to_run_it(path):
     first = path.read_text().splitlines()[0]
     assert first.startswith("#"), f"{path} must open with a comment saying how to run it"
     comments = "\n".join(line for line in path.read_text().splitlines() if line.startswith("#"))
-    assert "steer train sft " + str(path.relative_to(REPO)) in comments, "the comment shows the command that runs it"
     recipe = load_recipe(path)
+    assert f"steer train {recipe.kind} {path.relative_to(REPO)}" in comments, "the comment shows the command that runs it"
     if recipe.distributed.config:  # the FSDP / DeepSpeed file it names exists and is JSON
         json.loads((REPO / recipe.distributed.config).read_text())
 

@@ -50,8 +50,8 @@ def test_cli_length_bias(tmp_path):
     missing = run_cli("eval", "length-bias", str(base), "--score", "nope")
     assert missing.returncode == 2 and "base.jsonl:1: column 'nope'" in missing.stderr
     assert run_cli("eval", "length-bias", str(base), "--compare", str(other)).returncode == 2
-    apm = run_cli("eval", "length-bias", str(base), "--apm", "runs/apm")
-    assert apm.returncode == 2 and "train apm" in apm.stderr
+    apm = run_cli("eval", "length-bias", str(base), "--apm", str(tmp_path / "no-apm"))
+    assert apm.returncode == 2 and "not a directory" in apm.stderr
 
 
 def test_cli_length_bias_on_labels_and_pairs(tmp_path):
