@@ -164,7 +164,8 @@ def prepared(result: dict) -> None:
         load_summary(source)
     state = "reused from cache" if result["cached"] else "written"
     rejected = ", ".join(f"{k}: {v}" for k, v in result["rejected"].items()) or "none"
-    console.print(f"{result['examples']} examples, {result['tokens']} tokens ({result['loss_tokens']} with loss), "
+    loss = "" if result.get("kind") == "apm" else f" ({result['loss_tokens']} with loss)"
+    console.print(f"{result['examples']} examples, {result['tokens']} tokens{loss}, "
                   f"rejected {rejected}; {state}: [bold]{result['path']}[/]")
 
 
@@ -206,9 +207,10 @@ class TrainDisplay:
             self._progress.update(self._prepare, completed=event["done"], total=event["total"])
         elif kind == "data":
             p = event["prepared"]
+            loss = " (rated assistant turns)" if p.get("kind") == "apm" else f" ({p['loss_tokens']:,} with loss)"
             self._progress.console.print(
-                f"data: {event['train']} train / {event['eval']} eval examples, {p['tokens']:,} tokens "
-                f"({p['loss_tokens']:,} with loss){', cached' if p['cached'] else ''}: {p['path']}")
+                f"data: {event['train']} train / {event['eval']} eval examples, {p['tokens']:,} tokens"
+                f"{loss}{', cached' if p['cached'] else ''}: {p['path']}")
         elif kind == "start":
             self._train = self._progress.add_task("train", total=event["max_steps"], completed=event["step"],
                                                   info=self._info())

@@ -40,9 +40,10 @@ class Prepared:
     cached: bool
     reports: list[LoadReport] = field(default_factory=list)
     rejected: Counter = field(default_factory=Counter)
+    kind: str = "sft"  # "apm": examples are rated turns and loss_tokens counts them
 
     def to_json(self) -> dict:
-        return {"path": str(self.path), "examples": self.examples, "tokens": self.tokens,
+        return {"path": str(self.path), "kind": self.kind, "examples": self.examples, "tokens": self.tokens,
                 "loss_tokens": self.loss_tokens, "cached": self.cached, "rejected": dict(self.rejected),
                 "sources": [r.to_json() for r in self.reports]}
 
@@ -148,7 +149,7 @@ def prepare(recipe: SFTRecipe, *, sources: list[SourceConfig] | None = None, pro
         reports = [LoadReport(**{**r, "rejected": Counter(r["rejected"]), "filtered": Counter(r["filtered"])})
                    for r in meta["sources"]]
         return Prepared(out, meta["examples"], meta["tokens"], meta["loss_tokens"], True, reports,
-                        Counter(meta["rejected"]))
+                        Counter(meta["rejected"]), recipe.kind)
     records, reports = mix(sources, recipe.train.seed, recipe.data.skip_invalid)
     chunks = [records[i:i + CHUNK] for i in range(0, len(records), CHUNK)]
     args = (template, tokenizer, recipe.data.max_length, recipe.data.overlong,
@@ -204,4 +205,4 @@ def prepare(recipe: SFTRecipe, *, sources: list[SourceConfig] | None = None, pro
 
         shutil.rmtree(out)
     tmp.rename(out)
-    return Prepared(out, len(ds), tokens, loss, False, reports, rejected)
+    return Prepared(out, len(ds), tokens, loss, False, reports, rejected, recipe.kind)
