@@ -290,3 +290,45 @@ def test_recipe_tiny_from_scratch_runs_end_to_end(tmp_path):
         f"train.output_dir={tmp_path / 'run'}", f"data.cache_dir={tmp_path / 'cache'}"])
     result = train_sft(recipe)
     assert result.steps == 4 and (tmp_path / "run/model.safetensors").is_file()
+
+
+@pytest.mark.parametrize("chunk", [3, 1024])
+def test_fused_linear_cross_entropy_matches_the_plain_loss_and_gradients(chunk):
+    from steer.train.fused_ce import linear_cross_entropy
+
+    torch.manual_seed(0)
+    hidden = torch.randn(10, 16, requires_grad=True)
+    weight = torch.randn(50, 16, requires_grad=True)
+    targets = torch.randint(0, 50, (10,))
+    plain = torch.nn.functional.cross_entropy(hidden @ weight.T, targets, reduction="sum")
+    g_h, g_w = torch.autograd.grad(plain * 0.5, (hidden, weight))
+    fused = linear_cross_entropy(hidden, weight, targets, chunk)
+    f_h, f_w = torch.autograd.grad(fused * 0.5, (hidden, weight))
+    assert abs(fused.item() - plain.item()) < 1e-4
+    assert torch.allclose(f_h, g_h, atol=1e-5) and torch.allclose(f_w, g_w, atol=1e-5)
+    with torch.no_grad():  # evaluation: the loss only
+        assert abs(linear_cross_entropy(hidden, weight, targets, chunk).item() - plain.item()) < 1e-4
+
+
+def test_trainer_gradients_equal_the_models_own_loss(tmp_path):
+    """The fused head path (tied embeddings, packed rows) gives the model's own loss gradients."""
+    from transformers import LlamaConfig, LlamaForCausalLM, TrainingArguments
+
+    from steer.train.packing import PackedCollator, register_varlen
+    from steer.train.sft import _trainer_class
+
+    torch.manual_seed(0)
+    cfg = {k: v for k, v in TINY.items() if k != "model_type"}
+    model = LlamaForCausalLM(LlamaConfig(**cfg, tie_word_embeddings=True, attn_implementation=register_varlen()))
+    feats = [{"input_ids": (ids := torch.randint(3, 500, (n,)).tolist()), "labels": [-100] * (n // 2) + ids[n // 2:]}
+             for n in (12, 30, 7)]
+    batch = PackedCollator()(feats)
+    trainer = _trainer_class()(model=model, args=TrainingArguments(output_dir=str(tmp_path), use_cpu=True, report_to=[]))
+    assert trainer._fusable_head(model) is model.lm_head
+    model(**batch).loss.backward()
+    expected = {n: p.grad.clone() for n, p in model.named_parameters()}
+    model.zero_grad()
+    trainer.compute_loss(model, dict(batch)).backward()
+    assert model.lm_head.forward.__func__ is torch.nn.Linear.forward  # the head is itself again
+    for name, p in model.named_parameters():
+        assert torch.allclose(p.grad, expected[name], atol=1e-5), name

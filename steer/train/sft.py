@@ -171,7 +171,9 @@ def _trainer_class() -> type:
 
         The LM head runs on the hidden states whose next token is labelled (``logits_to_keep`` as a
         boolean mask), so system, user and padding positions cost no vocabulary matmul and no
-        logits memory. The loss is the same token-mean cross-entropy the model would compute.
+        logits memory; for a plain linear head it runs chunk by chunk fused with the loss
+        (:mod:`steer.train.fused_ce`), so no full logits tensor exists at all. The loss is the same
+        token-mean cross-entropy the model would compute.
         """
 
         def compute_loss(self, model: Any, inputs: dict, return_outputs: bool = False,
@@ -179,14 +181,26 @@ def _trainer_class() -> type:
             import torch
 
             from steer.data.encode import IGNORE
+            from steer.train.fused_ce import linear_cross_entropy
 
             labels = inputs.pop("labels")
             keep = torch.zeros_like(labels, dtype=torch.bool)
             keep[:, :-1] = labels[:, 1:] != IGNORE
-            outputs = model(**inputs, logits_to_keep=keep, use_cache=False)
-            logits = outputs.logits.reshape(-1, outputs.logits.shape[-1])
             targets = labels[:, 1:][keep[:, :-1]]
-            loss = torch.nn.functional.cross_entropy(logits.float(), targets, reduction="sum")
+            head = self._fusable_head(model)
+            if head is not None and not return_outputs:
+                # the model's forward with its LM head as the identity yields the kept hidden states
+                head.forward = lambda x: x
+                try:
+                    outputs = model(**inputs, logits_to_keep=keep, use_cache=False)
+                finally:
+                    del head.forward
+                hidden = outputs.logits.reshape(-1, outputs.logits.shape[-1])
+                loss = linear_cross_entropy(hidden, head.weight, targets)
+            else:
+                outputs = model(**inputs, logits_to_keep=keep, use_cache=False)
+                logits = outputs.logits.reshape(-1, outputs.logits.shape[-1])
+                loss = torch.nn.functional.cross_entropy(logits.float(), targets, reduction="sum")
             scaled = num_items_in_batch is not None
             if not scaled:
                 denom: Any = max(targets.numel(), 1)
@@ -199,6 +213,21 @@ def _trainer_class() -> type:
                 loss = loss * self.accelerator.num_processes
             self.loss_is_scaled_for_ga = scaled
             return (loss, outputs) if return_outputs else loss
+
+        def _fusable_head(self, model: Any) -> Any:
+            """The plain linear LM head, when the chunked fused loss applies (not under FSDP or
+            DeepSpeed, whose sharded weights only exist inside the forward; no logit soft-capping)."""
+            import torch
+
+            if self.is_fsdp_enabled or self.is_deepspeed_enabled:
+                return None
+            inner = self.accelerator.unwrap_model(model)
+            getter = getattr(inner, "get_output_embeddings", None)
+            head = getter() if getter else None
+            config = getattr(inner, "config", None)
+            if type(head) is not torch.nn.Linear or head.bias is not None or getattr(config, "final_logit_softcapping", None):
+                return None
+            return head
 
     return SteerTrainer
 
