@@ -216,26 +216,16 @@ class APM:
     @classmethod
     def load(cls, path: str | Path, *, dtype: str = "auto", device: str | None = None) -> APM:
         """Load an APM run directory (or a checkpoint of one, or its ``steer export``)."""
-        from transformers import AutoModel, AutoTokenizer
+        from transformers import AutoTokenizer
 
         from steer.generate.engine import model_template
-        from steer.train.export import run_info
+        from steer.train.export import load_trained, run_info
         from steer.train.model import torch_dtype
 
         folder, info = run_info(path)
         if info.get("kind") != "apm" or not (folder / HEAD_FILE).is_file():
             raise UsageError(f"{folder} is not an attribute prediction model (train one with `steer train apm`)")
-        kwargs = {"dtype": torch_dtype(dtype)}
-        try:
-            if (folder / "adapter_config.json").is_file():
-                from peft import PeftModel
-
-                base = AutoModel.from_pretrained(info["base_model"], **kwargs)
-                backbone = PeftModel.from_pretrained(base, str(folder)).merge_and_unload()
-            else:
-                backbone = AutoModel.from_pretrained(str(folder), **kwargs)
-        except OSError as err:
-            raise UsageError(f"cannot load the APM backbone of {folder}: {str(err).strip().splitlines()[0]}") from None
+        backbone, _ = load_trained(folder, dtype=torch_dtype(dtype), merge=True, backbone=True)
         model = AttributeModel(backbone, Schema.from_dict(info["apm"]["schema"]))
         from safetensors.torch import load_file
 

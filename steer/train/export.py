@@ -41,10 +41,12 @@ def run_info(path: str | Path) -> tuple[Path, dict]:
     return folder, info
 
 
-def load_trained(path: str | Path, *, dtype: Any = None, merge: bool = False) -> tuple[Any, dict]:
-    """The trained causal LM of a run (base + adapter; merged when ``merge``) and its ``steer.json``."""
-    from transformers import AutoModelForCausalLM
+def load_trained(path: str | Path, *, dtype: Any = None, merge: bool = False, backbone: bool = False) -> tuple[Any, dict]:
+    """The trained causal LM of a run (base + adapter; merged when ``merge``) and its ``steer.json``;
+    ``backbone``: the transformer without its LM head (``AutoModel``, what an APM's head reads)."""
+    import transformers
 
+    auto = transformers.AutoModel if backbone else transformers.AutoModelForCausalLM
     folder, info = run_info(path)
     kwargs = {"dtype": dtype} if dtype is not None else {}
     if (folder / "adapter_config.json").is_file():
@@ -53,14 +55,14 @@ def load_trained(path: str | Path, *, dtype: Any = None, merge: bool = False) ->
         adapter = json.loads((folder / "adapter_config.json").read_text())
         base_id = info.get("base_model") or adapter.get("base_model_name_or_path")
         try:
-            base = AutoModelForCausalLM.from_pretrained(base_id, **kwargs)
+            base = auto.from_pretrained(base_id, **kwargs)
         except OSError as err:
             raise UsageError(f"cannot load the base model {base_id!r} of {folder}: {str(err).splitlines()[0]}") from None
         model = PeftModel.from_pretrained(base, str(folder))
         return (model.merge_and_unload() if merge else model), info
     if not (folder / "config.json").is_file():
         raise UsageError(f"{folder} holds neither a LoRA adapter nor model weights")
-    return AutoModelForCausalLM.from_pretrained(str(folder), **kwargs), info
+    return auto.from_pretrained(str(folder), **kwargs), info
 
 
 def export(run_dir: str | Path, out: str | Path, *, dtype: str = "auto") -> Path:
