@@ -75,7 +75,7 @@ def label_records(apm: Any, records: Iterable[Record], out: str | Path, *, raw: 
                 report.skipped += 1
             else:
                 pending.append(record)
-                turns += len(_conversations(record))
+                turns += 2 if isinstance(record, PreferencePair) else sum(m.role == "assistant" for m in record.messages)
                 if turns >= batch_size:
                     flush()
             if progress and not pending:

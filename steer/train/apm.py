@@ -169,17 +169,6 @@ def _build(recipe: APMRecipe) -> AttributeModel:
     return AttributeModel(backbone, recipe.template.build_schema())
 
 
-def _save(trainer: Any, run_dir: Path, recipe: APMRecipe, template: Any) -> None:
-    from steer.train.sft import check_adapter, write_run_file
-
-    trainer.save_model(str(run_dir))
-    if trainer.is_world_process_zero():
-        if recipe.train.method != "full":
-            check_adapter(run_dir)
-        write_run_file(run_dir, recipe, template.spec(), apm={"head": HEAD_FILE,
-                                                              "schema": recipe.template.build_schema().to_dict()})
-
-
 def train_apm(recipe: APMRecipe, *, resume: str | bool | None = None, events: Callable[[dict], None] | None = None,
               callbacks: list | None = None) -> Any:
     """Train an attribute prediction model (see the module docstring); returns a ``RunResult``."""
@@ -188,7 +177,8 @@ def train_apm(recipe: APMRecipe, *, resume: str | bool | None = None, events: Ca
 
     names = recipe.template.build_schema().names
     task = Task(
-        build_model=_build, trainer_class=_trainer_class, save=_save,
+        build_model=_build, trainer_class=_trainer_class,
+        run_file=lambda r: {"apm": {"head": HEAD_FILE, "schema": r.template.build_schema().to_dict()}},
         collator=lambda r, tok: ScoredCollator(r.data.packing, tok.pad_token_id or 0),
         template=lambda r, tok: template_for(r.template.kind, None, tok, r.template.default_system),
         arguments={"prediction_loss_only": False, "label_names": ["targets"], "include_num_input_tokens_seen": "all"},

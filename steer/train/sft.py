@@ -240,7 +240,7 @@ class Task:
     build_model: Callable[[SFTRecipe], Any]
     collator: Callable[[SFTRecipe, Any], Any]
     trainer_class: Callable[[], type]
-    save: Callable[[Any, Path, SFTRecipe, Any], None]  # trainer, run dir, recipe, tokenizer (rank 0 only)
+    run_file: Callable[[SFTRecipe], dict]  # extra steer.json fields
     template: Callable[[SFTRecipe, Any], Any]  # the template the saved tokenizer renders with
     arguments: dict = field(default_factory=dict)  # extra TrainingArguments
     compute_metrics: Callable | None = None
@@ -252,13 +252,15 @@ def _sft_collator(recipe: SFTRecipe, tokenizer: Any) -> Any:
     return PackedCollator() if recipe.data.packing else PaddedCollator(tokenizer.pad_token_id or 0)
 
 
-def _sft_save(trainer: Any, run_dir: Path, recipe: SFTRecipe, template: Any) -> None:
+def save_run(trainer: Any, run_dir: Path, recipe: SFTRecipe, template: Any, **extra: Any) -> None:
+    """The final weights, the empty-adapter guard, the tokenizer (its chat template is ``template``)
+    and ``steer.json`` (with ``extra`` fields)."""
     trainer.save_model(str(run_dir))
     if trainer.is_world_process_zero():
         if recipe.train.method != "full":
             check_adapter(run_dir)
         trainer.processing_class.save_pretrained(str(run_dir))
-        write_run_file(run_dir, recipe, template.spec())
+        write_run_file(run_dir, recipe, template.spec(), **extra)
 
 
 def _sft_task() -> Task:
@@ -266,7 +268,7 @@ def _sft_task() -> Task:
     from steer.train.model import build_model
 
     return Task(build_model=lambda r: build_model(r.model, r.train, packing=r.data.packing), collator=_sft_collator,
-                trainer_class=_trainer_class, save=_sft_save, template=lambda r, tok: recipe_template(r.template, tok))
+                trainer_class=_trainer_class, run_file=lambda r: {}, template=lambda r, tok: recipe_template(r.template, tok))
 
 
 def train_sft(recipe: SFTRecipe, *, resume: str | bool | None = None, events: Events | None = None,
@@ -324,7 +326,7 @@ def train(recipe: SFTRecipe, task: Task, *, resume: str | bool | None = None, ev
     trainer.remove_callback(PrinterCallback)  # progress and metrics go through our callback
     output = trainer.train(resume_from_checkpoint=checkpoint)
     evaluation = trainer.evaluate() if eval_ds is not None else {}
-    task.save(trainer, run_dir, recipe, template)
+    save_run(trainer, run_dir, recipe, template, **task.run_file(recipe))
     history = [h for h in trainer.state.log_history if "loss" in h]
     return RunResult(run_dir, trainer.state.global_step, history[-1]["loss"] if history else output.training_loss,
                      evaluation.get("eval_loss"), trainer.state.num_input_tokens_seen, checkpoint,
