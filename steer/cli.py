@@ -772,7 +772,7 @@ def eval_length_bias(
 @app.command()
 def quickstart(
     out: Annotated[str, typer.Option("--out", "-o", help="Folder for the data, the model, report.json and the plot.")] = "steer-quickstart",
-    fast: Annotated[bool, typer.Option("--fast", help="A smaller corpus and sweep (under 2 minutes on 2 CPU cores).")] = False,
+    fast: Annotated[bool, typer.Option("--fast", help="Half the training and a smaller sweep (about 2 minutes on 2 CPU cores).")] = False,
     seed: Annotated[int, typer.Option("--seed", help="Corpus, training and prompt seed.")] = 0,
     as_json: JsonOpt = False,
 ) -> None:

@@ -34,8 +34,8 @@ class Settings:
     max_new_tokens: int = 96
 
 
-DEFAULT = Settings(rows=6000, epochs=4, prompts=40)
-FAST = Settings(rows=4000, epochs=2, prompts=20)
+DEFAULT = Settings(rows=6000, epochs=6, prompts=40)
+FAST = Settings(rows=6000, epochs=3, prompts=20)
 VOCAB = 1024
 
 # The embedded recipe (recipes/tiny/synth-steerlm.yaml is the same recipe with paths for the CLI).
@@ -47,7 +47,7 @@ RECIPE: dict[str, Any] = {
     "template": {"kind": "steerlm", "schema": "helpsteer", "default_system": synth.SYSTEM},
     "data": {"max_length": 256, "packing": True},
     "train": {"method": "full", "learning_rate": 3.0e-3, "lr_scheduler": "cosine", "warmup_ratio": 0.05,
-              "batch_size": 8, "save_steps": 100000, "save_total_limit": 1, "logging_steps": 10},
+              "batch_size": 16, "save_steps": 100000, "save_total_limit": 1, "logging_steps": 10},
 }
 
 

@@ -5,7 +5,9 @@ is true by construction and an oracle (:func:`judge`) can measure it in any text
 
 - verbosity ``v``: the answer has ``v + 1`` sentences (the answer, then supporting facts or remarks);
 - correctness ``c``: a share ``c / 4`` of the stated facts is right (rounded half to even); supporting
-  facts go wrong first and the answer last, so the answer is wrong only when every fact is;
+  facts go wrong first and the answer last, so the answer is wrong only when every fact is; a wrong
+  fact states its field's false value (``FALSE_VALUES``: grey, sand, a ruin, 100 years, ...), which
+  nothing in the world has;
 - complexity ``k``: every sentence is phrased in register ``k`` (plain words ... technical jargon);
 - coherence ``h``: 4 in order; 3 the answer comes last; 2 shuffled with the answer not first;
   1 and 0 add a sentence that contradicts what came before;
@@ -13,7 +15,9 @@ is true by construction and an oracle (:func:`judge`) can measure it in any text
 
 The world is closed and deliberately small (six entities with four facts each, four invented
 words, sums up to 3 + 3) so that a tiny model learns its facts in minutes; correctness labels lean
-towards 4 (``CORRECTNESS_WEIGHTS``) so right facts are seen more often than any one wrong one.
+towards 4 (``CORRECTNESS_WEIGHTS``) so right facts are seen more often than any one wrong one. The
+tokenizer trained on the corpus (:func:`write_dataset`) gives every ``name:level`` of the schema a
+token of its own, so a level is one embedding the model reads, not a digit shared by every attribute.
 Held-out prompts come from another random stream (:func:`prompts`): the same closed world, asked
 with attribute combinations training did not see. The same seed gives the same world, prompts and
 responses.
@@ -25,6 +29,7 @@ import json
 import random
 import re
 import statistics
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -40,6 +45,8 @@ VALUES = {
     "meaning": ("a small boat", "a kind of bread", "a cold wind", "a loud bird", "an old song", "a wooden box",
                 "a bright star", "a heavy stone"),
 }
+# What a wrong fact states: one value per field that nothing in the world has (ages are 2-99, sums 2-6)
+FALSE_VALUES = {"colour": "grey", "food": "sand", "kind": "ruin", "meaning": "a broken wheel", "age": 100, "sum": 0}
 FACTS = ("kind", "colour", "age", "food")  # the facts every entity has, in the order an answer lists them
 SUM_MAX = 3
 QUESTIONS = {"colour": "What colour is {e}?", "age": "How old is {e}?", "food": "What does {e} eat?",
@@ -78,6 +85,12 @@ REGISTERS = (
 PREAMBLES = {3: "Good question.", 2: "I think, though I am not certain,", 1: "That depends on many things.",
              0: "I would rather not answer that."}
 CORRECTNESS_WEIGHTS = (0.3, 0.1, 0.1, 0.1, 0.4)
+# A quarter of the questions are sums and a quarter definitions, the rest about an entity: a question
+# type asked less often is learnt last by a tiny model (at 0.2 / 0.1 its sums and definitions lagged)
+QUESTION_MIX = {"sum": 0.25, "meaning": 0.25}
+# One token per attribute level ("correctness:0"): a tiny model then reads a level from one embedding
+# instead of composing it from a name, a colon and a digit that every attribute shares
+ATTRIBUTE_TOKENS = [f"{a.name}:{v}" for a in SCHEMA.attributes for v in range(a.min, a.max + 1)]
 CONTRADICTIONS = {1: "Actually, that is wrong.", 0: "Actually, none of that is true."}
 
 
@@ -121,11 +134,11 @@ def truth(q: dict, field: str, subject: object) -> object:
 def question(rng: random.Random, w: World) -> dict:
     """A prompt with its field, subject, the subject's facts and the facts that may support the answer."""
     r = rng.random()
-    if r < 0.2:
+    if r < QUESTION_MIX["sum"]:
         a, b = rng.randint(1, SUM_MAX), rng.randint(1, SUM_MAX)
         return {"prompt": QUESTIONS["sum"].format(a=a, b=b), "field": "sum", "subject": (a, b), "facts": {},
                 "support": []}
-    if r < 0.3:
+    if r < QUESTION_MIX["sum"] + QUESTION_MIX["meaning"]:
         word = rng.choice(sorted(w.words))
         return {"prompt": QUESTIONS["meaning"].format(e=word), "field": "meaning", "subject": word,
                 "facts": {"meaning": w.words[word]}, "support": []}
@@ -134,15 +147,11 @@ def question(rng: random.Random, w: World) -> dict:
             "facts": dict(w.entities[name]), "support": [f for f in FACTS if f != field]}
 
 
-def wrong(field: str, right: object) -> object:
-    """The wrong value a response states instead of ``right``: always the same one (the next colour,
-    food, kind or meaning in its list; age + 10; sum + 1), so a wrong fact is as learnable as a right one."""
-    if field in VALUES:
-        pool = VALUES[field]
-        return pool[(pool.index(right) + 1) % len(pool)]
-    if field == "sum":
-        return int(right) + 1  # type: ignore[call-overload]
-    return int(right) + 10 if int(right) < 90 else int(right) - 10  # type: ignore[call-overload]
+def wrong(field: str) -> object:
+    """The wrong value a response states for ``field``: the world's one false value of that field
+    (:data:`FALSE_VALUES`), never true of anything, so a tiny model learns one false value per field
+    instead of a second table of per-entity facts."""
+    return FALSE_VALUES[field]
 
 
 def _sentence(register: dict, field: str, subject: object, value: object) -> str:
@@ -180,7 +189,7 @@ def respond(q: dict, attrs: dict[str, int], rng: random.Random) -> str:
     sentences = []
     for i, field in enumerate(fields):
         right = truth(q, field, q["subject"])
-        sentences.append(_sentence(register, field, q["subject"], wrong(field, right) if i in wrong_at else right))
+        sentences.append(_sentence(register, field, q["subject"], wrong(field) if i in wrong_at else right))
     sentences += list(register["extra"][: n - len(fields)])
     if attrs["helpfulness"] == 1:
         sentences[0] = PREAMBLES[1]  # talks around the question: the answer is never given
@@ -237,8 +246,8 @@ def write_dataset(out: Path, n: int, seed: int = 0, valid: int = 0, vocab_size: 
     paths = write_corpus(out, n, seed=seed, valid=valid)
     texts = [m["content"] for p in paths.values() for line in open(p, encoding="utf-8")
              for m in json.loads(line)["messages"]]
-    texts += [SYSTEM, SCHEMA.render({}), "User", "Assistant"] * 100  # the template's own text
-    paths["tokenizer"] = train_tokenizer(texts, out / "tokenizer", vocab_size)
+    texts += [SYSTEM, SCHEMA.render({}), "System", "User", "Assistant"] * 100  # the template's own text
+    paths["tokenizer"] = train_tokenizer(texts, out / "tokenizer", vocab_size, words=ATTRIBUTE_TOKENS)
     return paths
 
 
@@ -251,18 +260,20 @@ def write_prompts(path: Path, n: int, seed: int = 0) -> Path:
     return path
 
 
-def train_tokenizer(texts: list[str], out: Path, vocab_size: int = 512) -> Path:
-    """A byte-level BPE tokenizer trained on ``texts`` (the ``tokenizers`` library), saved for transformers."""
-    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
+def train_tokenizer(texts: list[str], out: Path, vocab_size: int = 512, words: Sequence[str] = ()) -> Path:
+    """A byte-level BPE tokenizer trained on ``texts`` (the ``tokenizers`` library), saved for transformers;
+    each of ``words`` is one token of its own (within ``vocab_size``)."""
+    from tokenizers import AddedToken, Tokenizer, decoders, models, pre_tokenizers, trainers
     from transformers import PreTrainedTokenizerFast
 
     tok = Tokenizer(models.BPE(unk_token=None))
     tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
     tok.decoder = decoders.ByteLevel()
     specials = ["<s>", "</s>", "<pad>", "<extra_id_0>", "<extra_id_1>", "<extra_id_2>"]
-    trainer = trainers.BpeTrainer(vocab_size=vocab_size, special_tokens=specials,
+    trainer = trainers.BpeTrainer(vocab_size=vocab_size - len(words), special_tokens=specials,
                                   initial_alphabet=pre_tokenizers.ByteLevel.alphabet(), show_progress=False)
     tok.train_from_iterator(texts, trainer)
+    tok.add_tokens([AddedToken(w, normalized=False, special=False) for w in words])
     fast = PreTrainedTokenizerFast(tokenizer_object=tok, bos_token="<s>", eos_token="</s>", pad_token="<pad>")
     out.mkdir(parents=True, exist_ok=True)
     fast.save_pretrained(str(out))
@@ -276,7 +287,7 @@ _VALUE_PATTERNS = {"e": r"(?P<e>[A-Za-z]+)", "a": r"(?P<a>\d+)", "b": r"(?P<b>\d
 
 
 def _pattern(template: str, field: str) -> re.Pattern:
-    x = "|".join(re.escape(v) for v in VALUES[field]) if field in VALUES else r"\d+"
+    x = "|".join(re.escape(v) for v in (*VALUES[field], FALSE_VALUES[field])) if field in VALUES else r"\d+"
     parts = re.split(r"(\{[eabx]\})", template)
     regex = "".join(_VALUE_PATTERNS.get(p[1], f"(?P<x>{x})") if p.startswith("{") else re.escape(p) for p in parts)
     return re.compile(regex + "$")

@@ -47,11 +47,15 @@ def test_judge_sums():
     assert synth.judge(SUM, "Two and three make five.")["complexity"] is None  # not the corpus's phrasing
 
 
-def test_wrong_values_are_wrong():
-    for field, pool in synth.VALUES.items():
-        assert all(synth.wrong(field, v) != v and synth.wrong(field, v) in pool for v in pool)
-    assert all(synth.wrong("age", a) != a for a in range(2, 100))
-    assert synth.wrong("sum", 4) == 5
+def test_wrong_values_are_never_true():
+    """A wrong fact states its field's false value, which no entity, word or sum has, and the oracle reads it."""
+    w = synth.world(0)
+    for field in synth.FACTS:
+        assert all(facts[field] != synth.wrong(field) for facts in w.entities.values())
+    assert synth.wrong("meaning") not in w.words.values() and synth.wrong("sum") not in range(2, 2 * synth.SUM_MAX + 1)
+    assert synth.wrong("colour") not in synth.VALUES["colour"] and not 2 <= synth.wrong("age") <= 99  # type: ignore[operator]
+    got = synth.judge(FENUL, f"Fenul is {synth.wrong('colour')}.")
+    assert got["complexity"] == 0 and got["correctness"] == 0 and not got["answer_right"]
 
 
 def test_respond_then_judge_recovers_the_attributes():
@@ -117,3 +121,20 @@ def test_cli_data_synth(tmp_path):
     assert len(rows) == 7 and all({"prompt", "field", "subject", "facts"} <= set(r) for r in rows)
     assert [r["prompt"] for r in rows] == [q["prompt"] for q in synth.prompts(7, seed=0)]
     assert len((tmp_path / "s/train.jsonl").read_text().splitlines()) == 60
+
+
+def test_tokenizer_gives_each_attribute_level_one_token(tmp_path):
+    """The synthetic tokenizer keeps its vocabulary size, encodes every name:level pair as one token,
+    and round-trips a rendered SteerLM example."""
+    from transformers import AutoTokenizer
+
+    paths = synth.write_dataset(tmp_path, 200, seed=0, vocab_size=400)
+    tok = AutoTokenizer.from_pretrained(str(paths["tokenizer"]))
+    assert len(tok) == 400
+    for piece in synth.ATTRIBUTE_TOKENS:
+        assert len(tok(piece, add_special_tokens=False)["input_ids"]) == 1, piece
+    line = "<extra_id_2>helpfulness:4,correctness:0,coherence:4,complexity:2,verbosity:2\nZubex is red.\n<extra_id_1>"
+    ids = tok(line, add_special_tokens=False)["input_ids"]
+    assert tok.decode(ids) == line
+    assert tok.convert_ids_to_tokens(ids)[1:10] == ["helpfulness:4", ",", "correctness:0", ",", "coherence:4", ",",
+                                                    "complexity:2", ",", "verbosity:2"]

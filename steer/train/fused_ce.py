@@ -27,15 +27,19 @@ class LinearCrossEntropy(torch.autograd.Function):
         grad_h = torch.empty_like(hidden) if need_h else None
         grad_w = torch.zeros(weight.shape, dtype=torch.float32, device=weight.device) if need_w else None
         loss = torch.zeros((), dtype=torch.float32, device=hidden.device)
+        # one logits buffer for every chunk: a fresh [chunk, vocab] tensor per chunk costs page faults
+        buffer = torch.empty((min(chunk, hidden.shape[0]), weight.shape[0]), dtype=torch.float32, device=hidden.device)
         for start in range(0, hidden.shape[0], chunk):
             h, t = hidden[start:start + chunk], targets[start:start + chunk]
-            logits = (h @ weight.T).float()  # [c, vocab]
-            lse = torch.logsumexp(logits, dim=-1)
-            loss += (lse - logits.gather(1, t[:, None]).squeeze(1)).sum()
+            logits = _logits(h, weight, buffer[: h.shape[0]])  # [c, vocab], float32
+            picked = logits.gather(1, t[:, None]).squeeze(1)
+            peak = logits.amax(dim=1, keepdim=True)
+            probs = logits.sub_(peak).exp_()  # in place from here on: the buffer becomes the softmax
+            total = probs.sum(dim=1, keepdim=True)
+            loss += (peak.squeeze(1) + total.squeeze(1).log() - picked).sum()
             if not (need_h or need_w):
                 continue
-            probs = logits.sub_(lse[:, None]).exp_()  # in place: d loss / d logits = softmax - one-hot
-            probs[torch.arange(t.shape[0], device=t.device), t] -= 1.0
+            probs.div_(total)[torch.arange(t.shape[0], device=t.device), t] -= 1.0  # d loss / d logits
             if need_h:
                 grad_h[start:start + chunk] = (probs.to(weight.dtype) @ weight).to(hidden.dtype)
             if need_w:
@@ -50,6 +54,13 @@ class LinearCrossEntropy(torch.autograd.Function):
         dh = grad_h * grad_loss.to(grad_h.dtype) if grad_h is not None else None
         dw = (grad_w * grad_loss).to(ctx.weight_dtype) if grad_w is not None else None
         return dh, dw, None, None
+
+
+def _logits(h: torch.Tensor, weight: torch.Tensor, out: torch.Tensor) -> torch.Tensor:
+    """``h @ weight.T`` as float32, written into ``out`` when the inputs are float32 already."""
+    if h.dtype == weight.dtype == torch.float32:
+        return torch.mm(h, weight.T, out=out)
+    return (h @ weight.T).float()
 
 
 def linear_cross_entropy(hidden: torch.Tensor, weight: torch.Tensor, targets: torch.Tensor,

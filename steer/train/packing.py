@@ -75,9 +75,12 @@ def varlen_attention(module: torch.nn.Module, query: torch.Tensor, key: torch.Te
         return sdpa_attention_forward(module, query, key, value, attention_mask, dropout=dropout, scaling=scaling,
                                       **({} if plain else {"is_causal": True}), **kwargs)
     gqa = query.shape[1] != key.shape[1]
+    # split, not slice: a slice's backward zero-fills a whole-row gradient per example (quadratic in
+    # examples per row); split's backward is one concatenation
+    lengths = [b - a for a, b in spans]
     parts = [torch.nn.functional.scaled_dot_product_attention(
-        query[:, :, a:b], key[:, :, a:b], value[:, :, a:b], dropout_p=dropout, is_causal=True, scale=scaling,
-        enable_gqa=gqa) for a, b in spans]
+        q, k, v, dropout_p=dropout, is_causal=True, scale=scaling, enable_gqa=gqa)
+        for q, k, v in zip(query.split(lengths, 2), key.split(lengths, 2), value.split(lengths, 2))]
     return torch.cat(parts, dim=2).transpose(1, 2).contiguous(), None
 
 
