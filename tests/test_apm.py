@@ -293,7 +293,10 @@ def test_length_bias_with_an_apm(synth_apm, quickstart_fast):
     assert result.returncode == 0, result.stderr[-2000:]
     out = json.loads(result.stdout)
     assert set(out["correlation"]) == set(synth.SCHEMA.names)
-    assert out["correlation"]["verbosity"]["spearman"] > 0.5  # predicted verbosity grows with length
+    labels = json.loads(run_cli("eval", "length-bias", str(data), "--json").stdout)["correlation"]
+    predicted = out["correlation"]["verbosity"]["spearman"]
+    # predicted verbosity grows with length about as much as the labelled verbosity does
+    assert predicted > 0.3 and abs(predicted - labels["verbosity"]["spearman"]) < 0.15, (predicted, labels["verbosity"])
     both = run_cli("eval", "length-bias", str(data), "--apm", str(synth_apm), "--score", "x")
     assert both.returncode == 2 and "not both" in both.stderr
 
