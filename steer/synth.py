@@ -15,7 +15,7 @@ is true by construction and an oracle (:func:`judge`) can measure it in any text
 
 The world is closed and deliberately small (six entities with four facts each, four invented
 words, sums up to 3 + 3) so that a tiny model learns its facts in minutes; correctness labels lean
-towards 4 (``CORRECTNESS_WEIGHTS``) so right facts are seen more often than any one wrong one. The
+towards 4 (``CORRECTNESS_WEIGHTS``) so that stated facts are mostly right. The
 tokenizer trained on the corpus (:func:`write_dataset`) gives every ``name:level`` of the schema a
 token of its own, so a level is one embedding the model reads, not a digit shared by every attribute.
 Held-out prompts come from another random stream (:func:`prompts`): the same closed world, asked
