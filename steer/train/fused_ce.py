@@ -27,11 +27,14 @@ class LinearCrossEntropy(torch.autograd.Function):
         grad_h = torch.empty_like(hidden) if need_h else None
         grad_w = torch.zeros(weight.shape, dtype=torch.float32, device=weight.device) if need_w else None
         loss = torch.zeros((), dtype=torch.float32, device=hidden.device)
-        # one logits buffer for every chunk: a fresh [chunk, vocab] tensor per chunk costs page faults
-        buffer = torch.empty((min(chunk, hidden.shape[0]), weight.shape[0]), dtype=torch.float32, device=hidden.device)
+        # float32 inputs: one logits buffer for every chunk (a fresh [chunk, vocab] tensor per chunk
+        # costs page faults); other dtypes compute in their own dtype and upcast per chunk
+        buffer = (torch.empty((min(chunk, hidden.shape[0]), weight.shape[0]), dtype=torch.float32, device=hidden.device)
+                  if hidden.dtype == weight.dtype == torch.float32 else None)
         for start in range(0, hidden.shape[0], chunk):
             h, t = hidden[start:start + chunk], targets[start:start + chunk]
-            logits = _logits(h, weight, buffer[: h.shape[0]])  # [c, vocab], float32
+            logits = (torch.mm(h, weight.T, out=buffer[: h.shape[0]]) if buffer is not None
+                      else (h @ weight.T).float())  # [c, vocab], float32
             picked = logits.gather(1, t[:, None]).squeeze(1)
             peak = logits.amax(dim=1, keepdim=True)
             probs = logits.sub_(peak).exp_()  # in place from here on: the buffer becomes the softmax
@@ -54,13 +57,6 @@ class LinearCrossEntropy(torch.autograd.Function):
         dh = grad_h * grad_loss.to(grad_h.dtype) if grad_h is not None else None
         dw = (grad_w * grad_loss).to(ctx.weight_dtype) if grad_w is not None else None
         return dh, dw, None, None
-
-
-def _logits(h: torch.Tensor, weight: torch.Tensor, out: torch.Tensor) -> torch.Tensor:
-    """``h @ weight.T`` as float32, written into ``out`` when the inputs are float32 already."""
-    if h.dtype == weight.dtype == torch.float32:
-        return torch.mm(h, weight.T, out=out)
-    return (h @ weight.T).float()
 
 
 def linear_cross_entropy(hidden: torch.Tensor, weight: torch.Tensor, targets: torch.Tensor,
