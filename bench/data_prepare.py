@@ -53,7 +53,7 @@ def make_rows(path: Path, rows: int, seed: int = 0) -> None:
 
 def run_steer(data: Path, tokenizer: str, num_proc: int, cache: Path) -> dict:
     from steer.config import validate_recipe
-    from steer.data.prepare import prepare
+    from steer.train import prepare
 
     recipe = validate_recipe({"model": {"name_or_path": tokenizer}, "template": {"kind": "steerlm", "schema": "helpsteer"},
                               "data": {"sources": [{"path": str(data), "format": "helpsteer"}], "max_length": 4096,

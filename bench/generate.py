@@ -36,7 +36,8 @@ def write_prompts(path: Path, n: int) -> None:
 
 def run_steer(prompts: Path, out: Path, max_new: int, batch: int) -> dict:
     from steer.generate.batch import iter_jobs, run_batch
-    from steer.generate.engine import Sampling, load_engine
+    from steer.engines.base import Sampling
+    from steer.engines.load import load_engine
 
     engine = load_engine(str(MODEL), template="steerlm")
     start = time.perf_counter()
@@ -51,13 +52,14 @@ def run_loop(prompts: Path, max_new: int) -> dict:
     import torch
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
-    from steer.generate.engine import Steering, model_template, steering_prompt
+    from steer.runs import model_template
+    from steer.steering import Steering, steering_prompt
 
     tok = AutoTokenizer.from_pretrained(str(MODEL))
     model = AutoModelForCausalLM.from_pretrained(str(MODEL)).eval()
     template = model_template(tok, None, kind="steerlm")
     rows = [json.loads(line) for line in prompts.read_text().splitlines()]
-    texts = [steering_prompt(template, [{"role": "user", "content": r["prompt"]}], Steering(r["attributes"])) for r in rows]
+    texts = [steering_prompt(template, [{"role": "user", "content": r["prompt"]}], Steering(r["attributes"])).text for r in rows]
     start = time.perf_counter()
     tokens = 0
     with torch.inference_mode():

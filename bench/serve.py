@@ -73,7 +73,9 @@ def run_server(items: list[tuple[str, int]], clients: int, max_tokens: int) -> d
 
 
 def run_sequential(items: list[tuple[str, int]], max_tokens: int) -> dict:
-    from steer.generate.engine import Sampling, Steering, load_engine, steering_prompt
+    from steer.engines.base import Sampling
+    from steer.engines.load import load_engine
+    from steer.steering import Steering, steering_prompt
 
     engine = load_engine(str(MODEL), template="steerlm")
     sampling = Sampling(temperature=0, max_new_tokens=max_tokens)

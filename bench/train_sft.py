@@ -4,7 +4,7 @@ One tiny Llama (tied embeddings, GPT-2 tokenizer from ../shared/assets), the sam
 variable-length examples (rendered and tokenized once by `steer data prepare`, so every trainer sees
 the same token ids), the same optimiser settings and about the same tokens per step:
 
-- steer: `steer.train.sft.train_sft` (padding-free packing, per-example SDPA);
+- steer: `steer.train.train` (padding-free packing, per-example SDPA);
 - trl-default: `trl.SFTTrainer` with its defaults (a batch padded to its longest example);
 - trl-packing: `SFTConfig(packing=True)` (best-fit-decreasing packing into max_length rows).
 
@@ -74,15 +74,15 @@ def run_one(kind: str, workdir: Path, steps: int, warmup: int) -> dict:
     record: dict = {}
     cfg = validate_recipe(recipe(workdir / "data.jsonl", workdir / "cache", workdir / kind, steps))
     if kind == "steer":
-        from steer.train.sft import train_sft
+        from steer.train import train
 
-        train_sft(cfg, callbacks=[timing_callback(warmup, record)])
+        train(cfg, callbacks=[timing_callback(warmup, record)])
     else:
         import datasets
         import transformers
         from trl import SFTConfig, SFTTrainer
 
-        from steer.data.prepare import prepare
+        from steer.train import prepare
         from steer.train.model import load_base
 
         ds = datasets.load_from_disk(str(prepare(cfg).path)).select_columns(["input_ids"])

@@ -170,6 +170,16 @@ PRESETS: dict[str, tuple[str, dict[str, int]]] = {
 }
 
 
+NO_SCHEMA = "this model has no attribute schema; steer it with value statements or a system message"
+
+
+def require_schema(schema: Schema | None, field: str = "attributes") -> Schema:
+    """``schema``, or the one error for steering by attributes a model that has none."""
+    if schema is None:
+        raise UsageError(NO_SCHEMA, field=field)
+    return schema
+
+
 def get_schema(name: str) -> Schema:
     """A built-in schema by name, with a did-you-mean hint for typos."""
     try:

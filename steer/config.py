@@ -15,7 +15,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 
 from steer.attributes import SCHEMAS, Attribute, Schema, get_schema
 from steer.errors import ConfigError, UsageError
-from steer.templates import DEFAULT_SYSTEM
+from steer.templates import DEFAULT_SYSTEM, SteerTemplate, for_tokenizer
 
 
 class Section(BaseModel):
@@ -89,6 +89,11 @@ class TemplateConfig(Section):
             return get_schema(self.schema_)
         attrs = tuple(Attribute(a.name, a.min, a.max, a.default, a.description) for a in self.schema_.attributes)
         return Schema(self.schema_.name, attrs)
+
+    def build(self, tokenizer: Any = None, *, schema: bool = True) -> SteerTemplate:
+        """The steering template this section describes, over ``tokenizer`` (``schema=False``: the same
+        format without attribute lines, what an attribute prediction model reads)."""
+        return for_tokenizer(self.kind, self.build_schema() if schema else None, tokenizer, self.default_system)
 
 
 class SourceConfig(Section):
@@ -262,6 +267,7 @@ def load_recipe(path: str | Path, overrides: list[str] | tuple[str, ...] = (), k
     """Load, override and validate a recipe file; errors name the file and the key path.
 
     ``kind`` is what the caller expects (``sft``, ``apm``); None takes the recipe's own ``kind`` key.
+    ``distributed.config`` is found relative to the working directory, else to the recipe file.
     """
     path = Path(path)
     if not path.is_file():
@@ -280,7 +286,11 @@ def load_recipe(path: str | Path, overrides: list[str] | tuple[str, ...] = (), k
     if kind is not None and declared != kind:
         raise ConfigError(f"{path}: this is a {declared!r} recipe (its kind key), not {kind!r}: "
                           f"run it with `steer train {declared}`")
-    return validate_recipe(data, kind=kind or str(declared), origin=str(path))
+    recipe = validate_recipe(data, kind=kind or str(declared), origin=str(path))
+    config = recipe.distributed.config  # type: ignore[attr-defined]
+    if config and not Path(config).exists() and (path.parent / config).exists():
+        recipe.distributed.config = str(path.parent / config)  # type: ignore[attr-defined]
+    return recipe
 
 
 def validate_recipe(data: dict, kind: str = "sft", origin: str = "recipe") -> Section:

@@ -14,9 +14,17 @@ class SteerError(Exception):
 
 
 class UsageError(SteerError):
-    """Bad input from the user (an attribute, a flag value, a recipe key): exit code 2."""
+    """Bad input from the user (an attribute, a flag value, a recipe key): exit code 2.
+
+    ``field`` names the input at fault where there is one (``attributes``, ``max_tokens``), so the
+    server can report it as the request parameter.
+    """
 
     exit_code = 2
+
+    def __init__(self, message: str, *, field: str | None = None) -> None:
+        super().__init__(message)
+        self.field = field
 
 
 class ConfigError(UsageError):

@@ -11,16 +11,15 @@ cut short by a kill is dropped first), so after any interruption each record is 
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable
+from collections.abc import Iterable
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
 from steer.data.records import PreferencePair, Record
 from steer.errors import UsageError
-from steer.generate.batch import BatchReport, append_rows, done_keys
-
-Progress = Callable[[int, int], None]  # records done, total
+from steer.events import Events, Progress
+from steer.outputs import BatchReport, append_rows, written_keys
 
 
 def _conversations(record: Record) -> list[list[dict]]:
@@ -48,11 +47,11 @@ def predicted(apm: Any, records: list[Record], *, raw: bool = False, batch_size:
 
 
 def label_records(apm: Any, records: Iterable[Record], out: str | Path, *, raw: bool = False, batch_size: int = 32,
-                  total: int | None = None, progress: Progress | None = None) -> BatchReport:
-    """Score and write every record not yet in ``out`` (by id); ``apm`` is a loaded :class:`steer.train.apm.APM`."""
+                  total: int | None = None, progress: Events | None = None) -> BatchReport:
+    """Score and write every record not yet in ``out`` (by id); ``apm`` is a loaded :class:`steer.apm.APM`."""
     out = Path(out)
     out.parent.mkdir(parents=True, exist_ok=True)
-    done = done_keys(out, field="id")
+    done = written_keys(out, "id")
     report = BatchReport(0, 0, 0)
     seen: set[str] = set()
     pending: list[Record] = []
@@ -79,10 +78,22 @@ def label_records(apm: Any, records: Iterable[Record], out: str | Path, *, raw: 
                 if turns >= batch_size:
                     flush()
             if progress and not pending:
-                progress(report.total, max(total or 0, report.total))
+                progress(Progress("label", report.total, max(total or 0, report.total)))
         if pending:
             flush()
     if progress:
-        progress(report.total, report.total)
+        progress(Progress("label", report.total, report.total))
     return report
 
+
+
+def run(apm_path: str, source: str, out: str | Path, *, format: str = "auto", split: str = "train", raw: bool = False,
+        batch_size: int = 32, skip_invalid: bool = False, progress: Events | None = None) -> tuple[BatchReport, Any, int]:
+    """``steer label``: load the APM, then the data, and label every record; ``(report, apm, rows rejected)``."""
+    from steer.apm import APM
+    from steer.data.loader import load
+
+    apm = APM.load(apm_path)
+    records, loaded = load(source, format=format, split=split, skip_invalid=skip_invalid)
+    report = label_records(apm, records, out, raw=raw, batch_size=batch_size, total=len(records), progress=progress)
+    return report, apm, sum(loaded.rejected.values())

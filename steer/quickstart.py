@@ -2,7 +2,7 @@
 measure that steering works.
 
 Steps: write the corpus (:mod:`steer.synth`), train a BPE tokenizer on it, train with the same
-path as ``steer train sft`` (:func:`steer.train.sft.train_sft`), then sweep every attribute over
+path as ``steer train sft`` (:func:`steer.train.train`), then sweep every attribute over
 0..4 on prompts drawn apart from the training rows, generate greedily, and judge each answer with
 the corpus's oracles. Nothing is downloaded; the numbers come from generated text.
 """
@@ -11,16 +11,14 @@ from __future__ import annotations
 
 import json
 import time
-from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
 from steer import synth
 from steer.config import SFTRecipe, validate_recipe
-from steer.evaluate.steerability import Request, generate, summarize, sweep
-
-Events = Callable[[dict], None]
+from steer.evaluate.steerability import Request, Sweep
+from steer.events import Events, Stage
 
 
 @dataclass(frozen=True)
@@ -66,27 +64,27 @@ def recipe(out: Path, settings: Settings) -> SFTRecipe:
 def make_data(out: Path, settings: Settings) -> dict[str, Path]:
     """The corpus (train and validation rows), a tokenizer trained on it and the held-out prompts
     (``prompts.jsonl``, for ``steer eval steerability --judge oracle``), under ``out/data``."""
-    paths = synth.write_dataset(out / "data", settings.rows, seed=settings.seed, valid=max(50, settings.rows // 50),
-                                vocab_size=VOCAB)
-    paths["prompts"] = synth.write_prompts(out / "data" / "prompts.jsonl", settings.prompts, settings.seed)
-    return paths
+    return synth.write_all(out / "data", settings.rows, seed=settings.seed, valid=max(50, settings.rows // 50),
+                           vocab_size=VOCAB, prompts=settings.prompts)
 
 
 def evaluate(model_dir: Path, settings: Settings, events: Events | None = None) -> dict:
     """Sweep every attribute over its range on held-out prompts; judge each answer with the oracles."""
-    from steer.generate.engine import Sampling, load_engine
+    from steer.engines.base import Sampling
+    from steer.engines.load import load_engine
+    from steer.evaluate import steerability
+    from steer.evaluate.judges import make_judge
 
-    engine = load_engine(str(model_dir))
     questions = synth.prompts(settings.prompts, settings.seed)
-    requests = list(sweep(synth.SCHEMA, len(questions)))
-    texts = generate(engine, questions, requests, Sampling(temperature=0.0, max_new_tokens=settings.max_new_tokens), events)
-    judged = [synth.judge(questions[r.prompt_index], t) for r, t in zip(requests, texts)]
-    return report(requests, texts, judged, questions)
+    oracle, _ = make_judge("oracle")
+    result = steerability.run(load_engine(str(model_dir)), questions, oracle, synth.SCHEMA.names,
+                              Sampling(temperature=0.0, max_new_tokens=settings.max_new_tokens), events=events, batch=100)
+    return report(result, questions)
 
 
-def report(requests: list[Request], texts: list[str], judged: list[dict], questions: list[dict]) -> dict:
+def report(result: Sweep, questions: list[dict]) -> dict:
     """Steerability per attribute, the share of right answers per correctness level, and samples."""
-    summary = summarize(requests, judged, synth.SCHEMA)
+    requests, texts, judged = result.requests, result.texts, result.judged
     right = {}
     for level in range(5):
         hits = [j["answer_right"] for r, j in zip(requests, judged) if r.attribute == "correctness" and r.level == level]
@@ -94,7 +92,7 @@ def report(requests: list[Request], texts: list[str], judged: list[dict], questi
     samples: dict[str, dict[int, str]] = {}
     for name in ("verbosity", "correctness", "complexity"):
         samples[name] = {r.level: t for r, t in zip(requests, texts) if r.attribute == name and r.prompt_index == 0}
-    return {"attributes": summary, "correct_answer_rate": right, "sample_prompt": questions[0]["prompt"],
+    return {"attributes": result.summary, "correct_answer_rate": right, "sample_prompt": questions[0]["prompt"],
             "samples": samples,
             "generations": [{"attribute": r.attribute, "level": r.level, "prompt": questions[r.prompt_index]["prompt"],
                              "text": t, "realised": j} for r, t, j in zip(requests, texts, judged)]}
@@ -102,18 +100,18 @@ def report(requests: list[Request], texts: list[str], judged: list[dict], questi
 
 def run(out: Path, settings: Settings = DEFAULT, events: Events | None = None) -> dict:
     """The whole quickstart; returns the report (also written to ``out/report.json``)."""
-    from steer.train.sft import train_sft
+    from steer.train import train
 
     emit = events or (lambda event: None)
     timings: dict[str, float] = {}
     start = time.perf_counter()
-    emit({"event": "stage", "stage": "data"})
+    emit(Stage(1, 3, "synthetic corpus and tokenizer"))
     make_data(out, settings)
     timings["data_s"] = time.perf_counter() - start
-    emit({"event": "stage", "stage": "train"})
-    result = train_sft(recipe(out, settings), events=events)
+    emit(Stage(2, 3, "training a tiny Llama from scratch"))
+    result = train(recipe(out, settings), events=events)
     timings["train_s"] = time.perf_counter() - start - timings["data_s"]
-    emit({"event": "stage", "stage": "evaluate"})
+    emit(Stage(3, 3, "steering sweep"))
     rep = evaluate(result.run_dir, settings, events)
     timings["evaluate_s"] = time.perf_counter() - start - timings["data_s"] - timings["train_s"]
     timings["total_s"] = time.perf_counter() - start
@@ -126,3 +124,14 @@ def sweep_records(report: dict) -> tuple[list[Request], list[dict]]:
     """The sweep's requests and judged values back from a report (for plotting a saved report)."""
     requests = [Request(g["attribute"], g["level"], i, {}) for i, g in enumerate(report["generations"])]
     return requests, [g["realised"] for g in report["generations"]]
+
+
+def run_and_plot(out: Path, settings: Settings, events: Events | None = None) -> tuple[dict, str]:
+    """``steer quickstart``: refuse a folder that already holds a run, run, and plot the sweep."""
+    from steer.errors import UsageError
+    from steer.evaluate.steerability import plot
+
+    if (out / "model").exists():
+        raise UsageError(f"{out} already holds a quickstart run; pass --out NEW_DIR or remove it")
+    rep = run(out, settings, events)
+    return rep, plot(rep["attributes"], *sweep_records(rep), str(out / "steerability.png"))

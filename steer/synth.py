@@ -260,6 +260,17 @@ def write_prompts(path: Path, n: int, seed: int = 0) -> Path:
     return path
 
 
+def write_all(out: Path, n: int, *, seed: int = 0, valid: int = 0, vocab_size: int | None = 1024,
+              prompts: int = 0) -> dict[str, Path]:
+    """``steer data synth``: the corpus, a tokenizer trained on it (``vocab_size`` None: none) and
+    ``prompts`` held-out questions in ``prompts.jsonl``."""
+    paths = (write_dataset(out, n, seed=seed, valid=valid, vocab_size=vocab_size) if vocab_size
+             else write_corpus(out, n, seed=seed, valid=valid))
+    if prompts:
+        paths["prompts"] = write_prompts(out / "prompts.jsonl", prompts, seed=seed)
+    return paths
+
+
 def train_tokenizer(texts: list[str], out: Path, vocab_size: int = 512, words: Sequence[str] = ()) -> Path:
     """A byte-level BPE tokenizer trained on ``texts`` (the ``tokenizers`` library), saved for transformers;
     each of ``words`` is one token of its own (within ``vocab_size``)."""

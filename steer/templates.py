@@ -19,7 +19,7 @@ from datetime import datetime
 from functools import lru_cache
 from typing import Any
 
-from steer.attributes import Schema
+from steer.attributes import Schema, require_schema
 from steer.errors import TemplateError, UsageError
 
 DEFAULT_SYSTEM = (
@@ -196,10 +196,9 @@ class SteerTemplate:
         """The ``chat_template_kwargs`` for one request (validated against the schema)."""
         out: dict[str, Any] = {}
         if attributes is not None:
-            if self.schema is None:
-                raise UsageError(f"this model has no attribute schema (template {self.kind!r}); use --value or --system")
-            parsed = self.schema.parse(attributes) if isinstance(attributes, str) else self.schema.validate(attributes)
-            out["steer_attributes"] = self.schema.render(parsed)
+            schema = require_schema(self.schema)
+            parsed = schema.parse(attributes) if isinstance(attributes, str) else schema.validate(attributes)
+            out["steer_attributes"] = schema.render(parsed)
         if values:
             out["steer_values"] = [values] if isinstance(values, str) else [str(v) for v in values]
         return out
@@ -242,6 +241,22 @@ class SteerTemplate:
                 )
             spans.append((len(prefix), end))
         return full, spans
+
+    @property
+    def closing(self) -> str:
+        """Text the format puts at the end of every assistant turn, before its stop string."""
+        return "\n" if self.kind == "steerlm" else ""
+
+    def finish(self, text: str, stop: Sequence[str] = (), stopped: bool = False) -> tuple[str, bool]:
+        """The answer from a model's decoded continuation, for every engine alike: cut at the first
+        stop string (this template's and ``stop``) and, once the turn has ended (``stopped``, or a
+        stop string found), without the format's closing text. Returns ``(text, stopped)``."""
+        cuts = [i for i in (text.find(s) for s in (*self.stop, *stop) if s) if i >= 0]
+        if cuts:
+            text, stopped = text[: min(cuts)], True
+        if stopped and self.closing:
+            text = text.removesuffix(self.closing)
+        return text, stopped
 
     def spec(self) -> dict:
         """A JSON-able description saved next to trained models."""
@@ -286,56 +301,14 @@ def build_template(kind: str, *, schema: Schema | None, base: str | None = None,
                          schema, stop, merge, tokens)
 
 
-def template_variables(source: str) -> set[str]:
-    """Undeclared top-level variables of a template (what vLLM forwards from chat_template_kwargs)."""
-    import jinja2.meta
-
-    return set(jinja2.meta.find_undeclared_variables(_compile(source).environment.parse(source)))
-
-
-def parse_steerlm(text: str, schema: Schema | None = None) -> tuple[str, list[dict], dict | None]:
-    """Parse SteerLM native text back into ``(system, messages, pending)``.
-
-    Assistant messages get their ``attributes`` (parsed with ``schema`` when given, else as a
-    raw ``name:value`` dict of ints). ``pending`` holds the attributes of an open generation
-    prompt (text ending in ``<extra_id_2>...\\n``), else None.
-    """
-    head = "<extra_id_0>System\n"
-    start = text.find(head)
-    if start < 0:
-        raise TemplateError("not SteerLM text: no '<extra_id_0>System' header")
-    chunks = text[start + len(head):].split(STEERLM_STOP)
-    system = chunks[0].removesuffix("\n")
-    messages: list[dict] = []
-    pending = None
-    for n, chunk in enumerate(chunks[1:], start=1):
-        last = n == len(chunks) - 1
-        if last and chunk == "":
-            break  # the trailing turn token after a final assistant turn
-        role, sep, rest = chunk.partition("\n")
-        if role == "User" and sep:
-            messages.append({"role": "user", "content": rest.removesuffix("\n")})
-        elif role == "Assistant" and rest.startswith("<extra_id_2>"):
-            line, sep2, content = rest[len("<extra_id_2>"):].partition("\n")
-            attrs = _parse_attr_line(line, schema)
-            if last and content == "":
-                pending = attrs
-            else:
-                messages.append({"role": "assistant", "content": content.removesuffix("\n"), "attributes": attrs})
-        elif role == "Assistant" and sep:
-            messages.append({"role": "assistant", "content": rest.removesuffix("\n")})
-        else:
-            raise TemplateError(f"SteerLM turn {n}: expected 'User' or 'Assistant' header, got {role[:30]!r}")
-    return system, messages, pending
-
-
-def _parse_attr_line(line: str, schema: Schema | None) -> dict:
-    if schema is not None:
-        return schema.parse(line)
-    out: dict[str, int] = {}
-    for part in filter(None, line.split(",")):
-        name, sep, value = part.partition(":")
-        if not sep or not value.strip().lstrip("-").isdigit():
-            raise TemplateError(f"bad attribute {part!r} in SteerLM label {line!r}")
-        out[name.strip()] = int(value)
-    return out
+def for_tokenizer(kind: str, schema: Schema | None, tokenizer: Any = None,
+                  default_system: str | None = None) -> SteerTemplate:
+    """The steering template of ``kind`` over a tokenizer's chat template and special tokens (``auto``:
+    ``chat`` when the tokenizer has a chat template, else ``steerlm``); ``default_system`` replaces
+    the SteerLM format's default system message."""
+    base = getattr(tokenizer, "chat_template", None) if tokenizer is not None else None
+    if kind == "auto":
+        kind = "chat" if base else "steerlm"
+    tokens = dict(getattr(tokenizer, "special_tokens_map", None) or {})
+    extra = {"default_system": default_system} if default_system is not None else {}
+    return build_template(kind, schema=schema, base=base, special_tokens=tokens, **extra)

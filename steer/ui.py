@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import json
 import sys
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from typing import Any
 
 from rich.console import Console
 from rich.table import Table
+
+from steer.events import DataReady, Progress, Stage, TrainLog, TrainStart, TrainStep
 
 console = Console(highlight=False, soft_wrap=True)
 err_console = Console(stderr=True, highlight=False, soft_wrap=True)
@@ -19,13 +21,6 @@ def error(message: str) -> None:
     from rich.markup import escape
 
     err_console.print(f"[bold red]error:[/] {escape(message)}", markup=True, highlight=False)
-
-
-def warn(message: str) -> None:
-    """One yellow line on stderr."""
-    from rich.markup import escape
-
-    err_console.print(f"[yellow]warning:[/] {escape(message)}")
 
 
 def print_json(data: Any) -> None:
@@ -131,7 +126,7 @@ def data_stats(stats: dict) -> None:
 
 
 class progress_bar:
-    """A rich progress bar driven by ``update(done, total)`` callbacks (library code never prints)."""
+    """A rich progress bar; called with :class:`steer.events.Progress` events (library code never prints)."""
 
     def __init__(self, description: str, unit: str = "rows") -> None:
         from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
@@ -149,28 +144,35 @@ class progress_bar:
     def __exit__(self, *exc: object) -> None:
         self._progress.stop()
 
-    def update(self, done: int, total: int, tokens: int | None = None) -> None:
+    def __call__(self, event: Any) -> None:
         """Progress so far; with ``tokens`` (generated so far) the bar also shows rows/s and tokens/s."""
+        if not isinstance(event, Progress):
+            return
         info = ""
         elapsed = self._progress.tasks[0].elapsed or 0.0
-        if tokens is not None and elapsed > 0:
-            info = f"{done / elapsed:.1f} {self._unit}/s  {tokens / elapsed:.0f} tokens/s"
-        self._progress.update(self._task, completed=done, total=total, info=info)
+        if event.tokens is not None and elapsed > 0:
+            info = f"{event.done / elapsed:.1f} {self._unit}/s  {event.tokens / elapsed:.0f} tokens/s"
+        self._progress.update(self._task, completed=event.done, total=event.total, info=info)
 
 
-def prepared(result: dict) -> None:
-    """Summary of ``steer data prepare``."""
-    for source in result["sources"]:
-        load_summary(source)
-    state = "reused from cache" if result["cached"] else "written"
-    rejected = ", ".join(f"{k}: {v}" for k, v in result["rejected"].items()) or "none"
-    loss = "" if result.get("kind") == "apm" else f" ({result['loss_tokens']} with loss)"
-    console.print(f"{result['examples']} examples, {result['tokens']} tokens{loss}, "
-                  f"rejected {rejected}; {state}: [bold]{result['path']}[/]")
+def batch_done(report: Any, output: str, errors: str) -> None:
+    """The summary line of ``steer batch``."""
+    bad = f" (see {errors})" if report.errors else ""
+    plain(f"{report.written} rows written, {report.skipped} already done, {report.errors} bad rows{bad}; "
+          f"{report.total} in all: {output}")
 
 
-STAGES = {"data": "1/3 synthetic corpus and tokenizer", "train": "2/3 training a tiny Llama from scratch",
-          "evaluate": "3/3 steering sweep"}
+def prepared(result: Any) -> None:
+    """Summary of ``steer data prepare`` (a :class:`steer.data.prepare.Prepared`)."""
+    for source in result.reports:
+        load_summary(source.to_json())
+    state = "reused from cache" if result.cached else "written"
+    rejected = ", ".join(f"{k}: {v}" for k, v in result.rejected.items()) or "none"
+    console.print(f"{result.examples} examples, {result.tokens} tokens ({result.loss} {result.loss_unit}), "
+                  f"rejected {rejected}; {state}: [bold]{result.path}[/]")
+
+
+BAR_UNITS = {"tokenize": "examples", "generate": "answers"}
 
 
 class TrainDisplay:
@@ -183,9 +185,8 @@ class TrainDisplay:
         self._progress = Progress(TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(),
                                   TextColumn("{task.fields[info]}"), TimeElapsedColumn(), TextColumn("eta"),
                                   TimeRemainingColumn(), console=err_console)
-        self._prepare = None
+        self._bars: dict[str, Any] = {}
         self._train = None
-        self._generate = None
         self._fields = {"loss": "-", "lr": "-", "tok/s": "-", "eval": "-"}
 
     def __enter__(self) -> TrainDisplay:
@@ -199,74 +200,80 @@ class TrainDisplay:
         f = self._fields
         return f"loss {f['loss']}  lr {f['lr']}  {f['tok/s']} tok/s  eval {f['eval']}"
 
-    def __call__(self, event: dict) -> None:
-        kind = event["event"]
-        if kind == "prepare":
-            if self._prepare is None:
-                self._prepare = self._progress.add_task("tokenize", total=event["total"], info="examples")
-            self._progress.update(self._prepare, completed=event["done"], total=event["total"])
-        elif kind == "data":
-            p = event["prepared"]
-            loss = " (rated assistant turns)" if p.get("kind") == "apm" else f" ({p['loss_tokens']:,} with loss)"
+    def __call__(self, event: Any) -> None:
+        if isinstance(event, Progress):
+            self._bar(event.stage, event.done, event.total)
+        elif isinstance(event, DataReady):
             self._progress.console.print(
-                f"data: {event['train']} train / {event['eval']} eval examples, {p['tokens']:,} tokens"
-                f"{loss}{', cached' if p['cached'] else ''}: {p['path']}")
-        elif kind == "start":
-            self._train = self._progress.add_task("train", total=event["max_steps"], completed=event["step"],
-                                                  info=self._info())
-        elif kind == "step" and self._train is not None:
-            self._fields["tok/s"] = f"{event['tokens_per_s']:,.0f}"
-            self._progress.update(self._train, completed=event["step"], info=self._info())
-        elif kind == "stage":
-            self._progress.console.print(f"[bold]{STAGES.get(event['stage'], event['stage'])}[/]")
-        elif kind == "generate":
-            if self._generate is None:
-                self._generate = self._progress.add_task("generate", total=event["total"], info="answers")
-            self._progress.update(self._generate, completed=event["done"], total=event["total"])
-        elif kind == "log":
-            if "loss" in event:
-                self._fields["loss"] = f"{event['loss']:.4f}"
-            if "learning_rate" in event:
-                self._fields["lr"] = f"{event['learning_rate']:.2e}"
-            if "eval_loss" in event:
-                self._fields["eval"] = f"{event['eval_loss']:.4f}"
-            if self._train is not None:
-                self._progress.update(self._train, info=self._info())
+                f"data: {event.train} train / {event.eval} eval examples, {event.tokens:,} tokens "
+                f"({event.loss:,} {event.loss_unit}){', cached' if event.cached else ''}: {event.path}")
+        elif isinstance(event, TrainStart):
+            self._train = self._progress.add_task("train", total=event.max_steps, completed=event.step, info=self._info())
+        elif isinstance(event, TrainStep) and self._train is not None:
+            self._fields["tok/s"] = f"{event.tokens_per_s:,.0f}"
+            self._progress.update(self._train, completed=event.step, info=self._info())
+        elif isinstance(event, Stage):
+            self._progress.console.print(f"[bold]{event.index}/{event.count} {event.title}[/]")
+        elif isinstance(event, TrainLog):
+            self._log(event.values)
+
+    def _bar(self, stage: str, done: int, total: int) -> None:
+        """A bar per stage of work (tokenize, generate) next to the training bar."""
+        if stage not in self._bars:
+            self._bars[stage] = self._progress.add_task(stage, total=total, info=BAR_UNITS.get(stage, ""))
+        self._progress.update(self._bars[stage], completed=done, total=total)
+
+    def _log(self, values: Mapping[str, float]) -> None:
+        for key, name, fmt in (("loss", "loss", "{:.4f}"), ("learning_rate", "lr", "{:.2e}"), ("eval_loss", "eval", "{:.4f}")):
+            if key in values:
+                self._fields[name] = fmt.format(values[key])
+        if self._train is not None:
+            self._progress.update(self._train, info=self._info())
 
 
-def trained(result: dict, kind: str = "sft") -> None:
-    """Summary after ``steer train sft|apm`` (an APM also gets its per-attribute validation table)."""
-    ev = "-" if result["eval_loss"] is None else f"{result['eval_loss']:.4f}"
-    tl = "-" if result["train_loss"] is None else f"{result['train_loss']:.4f}"
-    console.print(f"trained {result['steps']} steps on {result['tokens']:,} tokens: loss {tl}, eval loss {ev}")
-    if kind == "apm" and result.get("evaluation"):
-        apm_metrics(result["evaluation"])
-    console.print(f"run directory: [bold]{result['run_dir']}[/]")
-    run = result["run_dir"]
-    if kind == "apm":
-        console.print(f"next: steer label {run} --input DATA --output labelled.jsonl   "
-                      f"|  steer eval steerability MODEL --prompts P.jsonl --judge apm:{run}")
-    else:
-        console.print(f"next: steer generate {run} \"...\" --attr verbosity=1   |  steer export {run} --out {run}-merged")
+def trained(result: Any) -> None:
+    """Summary after ``steer train`` (a :class:`steer.train.loop.RunResult`): loss, the per-attribute
+    validation table when the task reports one, the run directory and what to run next."""
+    ev = "-" if result.eval_loss is None else f"{result.eval_loss:.4f}"
+    tl = "-" if result.train_loss is None else f"{result.train_loss:.4f}"
+    console.print(f"trained {result.steps} steps on {result.tokens:,} tokens: loss {tl}, eval loss {ev}")
+    if result.table:
+        metrics_table(result.table)
+    console.print(f"run directory: [bold]{result.run_dir}[/]")
+    if result.next_steps:
+        console.print("next: " + "   |  ".join(result.next_steps), markup=False)
 
 
-def apm_metrics(evaluation: dict) -> None:
-    """Validation MAE, RMSE and Pearson per attribute (keys ``eval_{name}_{metric}``)."""
-    names = list(dict.fromkeys(k.removeprefix("eval_").rsplit("_", 1)[0] for k in evaluation
-                               if k.endswith(("_mae", "_rmse", "_pearson"))))
-    table = Table(title="validation")
+def metrics_table(table: Mapping[str, Mapping[str, float]]) -> None:
+    """Validation MAE, RMSE and Pearson per attribute."""
+    out = Table(title="validation")
     for col in ("attribute", "MAE", "RMSE", "Pearson"):
-        table.add_column(col, justify="left" if col == "attribute" else "right")
-    for name in names:
-        cells = [evaluation.get(f"eval_{name}_{m}") for m in ("mae", "rmse", "pearson")]
-        table.add_row(name, *("-" if c is None else f"{c:.3f}" for c in cells))
-    console.print(table)
+        out.add_column(col, justify="left" if col == "attribute" else "right")
+    for name, row in table.items():
+        out.add_row(name, *("-" if row.get(m) is None else f"{row[m]:.3f}" for m in ("mae", "rmse", "pearson")))
+    console.print(out)
 
 
 def stream(piece: str) -> None:
     """Write streamed model text as it arrives (no markup interpretation)."""
     console.file.write(piece)
     console.file.flush()
+
+
+def stream_answer(pieces: Iterable[Any]) -> None:
+    """Show a streamed answer as it arrives, then its dim line; on Ctrl-C or an error the line is
+    ended and the exception passed on."""
+    final = None
+    try:
+        for piece in pieces:
+            if isinstance(piece, str):
+                stream(piece)
+            else:
+                final = piece
+    except BaseException:
+        stream_end(None)
+        raise
+    stream_end(final)
 
 
 def stream_end(response: Any) -> None:
@@ -284,6 +291,19 @@ def ask(prompt: str) -> str:
 
 def dim(message: str) -> None:
     err_console.print(f"[dim]{message}[/]", highlight=False)
+
+
+def serving(name: str, host: str, port: int, schema: Any) -> None:
+    """The line ``steer serve`` shows before the server's own log."""
+    steering = ", ".join(schema.names) if schema is not None else "values"
+    dim(f"serving {name} on http://{host}:{port}/v1 (steering: {steering})")
+
+
+def vllm_plan(command: str, stop: tuple[str, ...]) -> None:
+    """The ``vllm serve`` command and the stop strings requests to it need."""
+    plain(command)
+    if stop:
+        dim(f"this template's stop strings: {list(stop)} (send them as 'stop' in requests to vLLM)")
 
 
 def chat_banner(model: str, steering: str) -> None:

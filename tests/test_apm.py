@@ -14,7 +14,9 @@ import torch
 
 from steer import synth
 from steer.config import validate_recipe
-from steer.data.encode import APM_MARK, MISSING, Scored, apm_text, encode_scored, template_for
+from steer.apm import APM_MARK, MISSING, apm_text
+from steer.templates import for_tokenizer
+from steer.train.tasks.apm import RatedTurn, encode_rated
 from steer.data.records import Conversation, DataError, Message
 from steer.errors import ConfigError, UsageError
 from tests import fixtures
@@ -36,13 +38,13 @@ def _backbone(seed: int = 0):
 
 def _model():
     from steer.attributes import get_schema
-    from steer.train.apm import AttributeModel
+    from steer.apm import AttributeModel
 
     return AttributeModel(_backbone(), get_schema("helpsteer"))
 
 
 def test_apm_text_is_nemo_format_without_the_labels():
-    template = template_for("steerlm", None, None)
+    template = for_tokenizer("steerlm", None, None)
     messages = [{"role": "system", "content": "Be brief."}, {"role": "user", "content": "Hi?"},
                 {"role": "assistant", "content": "Hello.", "attributes": {"verbosity": 0}}]
     assert apm_text(template, messages) == (
@@ -58,14 +60,14 @@ def test_apm_text_with_a_real_chat_template(shared_assets):
         pytest.skip("no tokenizer with a chat template in the shared assets")
     tok = AutoTokenizer.from_pretrained(str(folder))
     messages = [{"role": "user", "content": "Hi?"}, {"role": "assistant", "content": "Hello.", "attributes": {"verbosity": 4}}]
-    text = apm_text(template_for("chat", None, tok), messages)
+    text = apm_text(for_tokenizer("chat", None, tok), messages)
     assert text == tok.apply_chat_template([{k: m[k] for k in ("role", "content")} for m in messages], tokenize=False)
     assert "verbosity" not in text and "Hello." in text
 
 
-def test_encode_scored_one_example_per_labelled_turn(shared_assets):
+def test_encode_rated_one_example_per_labelled_turn(shared_assets):
     from steer.attributes import get_schema
-    from steer.data.encode import load_tokenizer
+    from steer.runs import load_tokenizer
 
     tok = load_tokenizer(str(shared_assets / "models/stories260k"))
     schema = get_schema("helpsteer")
@@ -74,24 +76,24 @@ def test_encode_scored_one_example_per_labelled_turn(shared_assets):
                                                                  {"helpfulness": 4}),
                                Message("user", "Three?"), Message("assistant", "Unlabelled.")])
     bare = Conversation("c2", [Message("user", "Q?"), Message("assistant", "A.")])
-    template = template_for("steerlm", None, tok)
-    out = encode_scored([conv, bare], template, schema, tok)
-    scored = [o for o in out if isinstance(o, Scored)]
+    template = for_tokenizer("steerlm", None, tok)
+    out = encode_rated([conv, bare], template, schema, tok)
+    scored = [o for o in out if isinstance(o, RatedTurn)]
     assert len(scored) == 2 and [o.reason for o in out if isinstance(o, DataError)] == ["no labels"]
     assert scored[0].targets == [MISSING, 3.0, MISSING, MISSING, 1.0]
     assert scored[1].targets == [4.0] + [MISSING] * 4
     assert scored[0].text.endswith("Yes.\n" + APM_MARK) and "Two?" not in scored[0].text
     assert scored[1].text.endswith("so.\n" + APM_MARK) and "Unlabelled" not in scored[1].text
     full = len(scored[1].input_ids)
-    [cut] = encode_scored([Conversation("c", conv.messages[:4])], template, schema, tok, max_length=full - 10)[1:]
+    [cut] = encode_rated([Conversation("c", conv.messages[:4])], template, schema, tok, max_length=full - 10)[1:]
     assert cut.truncated and cut.input_ids == scored[1].input_ids[10:]  # the head reads the end: keep it
-    [rejected] = encode_scored([Conversation("c", conv.messages[:4])], template, schema, tok, max_length=full - 10,
+    [rejected] = encode_rated([Conversation("c", conv.messages[:4])], template, schema, tok, max_length=full - 10,
                                overlong="reject")[1:]
     assert isinstance(rejected, DataError) and rejected.reason == "too long"
 
 
 def test_packed_and_padded_batches_predict_the_same():
-    from steer.train.apm import ScoredCollator
+    from steer.apm import ScoredCollator
 
     model = _model().eval()
     feats = [{"input_ids": torch.randint(3, 500, (n,)).tolist(), "targets": [1.0, 2.0, MISSING, 0.0, 4.0]}
@@ -108,7 +110,7 @@ def test_packed_and_padded_batches_predict_the_same():
 
 
 def test_masked_mse_ignores_missing_attributes():
-    from steer.train.apm import ScoredCollator
+    from steer.apm import ScoredCollator
 
     model = _model()
     feats = [{"input_ids": [5, 6, 7], "targets": [MISSING, 2.0, MISSING, MISSING, MISSING]},
@@ -122,7 +124,7 @@ def test_masked_mse_ignores_missing_attributes():
 
 
 def test_regression_metrics_by_hand():
-    from steer.train.apm import regression_metrics
+    from steer.train.tasks.apm import regression_metrics
 
     preds = [[1.0, 0.0], [2.0, 0.0], [4.0, 9.0]]
     gold = [[1.0, MISSING], [3.0, MISSING], [3.0, MISSING]]
@@ -162,9 +164,10 @@ def test_train_apm_resumes_exactly_and_reloads(tmp_path, shared_assets):
     from safetensors.torch import load_file
     from transformers import AutoModel, TrainerCallback
 
-    from steer.train.apm import APM, HEAD_FILE, train_apm
+    from steer.apm import APM, HEAD_FILE
+    from steer.train import train
 
-    straight = train_apm(validate_recipe(_recipe(tmp_path, shared_assets, out="straight"), kind="apm"))
+    straight = train(validate_recipe(_recipe(tmp_path, shared_assets, out="straight"), kind="apm"))
     run = straight.run_dir
     assert {"eval_verbosity_mae", "eval_verbosity_rmse", "eval_loss"} <= set(straight.evaluation)
     for name in (HEAD_FILE, "model.safetensors", "config.json", "tokenizer.json", "steer.json", "recipe.yaml",
@@ -180,8 +183,8 @@ def test_train_apm_resumes_exactly_and_reloads(tmp_path, shared_assets):
 
     broken = validate_recipe(_recipe(tmp_path, shared_assets, out="broken"), kind="apm")
     with pytest.raises(KeyboardInterrupt):
-        train_apm(broken, callbacks=[Crash()])
-    resumed = train_apm(broken, resume=True)
+        train(broken, callbacks=[Crash()])
+    resumed = train(broken, resume=True)
     assert resumed.resumed_from.endswith("checkpoint-3") and resumed.steps == 6
     assert abs(resumed.train_loss - straight.train_loss) < 1e-5
 
@@ -207,13 +210,14 @@ def test_lora_apm_on_a_pretrained_model(tmp_path, shared_assets):
     steer export merges it into a plain backbone that predicts the same."""
     from safetensors.torch import load_file
 
-    from steer.train.apm import APM, HEAD_FILE, train_apm
+    from steer.apm import APM, HEAD_FILE
+    from steer.train import train
     from steer.train.export import export
 
     raw = _recipe(tmp_path, shared_assets)
     raw["model"] = {"name_or_path": str(shared_assets / "models/stories260k")}
     raw["train"].update(method="lora", lora={"r": 4, "alpha": 8, "target_modules": ["q_proj", "v_proj"]}, save_steps=6)
-    run = train_apm(validate_recipe(raw, kind="apm")).run_dir
+    run = train(validate_recipe(raw, kind="apm")).run_dir
     assert (run / "adapter_model.safetensors").is_file() and not (run / "model.safetensors").exists()
     adapter = load_file(str(run / "adapter_model.safetensors"))
     assert adapter and all(t.numel() for t in adapter.values())
@@ -226,11 +230,12 @@ def test_lora_apm_on_a_pretrained_model(tmp_path, shared_assets):
     assert APM.load(merged).predict([conv])[0] == pytest.approx(before[0], abs=1e-4)
 
 
+@pytest.mark.slow
 def test_synth_apm_predicts_verbosity_and_correctness(synth_apm, quickstart_fast, tmp_path):
     """The APM trained on the synthetic corpus predicts held-out verbosity and correctness (Pearson >= 0.8)."""
     import numpy as np
 
-    from steer.train.apm import APM
+    from steer.apm import APM
 
     settings = json.loads((quickstart_fast[0] / "report.json").read_text())["settings"]
     held_out = synth.corpus(settings["rows"] + 600, seed=settings["seed"])[-500:]  # rows no split has used
@@ -249,6 +254,7 @@ def _synth_jsonl(path, rows):
     return path
 
 
+@pytest.mark.slow
 def test_label_cli_writes_canonical_rows_and_resumes_after_sigkill(synth_apm, tmp_path):
     from steer.data.loader import load
 
@@ -287,6 +293,7 @@ def test_label_cli_writes_canonical_rows_and_resumes_after_sigkill(synth_apm, tm
     assert any(not float(v).is_integer() for v in first["messages"][-1]["attributes"].values())
 
 
+@pytest.mark.slow
 def test_length_bias_with_an_apm(synth_apm, quickstart_fast):
     data = quickstart_fast[0] / "data" / "valid.jsonl"
     result = run_cli("eval", "length-bias", str(data), "--apm", str(synth_apm), "--json")
@@ -301,6 +308,7 @@ def test_length_bias_with_an_apm(synth_apm, quickstart_fast):
     assert both.returncode == 2 and "not both" in both.stderr
 
 
+@pytest.mark.slow
 def test_steerability_apm_judge_agrees_with_the_oracle(synth_apm, quickstart_fast):
     """`steer eval steerability` on the quickstart model: the APM judge and the oracle agree in
     direction (the sign of Spearman) for every attribute."""
@@ -316,6 +324,7 @@ def test_steerability_apm_judge_agrees_with_the_oracle(synth_apm, quickstart_fas
         assert oracle is not None and apm is not None and oracle * apm > 0, (name, oracle, apm)
 
 
+@pytest.mark.slow
 def test_eval_values_cli(synth_apm, quickstart_fast, tmp_path):
     """`steer eval values`: every answer judged under every statement; the numbers add up."""
     qs = quickstart_fast[0]

@@ -3,7 +3,8 @@ import json
 import pytest
 
 from steer.attributes import SCHEMAS
-from steer.data.encode import IGNORE, encode, explain, guess_schema, template_for
+from steer.data.encode import IGNORE, encode, explain, guess_schema
+from steer.templates import for_tokenizer as template_for
 from steer.data.loader import load
 from steer.data.records import Conversation, DataError, Message
 from steer.data.stats import compute

@@ -5,7 +5,7 @@ from hypothesis import strategies as st
 
 from steer.config import validate_recipe
 from steer.data.encode import IGNORE, _mask
-from steer.data.prepare import prepare
+from steer.train import prepare
 from steer.errors import UsageError
 from steer.templates import _common_prefix
 from tests import fixtures
@@ -23,7 +23,7 @@ def test_prepare_tokenizes_mixes_and_caches(tmp_path, shared_assets):
     fixtures.write(fixtures.helpsteer_rows(), tmp_path / "hs.jsonl")
     cfg = recipe(tmp_path, shared_assets, sources=[{"path": str(tmp_path / "hs.jsonl"), "weight": 2.0}])
     seen = []
-    first = prepare(cfg, progress=lambda done, total: seen.append((done, total)))
+    first = prepare(cfg, progress=lambda e: seen.append((e.done, e.total)))
     assert not first.cached and first.examples == 6 and seen[-1] == (6, 6)
     ds = datasets.load_from_disk(str(first.path))
     assert ds.column_names == ["input_ids", "labels"] and len(ds) == 6

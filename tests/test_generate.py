@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import json
+import re
 
 import pytest
 
 from steer.attributes import get_schema
 from steer.errors import UsageError
-from steer.generate.engine import Sampling, Steering, steering_prompt
+from steer.engines.base import Sampling
+from steer.steering import Steering, steering_prompt
 from steer.templates import build_template
 from tests.conftest import run_cli
 
@@ -20,7 +22,7 @@ def _model(shared_assets) -> str:
 def test_steering_prompt_resolves_preset_values_and_system():
     t = build_template("steerlm", schema=get_schema("helpsteer"))
     messages = [{"role": "system", "content": "old"}, {"role": "user", "content": "Hi"}]
-    text = steering_prompt(t, messages, Steering({"verbosity": 0}, "expert", ["Be terse."], "You are kind."))
+    text = steering_prompt(t, messages, Steering({"verbosity": 0}, "expert", ["Be terse."], "You are kind.")).text
     assert "<extra_id_0>System\nYou are kind.\n\nBe terse.\n" in text and "old" not in text
     assert text.endswith("<extra_id_2>helpfulness:4,correctness:4,coherence:4,complexity:4,verbosity:0\n")
     with pytest.raises(UsageError, match="no attribute schema"):
@@ -35,7 +37,7 @@ def test_sampling_is_validated():
 
 
 def test_hf_engine_batches_streams_and_stops(shared_assets):
-    from steer.generate.hf import HFEngine
+    from steer.engines.hf import HFEngine
 
     engine = HFEngine.load(_model(shared_assets), template="steerlm")
     prompts = [steering_prompt(engine.template, [{"role": "user", "content": q}], Steering({"verbosity": v}))
@@ -47,7 +49,7 @@ def test_hf_engine_batches_streams_and_stops(shared_assets):
     pieces = list(engine.stream(prompts[0], greedy))
     assert "".join(p for p in pieces[:-1]) == pieces[-1].text == alone[0].text
     r = alone[0]
-    assert r.prompt_tokens == engine.count_tokens(prompts[0]) and r.completion_tokens == len(r.token_ids)
+    assert r.prompt_tokens == engine.count_tokens(prompts[0].text) and r.completion_tokens == len(r.token_ids)
     assert r.finish_reason in ("stop", "length") and r.seconds > 0
     cut = engine.generate([prompts[0]], Sampling(temperature=0, max_new_tokens=16, stop=(r.text[3:6],)))[0]
     if r.text[3:6].strip():
@@ -80,7 +82,8 @@ def test_cli_generate(shared_assets):
 def test_vllm_layer_without_vllm(tmp_path):
     import importlib.util
 
-    from steer.generate.vllm import INSTALL, model_and_adapter, sampling_params
+    from steer.engines.vllm import INSTALL, sampling_params
+    from steer.runs import resolve
 
     t = build_template("steerlm", schema=get_schema("helpsteer"))
     params = sampling_params(Sampling(temperature=0, top_k=0, max_new_tokens=9, seed=1, stop=("END",)), t)
@@ -90,10 +93,113 @@ def test_vllm_layer_without_vllm(tmp_path):
     run.mkdir()
     (run / "steer.json").write_text(json.dumps({"base_model": "/models/base", "template": t.spec()}))
     (run / "adapter_config.json").write_text(json.dumps({"base_model_name_or_path": "ignored"}))
-    assert model_and_adapter(str(run))[:2] == ("/models/base", str(run))
+    ref = resolve(str(run))
+    assert (ref.weights, ref.adapter, ref.tokenizer) == ("/models/base", str(run), "/models/base")
     if importlib.util.find_spec("vllm") is None:
         proc = run_cli("generate", str(run), "hi", "--engine", "vllm")
         assert proc.returncode == 2 and INSTALL in proc.stderr
+
+
+class FakeVLLM:
+    """Enough of vLLM's API for steer's engine: ``SamplingParams``, ``LLM.generate`` and the request
+    loop of ``LLM.llm_engine`` (add_request / step / abort_request), with vLLM's stop rule: the text
+    ends before the first stop string, which is not included, and finish_reason is "stop"."""
+
+    class SamplingParams:
+        def __init__(self, **kw):
+            self.__dict__.update(kw)
+
+    def __init__(self, continuation: str, ids: list[int], max_model_len: int = 512):
+        import types
+
+        self.continuation, self.ids, self.aborted = continuation, ids, []
+        fake = self
+
+        class Engine:
+            model_config = types.SimpleNamespace(max_model_len=max_model_len)
+
+            def __init__(self):
+                self.requests = {}
+
+            def add_request(self, rid, prompt, params, lora_request=None):
+                self.requests[rid] = [params, 0]
+
+            def step(self):
+                outs = []
+                for rid, state in list(self.requests.items()):
+                    state[1] += 1
+                    out = fake.output(state[0], state[1])
+                    out.request_id = rid
+                    if out.finished:
+                        del self.requests[rid]
+                    outs.append(out)
+                return outs
+
+            def abort_request(self, rids):
+                fake.aborted += rids
+                for rid in rids:
+                    self.requests.pop(rid, None)
+
+        self.llm_engine = Engine()
+
+    def output(self, params, chars: int | None = None):
+        import types
+
+        text, reason = self.continuation, "length"
+        cuts = [i for i in (text.find(s) for s in params.stop or []) if i >= 0]
+        if cuts:
+            text, reason = text[: min(cuts)], "stop"
+        finished = chars is None or chars >= len(text)
+        shown = text if finished else text[:chars]
+        done = types.SimpleNamespace(text=shown, token_ids=self.ids, finish_reason=reason if finished else None)
+        return types.SimpleNamespace(outputs=[done], prompt_token_ids=[1, 2, 3], finished=finished, request_id=None)
+
+    def generate(self, prompts, params, lora_request=None, use_tqdm=False):
+        return [self.output(params) for _ in prompts]
+
+
+@pytest.mark.parametrize("raw, user_stop", [
+    ("Paris is the capital.\n<extra_id_1>User\nMore", ()),  # the turn ends: the closing newline goes too
+    ("Paris is the capital. Paris is large.", ()),  # cut by length: nothing is removed
+    ("Paris is the capital.\nEND and more", ("END",)),  # a user stop string
+])
+def test_hf_and_vllm_finish_the_same_raw_output_the_same(shared_assets, raw, user_stop):
+    """One raw continuation, both engines: the same Response.text and finish reason."""
+    from steer.engines.hf import HFEngine
+    from steer.engines.vllm import VLLMEngine
+
+    hf = HFEngine.load(_model(shared_assets), template="steerlm")
+    ids = hf.tokenizer(raw, add_special_tokens=False)["input_ids"]
+    sampling = Sampling(temperature=0, max_new_tokens=64, stop=user_stop)
+    ours = hf._finish(ids, sampling, 3, 0.1, None)
+    fake = FakeVLLM(hf.tokenizer.decode(ids, skip_special_tokens=True), ids)
+    vllm = VLLMEngine(fake, hf.tokenizer, hf.template, vllm=FakeVLLM)
+    (theirs,) = vllm.generate(["prompt"], sampling)
+    assert theirs.text == ours.text and theirs.finish_reason == ours.finish_reason
+    assert not theirs.text.endswith("\n") or ours.finish_reason == "length"
+    streamed = list(vllm.stream("prompt", sampling))
+    assert "".join(p for p in streamed[:-1]) == streamed[-1].text == ours.text  # nothing shown that is cut later
+
+
+def test_vllm_stream_honours_cancel_and_checks_the_context(shared_assets):
+    import threading
+
+    from steer.engines.vllm import VLLMEngine
+
+    hf_tok = __import__("transformers").AutoTokenizer.from_pretrained(_model(shared_assets))
+    template = build_template("steerlm", schema=get_schema("helpsteer"))
+    fake = FakeVLLM("a long answer " * 20, [5] * 40, max_model_len=64)
+    engine = VLLMEngine(fake, hf_tok, template, vllm=FakeVLLM)
+    cancel = threading.Event()
+    pieces = []
+    for piece in engine.stream("prompt", Sampling(temperature=0, max_new_tokens=8), cancel=cancel):
+        pieces.append(piece)
+        if len(pieces) == 2:
+            cancel.set()
+    assert len(fake.aborted) == 1 and not fake.llm_engine.requests  # the request was aborted, the engine is free
+    assert len(pieces) < 20
+    with pytest.raises(UsageError, match="context"):
+        engine.generate(["word " * 100], Sampling(max_new_tokens=8))
 
 
 def _jobs_file(tmp_path, n=3):
@@ -106,13 +212,13 @@ def _jobs_file(tmp_path, n=3):
 
 
 def test_batch_grid_output_rows_and_resume_after_a_cut_line(tmp_path, shared_assets):
-    from steer.generate.batch import parse_grid, read_jobs, run_batch
-    from steer.generate.hf import HFEngine
+    from steer.engines.hf import HFEngine
+    from steer.generate.batch import iter_jobs, parse_grid, run_batch
 
     engine = HFEngine.load(_model(shared_assets), template="steerlm")
     schema = engine.template.schema
     grid = parse_grid(["verbosity=0,4", "complexity=1,3"], schema)
-    jobs = read_jobs(_jobs_file(tmp_path), schema, grid)
+    jobs = list(iter_jobs(_jobs_file(tmp_path), schema, grid))
     assert len(jobs) == 3 * 4
     out = tmp_path / "out.jsonl"
     greedy = Sampling(temperature=0, max_new_tokens=6)
@@ -132,7 +238,7 @@ def test_batch_grid_output_rows_and_resume_after_a_cut_line(tmp_path, shared_ass
 
 
 def test_batch_errors_name_the_line(tmp_path, shared_assets):
-    from steer.generate.batch import parse_grid, read_jobs
+    from steer.generate.batch import BadRow, iter_jobs, parse_grid
 
     schema = get_schema("helpsteer")
     bad = tmp_path / "bad.jsonl"
@@ -142,8 +248,8 @@ def test_batch_errors_name_the_line(tmp_path, shared_assets):
                       ('{"id": 1, "prompt": "a", "attributes": {"verbosty": 1}}\n', "did you mean 'verbosity'"),
                       ('{"id": 1, "prompt": "a"}\n{"id": 1, "prompt": "b"}\n', "duplicate id")]:
         bad.write_text(text)
-        with pytest.raises(UsageError, match=msg):
-            read_jobs(bad, schema, {})
+        bad_rows = [j for j in iter_jobs(bad, schema, {}) if isinstance(j, BadRow)]
+        assert len(bad_rows) == 1 and re.search(msg, bad_rows[0].reason), (bad_rows, msg)
     with pytest.raises(UsageError, match="out of range|between"):
         parse_grid(["verbosity=0,9"], schema)
     # the command streams on: a bad row goes to OUT.errors.jsonl, the others are generated
@@ -274,7 +380,7 @@ def test_python_api_mirrors_the_cli(shared_assets):
     assert r.text == json.loads(cli.stdout)["text"] and r.completion_tokens > 0
     assert "".join(steer.stream(model, "Once upon a time", attributes="verbosity:1", template="steerlm",
                                 temperature=0, max_new_tokens=10)) == r.text
-    assert callable(steer.generate) and "steer.generate.hf" in sys.modules  # still the package too
+    assert callable(steer.generate) and steer.generate.__name__ == "steer.generate" and "steer.generate.api" in sys.modules
     with pytest.raises(UsageError, match="unknown preset"):
         steer.generate(model, "hi", preset="nope", template="steerlm")
 
@@ -305,8 +411,8 @@ def test_plain_peft_adapter_directory_loads(tmp_path, shared_assets):
 
     from transformers import AutoModelForCausalLM
 
-    from steer.generate.hf import HFEngine
-    from steer.train.sft import train_sft
+    from steer.engines.hf import HFEngine
+    from steer.train import train as train_sft
     from steer.config import validate_recipe
     from tests import fixtures
 

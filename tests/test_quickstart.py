@@ -2,6 +2,8 @@
 
 import json
 
+import pytest
+
 from steer import quickstart
 from tests.conftest import REPO, run_cli
 
@@ -19,6 +21,7 @@ def test_recipe_file_is_the_embedded_recipe(tmp_path):
         assert from_file["train"][key] == embedded["train"][key], key
 
 
+@pytest.mark.slow
 def test_quickstart_fast_steers(quickstart_fast):
     """`steer quickstart --fast` end to end: verbosity and complexity are steered (Spearman >= 0.8) and
     answers at correctness 4 are right at least 50 points more often than at correctness 0, all judged

@@ -150,9 +150,9 @@ def test_load_200_requests_16_clients(server, client):
 
 def test_full_queue_answers_503_with_retry_after():
     """A worker busy on one request, a queue of one: the third request is refused, not lost."""
-    from steer.generate.engine import Response, Sampling
+    from steer.engines.base import Response, Sampling
     from steer.serve.app import APIError, Limits, Server
-    from steer.serve.batcher import Job
+    from steer.serve.batcher import Ticket
 
     release = threading.Event()
 
@@ -164,11 +164,11 @@ def test_full_queue_answers_503_with_retry_after():
             return [Response("ok", [1], "stop", 1, 1, 0.1) for _ in prompts]
 
     server = Server(Slow(), "slow", Limits(max_queue=1, retry_after_s=3))
-    first = server.submit(Job("a", Sampling()))
+    first = server.submit(Ticket("a", Sampling()))
     time.sleep(0.2)  # the worker has taken the first job and is blocked in generate
-    second = server.submit(Job("b", Sampling()))
+    second = server.submit(Ticket("b", Sampling()))
     with pytest.raises(APIError) as err:
-        server.submit(Job("c", Sampling()))
+        server.submit(Ticket("c", Sampling()))
     assert err.value.status == 503 and err.value.headers == {"Retry-After": "3"}
     release.set()
     assert first.future.result(5).text == "ok" and second.future.result(5).text == "ok"
@@ -199,7 +199,7 @@ def test_sigterm_finishes_in_flight_requests(shared_assets):
 
 
 def test_binds_loopback_by_default():
-    from steer.cli import serve
+    from steer.cli.serve import serve
 
     import inspect
 

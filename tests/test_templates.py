@@ -7,10 +7,23 @@ from hypothesis import strategies as st
 
 from steer.attributes import SCHEMAS
 from steer.errors import TemplateError, UsageError
-from steer.templates import DEFAULT_SYSTEM, STEERLM_STOP, build_template, parse_steerlm, render_template, template_variables
+from steer.templates import DEFAULT_SYSTEM, STEERLM_STOP, _compile, build_template, render_template
 from tests.conftest import real_chat_templates
 
 NINE = SCHEMAS["steerlm"]
+
+
+def template_variables(source: str) -> set[str]:
+    """Undeclared top-level variables of a template: what vLLM forwards from chat_template_kwargs."""
+    return set(jinja2.meta.find_undeclared_variables(_compile(source).environment.parse(source)))
+
+
+def nemo_text(turns: list[tuple[str, str, dict]], system: str = DEFAULT_SYSTEM) -> str:
+    """NeMo-Aligner's SteerLM string for (user, assistant, attributes) turns, built by hand."""
+    text = "<extra_id_0>System\n" + system + "\n"
+    for user, assistant, attrs in turns:
+        text += f"<extra_id_1>User\n{user}\n<extra_id_1>Assistant\n<extra_id_2>{NINE.render(attrs)}\n{assistant}\n"
+    return text + "<extra_id_1>"
 HELPSTEER = SCHEMAS["helpsteer"]
 LABEL_A = "quality:4,toxicity:0,humor:0,creativity:0,helpfulness:4,correctness:4,coherence:4,complexity:2,verbosity:1"
 LABEL_B = "quality:4,toxicity:0,humor:3,creativity:0,helpfulness:4,correctness:4,coherence:4,complexity:2,verbosity:2"
@@ -72,20 +85,6 @@ def test_steerlm_without_schema_has_no_label_line():
         t.prompt(CONVO[:1], attributes={"verbosity": 1})
 
 
-def test_parse_steerlm_round_trip_with_per_turn_attributes():
-    system, messages, pending = parse_steerlm(GOLDEN, NINE)
-    assert system == DEFAULT_SYSTEM and pending is None
-    assert [m["content"] for m in messages] == [m["content"] for m in CONVO]
-    assert messages[1]["attributes"] == NINE.resolve(values={"verbosity": 1})
-    assert messages[3]["attributes"] == NINE.resolve(values={"humor": 3})
-    t = build_template("steerlm", schema=NINE)
-    assert t.render(messages) == GOLDEN
-    _, _, pending = parse_steerlm(t.prompt(CONVO[:1], attributes={"verbosity": 0}), NINE)
-    assert pending == NINE.resolve(values={"verbosity": 0})
-    with pytest.raises(TemplateError):
-        parse_steerlm("no header here")
-
-
 def test_invalid_steering_is_rejected_before_rendering():
     t = build_template("steerlm", schema=HELPSTEER)
     with pytest.raises(UsageError, match="did you mean 'verbosity'"):
@@ -97,7 +96,8 @@ def test_invalid_steering_is_rejected_before_rendering():
 def test_training_spans_cover_assistant_text_and_end_marker_only():
     t = build_template("steerlm", schema=NINE)
     text, spans = t.training(CONVO)
-    assert text == GOLDEN
+    assert text == GOLDEN == nemo_text([(CONVO[0]["content"], CONVO[1]["content"], CONVO[1]["attributes"]),
+                                        (CONVO[2]["content"], CONVO[3]["content"], CONVO[3]["attributes"])])
     assert [text[a:b] for a, b in spans] == ["4.\n<extra_id_1>", "Why did the chicken...\n<extra_id_1>"]
 
 
@@ -114,14 +114,15 @@ def test_steering_variables_are_top_level_and_undeclared():
                           st.dictionaries(st.sampled_from(NINE.names), st.integers(0, 4))),
                 min_size=1, max_size=3))
 @settings(max_examples=50, deadline=None)
-def test_render_parse_round_trip_property(turns):
+def test_render_is_nemo_text_property(turns):
+    """Any turns, any attributes: the rendering is NeMo's string, and each loss span is a reply and its end."""
     t = build_template("steerlm", schema=NINE)
     messages = []
     for user, assistant, attrs in turns:
         messages += [{"role": "user", "content": user}, {"role": "assistant", "content": assistant, "attributes": attrs}]
-    _, parsed, _ = parse_steerlm(t.render(messages), NINE)
-    assert [m["content"] for m in parsed] == [m["content"] for m in messages]
-    assert [m.get("attributes") for m in parsed[1::2]] == [NINE.resolve(values=m["attributes"]) for m in messages[1::2]]
+    assert t.render(messages) == nemo_text(turns)
+    text, spans = t.training(messages)
+    assert [text[a:b] for a, b in spans] == [f"{a}\n<extra_id_1>" for _, a, _ in turns]
 
 
 # ---------------------------------------------------------------- real chat templates
@@ -231,7 +232,7 @@ def test_history_turns_without_attributes_use_defaults_not_the_request():
 def test_backend_tokenization_equals_the_transformers_call(name, shared_assets):
     from transformers import AutoTokenizer
 
-    from steer.data.encode import tokenize
+    from steer.tokens import tokenize
 
     path = shared_assets / ("models" if name == "stories260k" else "tokenizers") / name
     tok = AutoTokenizer.from_pretrained(str(path))

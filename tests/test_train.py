@@ -68,7 +68,7 @@ def test_packed_loss_equals_unpacked_and_never_crosses_examples():
 def test_packing_keeps_each_example_whole_or_rejected(tmp_path, shared_assets):
     import datasets
 
-    from steer.data.prepare import prepare
+    from steer.train import prepare
     from steer.train.packing import PackedCollator, segments
 
     raw = _recipe(tmp_path, shared_assets)
@@ -89,12 +89,12 @@ def test_packing_keeps_each_example_whole_or_rejected(tmp_path, shared_assets):
 
 
 def test_train_writes_a_complete_run_directory(tmp_path, shared_assets):
-    from steer.train.sft import train_sft
+    from steer.train import train
 
     raw = _recipe(tmp_path, shared_assets, eval_steps=3)
     raw["data"]["validation_fraction"] = 0.25
     events = []
-    result = train_sft(validate_recipe(raw), events=events.append)
+    result = train(validate_recipe(raw), events=events.append)
     run = result.run_dir
     for name in ("model.safetensors", "config.json", "tokenizer.json", "recipe.yaml", "steer.json", "metrics.jsonl",
                  "checkpoint-3", "checkpoint-6"):
@@ -106,21 +106,24 @@ def test_train_writes_a_complete_run_directory(tmp_path, shared_assets):
     spec = json.loads((run / "steer.json").read_text())
     assert spec["template"]["kind"] == "steerlm" and spec["template"]["schema"]["name"] == "helpsteer"
     assert "steer_attributes" in (run / "chat_template.jinja").read_text()
-    kinds = {e["event"] for e in events}
-    assert {"prepare", "data", "start", "step", "log"} <= kinds
-    assert all(e["tokens_per_s"] > 0 for e in events if e["event"] == "step")
+    from steer.events import DataReady, Progress, TrainLog, TrainStart, TrainStep
+
+    kinds = {type(e) for e in events}
+    assert {Progress, DataReady, TrainStart, TrainStep, TrainLog} <= kinds
+    assert all(e.tokens_per_s > 0 for e in events if isinstance(e, TrainStep))
+    assert [e.values["loss"] for e in events if isinstance(e, TrainLog) and "loss" in e.values] == losses
     # same seed, same run
     raw["train"]["output_dir"] = str(tmp_path / "again")
-    train_sft(validate_recipe(raw))
+    train(validate_recipe(raw))
     assert _losses(tmp_path / "again") == losses
 
 
 def test_resume_continues_exactly(tmp_path, shared_assets):
     from transformers import TrainerCallback
 
-    from steer.train.sft import train_sft
+    from steer.train import train
 
-    straight = train_sft(validate_recipe(_recipe(tmp_path, shared_assets, out="straight")))
+    straight = train(validate_recipe(_recipe(tmp_path, shared_assets, out="straight")))
 
     class Crash(TrainerCallback):
         def on_save(self, args, state, control, **kw):
@@ -129,11 +132,11 @@ def test_resume_continues_exactly(tmp_path, shared_assets):
 
     broken = validate_recipe(_recipe(tmp_path, shared_assets, out="broken"))
     with pytest.raises(KeyboardInterrupt):
-        train_sft(broken, callbacks=[Crash()])
+        train(broken, callbacks=[Crash()])
     assert not (tmp_path / "broken/checkpoint-6").exists()
     with pytest.raises(UsageError, match="already holds checkpoints"):
-        train_sft(broken)
-    resumed = train_sft(broken, resume=True)
+        train(broken)
+    resumed = train(broken, resume=True)
     assert resumed.resumed_from.endswith("checkpoint-3") and resumed.steps == 6
     assert abs(resumed.train_loss - straight.train_loss) < 1e-5
     assert _losses(tmp_path / "broken")[-3:] == pytest.approx(_losses(tmp_path / "straight")[-3:], abs=1e-5)
@@ -142,15 +145,17 @@ def test_resume_continues_exactly(tmp_path, shared_assets):
 def test_lora_run_adapter_guard_and_export_roundtrip(tmp_path, shared_assets):
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
-    from steer.generate.engine import Sampling, Steering, steering_prompt
-    from steer.generate.hf import HFEngine
+    from steer.engines.base import Sampling
+    from steer.steering import Steering, steering_prompt
+    from steer.engines.hf import HFEngine
     from steer.train.export import export
-    from steer.train.sft import check_adapter, train_sft
+    from steer.train import train
+    from steer.train.loop import check_adapter
 
     raw = _recipe(tmp_path, shared_assets, method="lora", learning_rate=5e-2, max_steps=4, save_steps=4,
                   lora={"r": 4, "alpha": 8, "dropout": 0.0, "target_modules": ["q_proj", "v_proj"]})
     raw["model"] = {"name_or_path": str(shared_assets / "models/stories260k")}
-    run = train_sft(validate_recipe(raw)).run_dir
+    run = train(validate_recipe(raw)).run_dir
     assert (run / "adapter_model.safetensors").is_file() and not (run / "model.safetensors").exists()
     check_adapter(run)
 
@@ -164,7 +169,7 @@ def test_lora_run_adapter_guard_and_export_roundtrip(tmp_path, shared_assets):
     tok = AutoTokenizer.from_pretrained(str(out))
     text = tok.apply_chat_template(messages, add_generation_prompt=True, tokenize=False,
                                    steer_attributes={"verbosity": 0, "complexity": 4})
-    assert text == prompt
+    assert text == prompt.text
     ids = tok(text, add_special_tokens=False, return_tensors="pt")
     gen = model.generate(**ids, max_new_tokens=24, do_sample=False, tokenizer=tok)
     new = gen[0, ids["input_ids"].shape[1]:].tolist()
@@ -176,7 +181,7 @@ def test_lora_run_adapter_guard_and_export_roundtrip(tmp_path, shared_assets):
 def test_empty_adapter_is_refused(tmp_path):
     from safetensors.torch import save_file
 
-    from steer.train.sft import check_adapter
+    from steer.train.loop import check_adapter
 
     save_file({"base_model.model.layers.0.q_proj.lora_A.weight": torch.zeros(0)}, str(tmp_path / "adapter_model.safetensors"))
     with pytest.raises(SteerError, match="adapter is empty"):
@@ -184,25 +189,25 @@ def test_empty_adapter_is_refused(tmp_path):
 
 
 def test_unavailable_options_fail_clearly(tmp_path, shared_assets):
-    from steer.train.sft import train_sft
+    from steer.train import train
 
     raw = _recipe(tmp_path, shared_assets, method="lora")
     with pytest.raises(UsageError, match="from scratch needs train.method full"):
-        train_sft(validate_recipe(raw))
+        train(validate_recipe(raw))
     raw["model"] = {"name_or_path": str(shared_assets / "models/stories260k")}
     raw["train"]["method"] = "qlora"
     if not torch.cuda.is_available():
         with pytest.raises(UsageError, match="qlora needs a CUDA GPU"):
-            train_sft(validate_recipe(raw))
+            train(validate_recipe(raw))
     raw["train"]["method"] = "lora"
     raw["distributed"] = {"strategy": "deepspeed"}
     import importlib.util
 
     if importlib.util.find_spec("deepspeed") is None:
         with pytest.raises(UsageError, match="needs DeepSpeed"):
-            train_sft(validate_recipe(raw))
+            train(validate_recipe(raw))
     with pytest.raises(UsageError, match="no checkpoint"):
-        train_sft(validate_recipe(_recipe(tmp_path, shared_assets, out="fresh")), resume=str(tmp_path))
+        train(validate_recipe(_recipe(tmp_path, shared_assets, out="fresh")), resume=str(tmp_path))
 
 
 def test_two_gloo_processes_match_one(tmp_path, shared_assets):
@@ -245,7 +250,7 @@ def test_loss_on_labelled_positions_only_equals_the_models_loss(tmp_path):
     from transformers import LlamaConfig, LlamaForCausalLM, TrainingArguments
 
     from steer.train.packing import PackedCollator, PaddedCollator, register_varlen
-    from steer.train.sft import _trainer_class
+    from steer.train.tasks.sft import trainer_class as _trainer_class
 
     torch.manual_seed(0)
     cfg = {k: v for k, v in TINY.items() if k != "model_type"}
@@ -266,14 +271,14 @@ def test_recipe_stories260k_lora_runs_end_to_end(tmp_path, shared_assets):
     """recipes/tiny/stories260k-lora.yaml on the real pretrained tiny Llama (shortened)."""
     from steer.config import load_recipe
     from steer.synth import write_corpus
-    from steer.train.sft import train_sft
+    from steer.train import train
 
     data = write_corpus(tmp_path / "synth", 64, seed=1)
     recipe = load_recipe(REPO / "recipes/tiny/stories260k-lora.yaml", [
         f"model.name_or_path={shared_assets / 'models/stories260k'}", f"data.sources.0.path={data['train']}",
         "train.max_steps=3", "train.save_steps=3", "train.eval_steps=3", f"train.output_dir={tmp_path / 'run'}",
         f"data.cache_dir={tmp_path / 'cache'}"])
-    result = train_sft(recipe)
+    result = train(recipe)
     assert result.steps == 3 and result.eval_loss is not None and (tmp_path / "run/adapter_model.safetensors").is_file()
 
 
@@ -281,14 +286,14 @@ def test_recipe_tiny_from_scratch_runs_end_to_end(tmp_path):
     """recipes/tiny/synth-steerlm.yaml with its own synthetic data and tokenizer (shortened)."""
     from steer.config import load_recipe
     from steer.synth import write_dataset
-    from steer.train.sft import train_sft
+    from steer.train import train
 
     paths = write_dataset(tmp_path / "synth", 96, seed=2, valid=16)
     recipe = load_recipe(REPO / "recipes/tiny/synth-steerlm.yaml", [
         f"model.tokenizer={tmp_path / 'synth/tokenizer'}", f"data.sources.0.path={paths['train']}",
         f"data.validation.0.path={paths['valid']}", "train.max_steps=4", "train.eval_steps=2",
         f"train.output_dir={tmp_path / 'run'}", f"data.cache_dir={tmp_path / 'cache'}"])
-    result = train_sft(recipe)
+    result = train(recipe)
     assert result.steps == 4 and (tmp_path / "run/model.safetensors").is_file()
 
 
@@ -315,7 +320,7 @@ def test_trainer_gradients_equal_the_models_own_loss(tmp_path):
     from transformers import LlamaConfig, LlamaForCausalLM, TrainingArguments
 
     from steer.train.packing import PackedCollator, register_varlen
-    from steer.train.sft import _trainer_class
+    from steer.train.tasks.sft import trainer_class as _trainer_class
 
     torch.manual_seed(0)
     cfg = {k: v for k, v in TINY.items() if k != "model_type"}

@@ -1,8 +1,10 @@
-"""``steer data prepare``: load and mix sources, render, tokenize, save an Arrow dataset.
+"""``steer data prepare``: load and mix sources, encode them with a task's encoder, save an Arrow dataset.
 
-The result lives in a cache folder named by a content hash of the inputs (file bytes or hub id),
-the tokenizer files, the steering template and the length settings; preparing the same recipe
-twice reuses it, and training reads it from there.
+What a record becomes is the task's business (an :class:`Encoder`: SFT token labels, APM attribute
+targets, ...); this module only loads, mixes, encodes in parallel, counts and caches. The result
+lives in a cache folder named by a content hash of the inputs (file bytes or hub id), the encoder's
+fingerprint (task, template, tokenizer files, what else decides the rows) and the data settings;
+preparing the same recipe twice reuses it, and training reads it from there.
 """
 
 from __future__ import annotations
@@ -11,22 +13,58 @@ import hashlib
 import json
 import os
 import random
+import shutil
 from collections import Counter
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from multiprocessing import get_context
 from pathlib import Path
 from typing import Any
 
 from steer import __version__
-from steer.config import SFTRecipe, SourceConfig
-from steer.data.encode import Encoded, Scored, encode_many, encode_scored, load_tokenizer, recipe_template, template_for
+from steer.config import DataConfig, SourceConfig
 from steer.data.loader import LoadReport, load
-from steer.data.records import Conversation, DataError
+from steer.data.records import Conversation, DataError, Record
 from steer.errors import UsageError
+from steer.events import Events, Progress
+from steer.templates import SteerTemplate
 
-Progress = Callable[[int, int], None]
 CHUNK = 512
+META = "steer_prepared.json"
+# Rejections every task may produce in the normal course of things (counted, never fatal).
+ROUTINE = ("too long", "no loss tokens", "no labels")
+
+
+@dataclass
+class EncodedBatch:
+    """What an encoder made of a batch of records: one list per column, the rejects, the tokens
+    kept and how much carries loss (in the encoder's ``loss_unit``)."""
+
+    columns: dict[str, list]
+    errors: list[DataError]
+    tokens: int
+    loss: int
+
+
+@dataclass
+class Encoder:
+    """How records become the columns of a prepared dataset; each task builds its own.
+
+    ``encode(records, max_length, overlong)`` does the work; ``columns`` maps each column to the
+    Arrow type of its list items; ``fingerprint`` holds whatever, besides the template and the
+    tokenizer, decides the rows (the APM's attribute names, say); ``accepts`` are the record types
+    it encodes (others are counted as filtered).
+    """
+
+    kind: str
+    template: SteerTemplate
+    tokenizer: Any
+    columns: Mapping[str, str]
+    loss_unit: str
+    encode: Callable[[list[Any], int, str], EncodedBatch]
+    fingerprint: Mapping[str, Any] = field(default_factory=dict)
+    accepts: tuple[type, ...] = (Conversation,)
+    tokenizer_id: str = ""  # a folder (its files are hashed) or hub id
 
 
 @dataclass
@@ -36,22 +74,22 @@ class Prepared:
     path: Path
     examples: int
     tokens: int
-    loss_tokens: int
+    loss: int
+    loss_unit: str
     cached: bool
     reports: list[LoadReport] = field(default_factory=list)
     rejected: Counter = field(default_factory=Counter)
-    kind: str = "sft"  # "apm": examples are rated turns and loss_tokens counts them
 
     def to_json(self) -> dict:
-        return {"path": str(self.path), "kind": self.kind, "examples": self.examples, "tokens": self.tokens,
-                "loss_tokens": self.loss_tokens, "cached": self.cached, "rejected": dict(self.rejected),
+        return {"path": str(self.path), "examples": self.examples, "tokens": self.tokens, "loss": self.loss,
+                "loss_unit": self.loss_unit, "cached": self.cached, "rejected": dict(self.rejected),
                 "sources": [r.to_json() for r in self.reports]}
 
 
-def cache_root(recipe: SFTRecipe) -> Path:
-    """The recipe's cache folder, else $STEER_CACHE, else ~/.cache/steer/prepared."""
-    if recipe.data.cache_dir:
-        return Path(recipe.data.cache_dir)
+def cache_root(data: DataConfig) -> Path:
+    """The recipe's cache folder, else $STEER_CACHE/prepared, else ~/.cache/steer/prepared."""
+    if data.cache_dir:
+        return Path(data.cache_dir)
     return Path(os.environ.get("STEER_CACHE", Path.home() / ".cache" / "steer")) / "prepared"
 
 
@@ -64,104 +102,85 @@ def _digest_path(path: Path, h: Any) -> None:
                 h.update(block)
 
 
-def cache_key(sources: list[SourceConfig], tokenizer_id: str, template_source: str, recipe: SFTRecipe) -> str:
-    """Content hash of everything that decides the tokenized output."""
+def cache_key(sources: list[SourceConfig], encoder: Encoder, data: DataConfig, seed: int) -> str:
+    """Content hash of everything that decides the prepared rows."""
     h = hashlib.sha256()
-    settings = {"version": __version__, "kind": recipe.kind, "sources": [s.model_dump() for s in sources], "tokenizer": tokenizer_id,
-                "max_length": recipe.data.max_length, "overlong": recipe.data.overlong,
-                "seed": recipe.train.seed, "skip_invalid": recipe.data.skip_invalid}
-    h.update(json.dumps(settings, sort_keys=True).encode())
-    h.update(template_source.encode())
-    for ident in [s.path for s in sources] + [tokenizer_id]:
+    settings = {"version": __version__, "kind": encoder.kind, "sources": [s.model_dump() for s in sources],
+                "tokenizer": encoder.tokenizer_id, "columns": dict(encoder.columns), "fingerprint": dict(encoder.fingerprint),
+                "max_length": data.max_length, "overlong": data.overlong, "seed": seed, "skip_invalid": data.skip_invalid}
+    h.update(json.dumps(settings, sort_keys=True, default=str).encode())
+    h.update(encoder.template.source.encode())
+    for ident in [s.path for s in sources] + [encoder.tokenizer_id]:
         if Path(ident).exists():
             _digest_path(Path(ident), h)
     return h.hexdigest()[:16]
 
 
-def mix(sources: list[SourceConfig], seed: int, skip_invalid: bool) -> tuple[list[Conversation], list[LoadReport]]:
-    """Load every source and mix by weight: the whole part repeats, the fraction is a seeded sample."""
+def mix(sources: list[SourceConfig], seed: int, skip_invalid: bool,
+        accepts: tuple[type, ...] = (Conversation,)) -> tuple[list[Record], list[LoadReport]]:
+    """Load every source and mix by weight: the whole part repeats, the fraction is a seeded sample.
+    Records of other types than ``accepts`` are counted as filtered."""
     rng = random.Random(seed)
-    mixed: list[Conversation] = []
+    mixed: list[Record] = []
     reports = []
     for source in sources:
         records, report = load(source.path, format=source.format, split=source.split, skip_invalid=skip_invalid)
         reports.append(report)
-        convs = [r for r in records if isinstance(r, Conversation)]
-        if len(convs) < len(records):
-            report.filtered["preference pairs (not SFT)"] += len(records) - len(convs)
+        kept = [r for r in records if isinstance(r, accepts)]
+        for other, n in Counter(type(r).__name__ for r in records if not isinstance(r, accepts)).items():
+            report.filtered[f"{other} records (not used by this task)"] += n
         if source.max_examples is not None:
-            convs = convs[: source.max_examples]
+            kept = kept[: source.max_examples]
         whole, frac = int(source.weight), source.weight - int(source.weight)
-        mixed += convs * whole + rng.sample(convs, round(frac * len(convs)))
+        mixed += kept * whole + rng.sample(kept, round(frac * len(kept)))
     rng.shuffle(mixed)
     return mixed, reports
 
 
 _WORKER: dict = {}
-# The second column: token labels for SFT, attribute targets (one per schema attribute) for an APM.
-SECOND = {"sft": ("labels", "int32"), "apm": ("targets", "float32")}
 
 
-def _init_worker(template: Any, tokenizer: Any, max_length: int, overlong: str, schema: Any = None) -> None:
-    _WORKER.update(template=template, tokenizer=tokenizer, max_length=max_length, overlong=overlong, schema=schema)
+def _init_worker(encoder: Encoder, max_length: int, overlong: str) -> None:
+    _WORKER.update(encoder=encoder, max_length=max_length, overlong=overlong)
 
 
-def _encode_chunk(chunk: list[Conversation]) -> tuple[Any, list[DataError], int, int]:
-    """Encode a chunk into an Arrow table (built in the worker: cheap to send back) plus its rejects.
-
-    Returns the table, the rejects, the tokens kept and what carries loss (tokens for SFT, rated
-    turns for an APM).
-    """
+def _encode_chunk(chunk: list[Record]) -> tuple[Any, list[DataError], int, int]:
+    """Encode a chunk into an Arrow table (built in the worker: cheap to send back) plus its rejects,
+    the tokens kept and what carries loss."""
     import pyarrow as pa
 
-    w = _WORKER
-    lengths = {"max_length": w["max_length"], "overlong": w["overlong"]}
-    if w["schema"] is None:
-        encoded: list = encode_many(chunk, w["template"], w["tokenizer"], **lengths)
-        kept: list = [e for e in encoded if isinstance(e, Encoded)]
-        name, dtype = SECOND["sft"]
-        second, loss = [e.labels for e in kept], sum(e.loss_tokens for e in kept)
-    else:
-        encoded = encode_scored(chunk, w["template"], w["schema"], w["tokenizer"], **lengths)
-        kept = [e for e in encoded if isinstance(e, Scored)]
-        name, dtype = SECOND["apm"]
-        second, loss = [e.targets for e in kept], len(kept)
-    errors = [e for e in encoded if isinstance(e, DataError)]
-    table = pa.table({"input_ids": pa.array([e.input_ids for e in kept], pa.list_(pa.int32())),
-                      name: pa.array(second, pa.list_(getattr(pa, dtype)()))})
-    return table, errors, sum(len(e.input_ids) for e in kept), loss
+    encoder: Encoder = _WORKER["encoder"]
+    batch = encoder.encode(chunk, _WORKER["max_length"], _WORKER["overlong"])
+    table = pa.table({name: pa.array(batch.columns[name], pa.list_(getattr(pa, kind)()))
+                      for name, kind in encoder.columns.items()})
+    return table, batch.errors, batch.tokens, batch.loss
 
 
-def prepare(recipe: SFTRecipe, *, sources: list[SourceConfig] | None = None, progress: Progress | None = None,
-            force: bool = False) -> Prepared:
-    """Tokenize the recipe's (training) sources into ``<cache>/<hash>`` with ``input_ids`` and ``labels``."""
-    import datasets
+def _cached(out: Path, encoder: Encoder) -> Prepared:
+    meta = json.loads((out / META).read_text())
+    reports = [LoadReport(**{**r, "rejected": Counter(r["rejected"]), "filtered": Counter(r["filtered"])})
+               for r in meta["sources"]]
+    return Prepared(out, meta["examples"], meta["tokens"], meta["loss"], encoder.loss_unit, True, reports,
+                    Counter(meta["rejected"]))
 
-    sources = sources if sources is not None else recipe.data.sources
-    tok_id = recipe.model.tokenizer or recipe.model.name_or_path
-    tokenizer = load_tokenizer(tok_id)
-    apm = recipe.kind == "apm"
-    template = (template_for(recipe.template.kind, None, tokenizer, recipe.template.default_system) if apm
-                else recipe_template(recipe.template, tokenizer))
-    out = cache_root(recipe) / cache_key(sources, tok_id, template.source, recipe)
-    if (out / "steer_prepared.json").is_file() and not force:
-        meta = json.loads((out / "steer_prepared.json").read_text())
-        reports = [LoadReport(**{**r, "rejected": Counter(r["rejected"]), "filtered": Counter(r["filtered"])})
-                   for r in meta["sources"]]
-        return Prepared(out, meta["examples"], meta["tokens"], meta["loss_tokens"], True, reports,
-                        Counter(meta["rejected"]), recipe.kind)
-    records, reports = mix(sources, recipe.train.seed, recipe.data.skip_invalid)
+
+def prepare(sources: list[SourceConfig], encoder: Encoder, data: DataConfig, *, seed: int,
+            progress: Events | None = None, force: bool = False) -> Prepared:
+    """Encode ``sources`` into ``<cache>/<hash>`` (an Arrow dataset with ``encoder.columns``); reused when cached."""
+    out = cache_root(data) / cache_key(sources, encoder, data, seed)
+    if (out / META).is_file() and not force:
+        return _cached(out, encoder)
+    records, reports = mix(sources, seed, data.skip_invalid, encoder.accepts)
     chunks = [records[i:i + CHUNK] for i in range(0, len(records), CHUNK)]
-    args = (template, tokenizer, recipe.data.max_length, recipe.data.overlong,
-            recipe.template.build_schema() if apm else None)
+    args = (encoder, data.max_length, data.overlong)
     tables: list = []
     rejected: Counter = Counter()
-    totals = [0, 0, 0]  # examples done, tokens, loss tokens
+    totals = [0, 0, 0]  # records done, tokens, loss
 
-    def collect(chunk: list[Conversation], result: tuple[Any, list[DataError], int, int]) -> None:
+    def collect(chunk: list[Record], result: tuple[Any, list[DataError], int, int]) -> None:
         table, errors, tokens, loss = result
         for error in errors:
-            if not recipe.data.skip_invalid and error.reason not in ("too long", "no loss tokens", "no labels"):
+            if not data.skip_invalid and error.reason not in ROUTINE:
                 raise error
             rejected[error.reason] += 1
         tables.append(table)
@@ -169,10 +188,10 @@ def prepare(recipe: SFTRecipe, *, sources: list[SourceConfig] | None = None, pro
         totals[1] += tokens
         totals[2] += loss
         if progress:
-            progress(totals[0], len(records))
+            progress(Progress("tokenize", totals[0], len(records)))
 
-    if recipe.data.num_proc > 1 and len(chunks) > 1:
-        with get_context("fork").Pool(recipe.data.num_proc, _init_worker, args) as pool:
+    if data.num_proc > 1 and len(chunks) > 1:
+        with get_context("fork").Pool(data.num_proc, _init_worker, args) as pool:
             for chunk, result in zip(chunks, pool.imap(_encode_chunk, chunks)):
                 collect(chunk, result)
     else:
@@ -182,27 +201,33 @@ def prepare(recipe: SFTRecipe, *, sources: list[SourceConfig] | None = None, pro
     if totals[0] and not any(t.num_rows for t in tables):
         why = ", ".join(f"{k}: {v}" for k, v in rejected.items())
         raise UsageError(f"no examples left to train on: all {totals[0]} were rejected ({why}); "
-                         f"raise data.max_length (now {recipe.data.max_length})"
+                         f"raise data.max_length (now {data.max_length})"
                          + (" or set data.overlong: truncate" if "too long" in rejected else ""))
+    meta = {"tokens": totals[1], "loss": totals[2], "loss_unit": encoder.loss_unit,
+            "rejected": dict(rejected), "template": encoder.template.spec(), "tokenizer": encoder.tokenizer_id,
+            "sources": [r.to_json() for r in reports]}
+    meta["examples"] = _save(tables, encoder, out, meta)
+    return Prepared(out, meta["examples"], totals[1], totals[2], encoder.loss_unit, False, reports, rejected)
+
+
+def _save(tables: list, encoder: Encoder, out: Path, meta: dict) -> int:
+    """Write the dataset and its metadata into a temporary folder, then move it into place; the row count."""
+    import datasets
     import pyarrow as pa
 
-    columns = {"input_ids": "int32", SECOND[recipe.kind][0]: SECOND[recipe.kind][1]}
-    features = datasets.Features({name: datasets.List(datasets.Value(t)) for name, t in columns.items()})
-    empty = pa.table({name: pa.array([], pa.list_(getattr(pa, t)())) for name, t in columns.items()})
+    features = datasets.Features({name: datasets.List(datasets.Value(t)) for name, t in encoder.columns.items()})
+    empty = pa.table({name: pa.array([], pa.list_(getattr(pa, t)())) for name, t in encoder.columns.items()})
     ds = datasets.Dataset(pa.concat_tables(tables or [empty]), info=datasets.DatasetInfo(features=features))
     tmp = out.with_name(out.name + ".tmp")
+    if tmp.exists():
+        shutil.rmtree(tmp)  # left by a run that was killed while writing
     datasets.disable_progress_bars()  # steer shows its own progress
     try:
         ds.save_to_disk(str(tmp))
     finally:
         datasets.enable_progress_bars()
-    tokens, loss = totals[1], totals[2]
-    meta = {"examples": len(ds), "tokens": tokens, "loss_tokens": loss, "rejected": dict(rejected),
-            "template": template.spec(), "tokenizer": tok_id, "sources": [r.to_json() for r in reports]}
-    (tmp / "steer_prepared.json").write_text(json.dumps(meta, indent=2))
+    (tmp / META).write_text(json.dumps({**meta, "examples": len(ds)}, indent=2))
     if out.exists():
-        import shutil
-
         shutil.rmtree(out)
     tmp.rename(out)
-    return Prepared(out, len(ds), tokens, loss, False, reports, rejected, recipe.kind)
+    return len(ds)

@@ -59,8 +59,8 @@ def _each(one: Callable[[Mapping[str, Any], str], dict[str, Any]]) -> Judge:
 
 def apm_judge(path: str, batch_size: int = 16) -> tuple[Judge, tuple[str, ...]]:
     """Judge with a trained APM: each prompt row's messages plus the answer, rated in one batch."""
-    from steer.generate.batch import row_messages
-    from steer.train.apm import APM
+    from steer.apm import APM
+    from steer.steering import row_messages
 
     apm = APM.load(path)
 

@@ -143,3 +143,69 @@ def plot(series: dict[str, Sequence[Scored]], unit: str, path: str) -> str:
     fig.savefig(path, dpi=100)
     plt.close(fig)
     return path
+
+
+def evaluate(data: str, *, fmt: str = "auto", score: str | None = None, apm: str | None = None,
+             compare: str | None = None, tokenizer: str | None = None, plot_path: str | None = None) -> dict:
+    """``steer eval length-bias``: score-length correlation of a dataset's labels, an APM's predictions
+    or a column of a JSONL of outputs; with ``compare`` the gain and NRG between two output sets; for
+    preference pairs the longer-preferred accuracy. Lengths in ``tokenizer`` tokens, else words."""
+    from steer.errors import UsageError
+
+    if apm and score:
+        raise UsageError("give --score or --apm, not both")
+    if compare and not score:
+        raise UsageError("--compare needs --score (the column both output files are scored by)")
+    model = None
+    if apm:  # load it first: a bad path fails before the data is read
+        from steer.apm import APM
+
+        model = APM.load(apm)
+    tok = None
+    if tokenizer:
+        from steer.runs import load_tokenizer
+
+        tok = load_tokenizer(tokenizer)
+    length, unit = token_counter(tok)
+    out: dict = {"data": data, "length_unit": unit}
+    series = _scored_outputs(out, data, score, compare, length, unit) if score else _scored_labels(out, data, fmt, model, apm, length)
+    if plot_path:
+        out["plot"] = plot(series, unit, plot_path)
+    return out
+
+
+def _scored_outputs(out: dict, data: str, score: str, compare: str | None, length: Callable[[str], int],
+                    unit: str) -> dict[str, list[Scored]]:
+    """Correlation of a score column of outputs with length, and the comparison with a second set."""
+    from pathlib import Path
+
+    base = read_scored(data, score, length)
+    out["correlation"] = {score: correlation(base)}
+    series = {Path(data).name: base}
+    if compare:
+        other = read_scored(compare, score, length)
+        series[Path(compare).name] = other
+        out["compare"] = {"other": compare, **nrg(base, other), "bin_" + unit: BIN_TOKENS,
+                          "correlation_other": correlation(other)}
+    return series
+
+
+def _scored_labels(out: dict, data: str, fmt: str, model: object, apm: str | None,
+                   length: Callable[[str], int]) -> dict[str, list[Scored]]:
+    """Correlation of each labelled (or APM-predicted) attribute with length, and the preference pairs."""
+    from steer.data.loader import load
+    from steer.errors import UsageError
+
+    records, _ = load(data, format=fmt)
+    if model is not None:
+        from steer.label import predicted
+
+        records = predicted(model, records, raw=True)
+        out["scores"] = f"apm:{apm}"
+    scored, pairs = label_scores(records, length)
+    if not scored and not pairs:
+        raise UsageError(f"{data}: no labelled assistant turns and no preference pairs to analyse")
+    out["correlation"] = {name: correlation(rows) for name, rows in scored.items()}
+    if pairs:
+        out["longer_preferred"] = longer_preferred(pairs)
+    return scored

@@ -7,12 +7,18 @@ attribute values (None where it cannot tell).
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
-from steer.attributes import Schema
+from steer.attributes import Schema, require_schema
+from steer.engines.base import Sampling
+from steer.errors import UsageError
+from steer.evaluate.judges import Judge
+from steer.events import Events, Progress
 from steer.stats import spearman
+from steer.steering import Steering, row_messages, steering_prompt
 
 
 @dataclass(frozen=True)
@@ -39,11 +45,7 @@ def sweep(schema: Schema, n_prompts: int, names: Sequence[str] | None = None) ->
 def read_prompts(path: str) -> list[dict]:
     """Rows of a prompts file (JSONL, compressed too; each row with ``prompt`` or ``messages``);
     errors name file and line."""
-    from pathlib import Path
-
     from steer.data.io import read_rows
-    from steer.errors import UsageError
-    from steer.generate.batch import row_messages
 
     if not Path(path).is_file():
         raise UsageError(f"--prompts: no such file {path}")
@@ -56,28 +58,65 @@ def read_prompts(path: str) -> list[dict]:
     return rows
 
 
-def answer(engine: Any, jobs: Sequence[tuple[list[dict], Any]], sampling: Any,
-           events: Callable[[dict], None] | None = None, batch: int = 100) -> list[str]:
+def answer(engine: Any, jobs: Sequence[tuple[list[dict], Steering]], sampling: Sampling,
+           events: Events | None = None, batch: int = 100) -> list[str]:
     """The engine's answer to every ``(messages, Steering)`` job, in batches (progress as ``generate`` events)."""
-    from steer.generate.engine import steering_prompt
-
     texts: list[str] = []
     for start in range(0, len(jobs), batch):
         rendered = [steering_prompt(engine.template, messages, steering) for messages, steering in jobs[start:start + batch]]
         texts += [resp.text for resp in engine.generate(rendered, sampling)]
         if events:
-            events({"event": "generate", "done": len(texts), "total": len(jobs)})
+            events(Progress("generate", len(texts), len(jobs)))
     return texts
 
 
-def generate(engine: Any, rows: Sequence[Mapping[str, Any]], requests: Sequence[Request], sampling: Any,
-             events: Callable[[dict], None] | None = None, batch: int = 100) -> list[str]:
+def generate(engine: Any, rows: Sequence[Mapping[str, Any]], requests: Sequence[Request], sampling: Sampling,
+             events: Events | None = None, batch: int = 100) -> list[str]:
     """The engine's answer to every request of a sweep (rows hold ``prompt`` or ``messages``)."""
-    from steer.generate.batch import row_messages
-    from steer.generate.engine import Steering
-
     jobs = [(row_messages(dict(rows[r.prompt_index]), "prompt"), Steering(attributes=r.attributes)) for r in requests]
     return answer(engine, jobs, sampling, events, batch)
+
+
+@dataclass
+class Sweep:
+    """A finished sweep: each request, the text generated for it, what the judge found, the summary."""
+
+    requests: list[Request]
+    texts: list[str]
+    judged: list[dict[str, Any]]
+    summary: dict[str, dict]
+
+
+def run(engine: Any, rows: Sequence[Mapping[str, Any]], judge: Judge, names: Sequence[str], sampling: Sampling, *,
+        events: Events | None = None, batch: int = 64) -> Sweep:
+    """Sweep ``names`` (each over its range, the others at their defaults) on every prompt row, generate
+    with ``engine``, judge every answer, and summarise requested against realised."""
+    schema = require_schema(engine.template.schema, "attributes")
+    for name in names:
+        schema.get(name)  # an unknown name is a one-line error with a suggestion
+    requests = list(sweep(schema, len(rows), names))
+    texts = generate(engine, rows, requests, sampling, events, batch)
+    judged = judge([rows[r.prompt_index] for r in requests], texts)
+    return Sweep(requests, texts, judged, summarize(requests, judged, schema))
+
+
+def evaluate(model: str, prompts: str, *, judge: str = "oracle", attributes: Sequence[str] = (), max_new_tokens: int = 128,
+             batch_size: int = 64, engine: str = "hf", template: str | None = None, schema: str | None = None,
+             plot_path: str | None = None, events: Events | None = None) -> dict:
+    """``steer eval steerability``: load the judge, the prompts and the model, sweep (greedy), judge,
+    summarise, and plot when asked."""
+    from steer.engines.load import load_engine
+    from steer.evaluate.judges import make_judge
+
+    judge_fn, measured = make_judge(judge)
+    rows = read_prompts(prompts)
+    loaded = load_engine(model, engine=engine, template=template, schema=schema)
+    sch = require_schema(loaded.template.schema, "attributes")
+    names = list(attributes) or list(measured or sch.names)
+    result = run(loaded, rows, judge_fn, names, Sampling(temperature=0.0, max_new_tokens=max_new_tokens),
+                 events=events, batch=batch_size)
+    png = plot(result.summary, result.requests, result.judged, plot_path) if plot_path else None
+    return {"model": model, "judge": judge, "prompts": len(rows), "attributes": result.summary, "plot": png}
 
 
 def monotonicity_violations(means: Sequence[float | None]) -> int:
@@ -116,7 +155,6 @@ def summarize(requests: Sequence[Request], realised: Sequence[dict[str, Any]], s
 def _mean(values: Sequence[float | None]) -> float | None:
     known = [float(v) for v in values if v is not None]
     return sum(known) / len(known) if known else None
-
 
 
 def plot(summary: dict[str, dict], requests: Sequence[Request], realised: Sequence[dict[str, Any]], path: str) -> str:

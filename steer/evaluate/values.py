@@ -115,7 +115,7 @@ def reward_model_scorer(path: str, batch_size: int = 16) -> Scorer:
 
 def apm_scorer(path: str, attribute: str | None, batch_size: int = 16) -> tuple[Scorer, str]:
     """An APM as a scorer: its raw prediction of ``attribute`` (default helpfulness, else the first)."""
-    from steer.train.apm import APM
+    from steer.apm import APM
 
     apm = APM.load(path)
     names = apm.schema.names
@@ -134,3 +134,26 @@ def make_scorer(spec: str, attribute: str | None = None) -> tuple[Scorer, str]:
             raise UsageError("--score-attr applies to apm: judges; a reward model has one score")
         return reward_model_scorer(path), "reward"
     raise UsageError(f"unknown judge {spec!r} (known: apm:PATH, rm:PATH)")
+
+
+def evaluate(model: str, prompts: str, values: str, *, judge: str, score_attr: str | None = None,
+             temperature: float = 0.0, max_new_tokens: int = 256, batch_size: int = 32, engine: str = "hf",
+             template: str | None = None, events: Any = None) -> dict:
+    """``steer eval values``: answer every prompt under each value statement, judge every answer under
+    every statement, and report matched against mismatched."""
+    from steer.engines.base import Sampling
+    from steer.engines.load import load_engine
+    from steer.evaluate.steerability import answer, read_prompts
+    from steer.steering import Steering, row_messages
+
+    statements = read_values(values)
+    rows = read_prompts(prompts)
+    scorer, scored_by = make_scorer(judge, score_attr)
+    loaded = load_engine(model, engine=engine, template=template)
+    messages = [row_messages(dict(r), f"{prompts}:{n}") for n, r in enumerate(rows, start=1)]
+    jobs = [(m, Steering(values=[v])) for m in messages for v in statements]
+    texts = answer(loaded, jobs, Sampling(temperature=temperature, max_new_tokens=max_new_tokens, seed=0), events, batch_size)
+    k = len(statements)
+    answers = [texts[p * k:(p + 1) * k] for p in range(len(rows))]
+    return {"model": model, "judge": judge, "scored_by": scored_by,
+            **matching(score_matrix(messages, statements, answers, scorer), statements)}

@@ -1,7 +1,7 @@
-"""Steered generation: engines (hf, vllm), one prompt, chat, batch.
+"""Jobs that run a model: one prompt (the Python API), chat, batch.
 
 The package is callable: ``steer.generate(model, prompt, attributes=..., ...)`` is
-:func:`steer.api.generate` (and ``steer.stream`` its streaming twin).
+:func:`steer.generate.api.generate` (and ``steer.stream`` its streaming twin).
 """
 
 from __future__ import annotations
@@ -13,7 +13,7 @@ from typing import Any
 
 class _CallablePackage(types.ModuleType):
     def __call__(self, *args: Any, **kwargs: Any) -> Any:
-        from steer.api import generate
+        from steer.generate.api import generate
 
         return generate(*args, **kwargs)
 

@@ -1,30 +1,30 @@
 """``steer batch``: JSONL jobs in, one output row per (input row, grid point) out; resumable.
 
 Each input row has an ``id``, a ``prompt`` (or ``messages``) and optional ``attributes``,
-``preset``, ``system`` and ``values``. ``--grid name=v1,v2`` sweeps attributes: every row is
+``preset``, ``system`` and ``values``, which override the command's defaults as
+:func:`steer.steering.steering_from` says. ``--grid name=v1,v2`` sweeps attributes: every row is
 generated once per point of the cross product (grid values override the row's own). Output rows
 carry the input row, the steering used, the text, token counts and finish reason. The input is
 streamed (never loaded whole); a bad row goes to ``OUT.errors.jsonl`` with its reason and the batch
-goes on. Rows are appended and fsynced batch by batch; re-running skips what is already in the
-output (a line cut short by a kill is dropped first), so after any interruption each row is
-written exactly once.
+goes on. Rows are appended and fsynced batch by batch (:mod:`steer.outputs`); re-running skips what
+is already in the output, so after any interruption each row is written exactly once.
 """
 
 from __future__ import annotations
 
 import itertools
 import json
-import os
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from steer.attributes import Schema, parse_assignments, preset_values
+from steer.attributes import Schema, parse_assignments, require_schema
+from steer.engines.base import Engine, Sampling
 from steer.errors import UsageError
-from steer.generate.engine import Engine, Sampling, Steering, steering_prompt
-
-Progress = Callable[[int, int, int], None]  # done, total, completion tokens so far
+from steer.events import Events, Progress
+from steer.outputs import BatchReport, append_rows, written_keys
+from steer.steering import Steering, row_messages, steering_from, steering_prompt
 
 
 @dataclass
@@ -42,48 +42,6 @@ class Job:
 
 
 @dataclass
-class BatchReport:
-    total: int
-    written: int
-    skipped: int
-    errors: int = 0
-
-    def to_json(self) -> dict:
-        return {"total": self.total, "written": self.written, "skipped": self.skipped, "errors": self.errors}
-
-
-def parse_grid(items: Sequence[str], schema: Schema | None) -> dict[str, list[int]]:
-    """``["verbosity=0,2,4", "complexity=1,3"]`` into ``{"verbosity": [0, 2, 4], ...}`` (validated)."""
-    grid: dict[str, list[int]] = {}
-    for item in items:
-        name, sep, raw = item.partition("=")
-        if not sep or not raw.strip():
-            raise UsageError(f"--grid {item!r}: expected name=v1,v2,...")
-        if schema is None:
-            raise UsageError("--grid needs a model with an attribute schema")
-        name = name.strip()
-        if name in grid:
-            raise UsageError(f"--grid {name!r} given twice")
-        grid[name] = [parse_assignments([f"{name}={v.strip()}"], schema)[name] for v in raw.split(",")]
-    return grid
-
-
-def row_messages(row: dict, where: str) -> list[dict]:
-    """The chat messages of an input row (``messages``, or ``prompt`` as one user turn), validated."""
-    if "messages" in row:
-        msgs = row["messages"]
-        if not isinstance(msgs, list) or not msgs or not all(isinstance(m, dict) and "role" in m and "content" in m for m in msgs):
-            raise UsageError(f"{where}: 'messages' must be a non-empty list of {{role, content}} objects")
-        if msgs[-1]["role"] != "user":
-            raise UsageError(f"{where}: the last message must be from the user")
-        return [dict(m) for m in msgs]
-    prompt = row.get("prompt")
-    if not isinstance(prompt, str) or not prompt.strip():
-        raise UsageError(f"{where}: needs a non-empty 'prompt' (or 'messages')")
-    return [{"role": "user", "content": prompt}]
-
-
-@dataclass
 class BadRow:
     """An input row that cannot be generated for (written to ``OUT.errors.jsonl``)."""
 
@@ -96,12 +54,39 @@ class BadRow:
         return f"line {self.line}"
 
 
-def _override(defaults: Steering, row: dict, own: dict[str, int]) -> Steering:
-    """Per-row steering over the command's defaults (the row wins)."""
-    values = row.get("values")
-    values = defaults.values if values is None else ([values] if isinstance(values, str) else list(values))
-    return Steering({**defaults.attributes, **own}, row.get("preset", defaults.preset), values,
-                    row.get("system", defaults.system))
+def parse_grid(items: Sequence[str], schema: Schema | None) -> dict[str, list[int]]:
+    """``["verbosity=0,2,4", "complexity=1,3"]`` into ``{"verbosity": [0, 2, 4], ...}`` (validated)."""
+    grid: dict[str, list[int]] = {}
+    for item in items:
+        name, sep, raw = item.partition("=")
+        if not sep or not raw.strip():
+            raise UsageError(f"--grid {item!r}: expected name=v1,v2,...")
+        sch = require_schema(schema, "grid")
+        name = name.strip()
+        if name in grid:
+            raise UsageError(f"--grid {name!r} given twice")
+        grid[name] = [parse_assignments([f"{name}={v.strip()}"], sch)[name] for v in raw.split(",")]
+    return grid
+
+
+def _parse_row(line: str, where: str, schema: Schema | None, seen: set[str],
+               defaults: Steering) -> tuple[dict, list[dict], Steering]:
+    try:
+        row = json.loads(line)
+    except json.JSONDecodeError as err:
+        raise UsageError(f"{where}: invalid JSON ({err.msg})") from None
+    if not isinstance(row, dict) or "id" not in row:
+        raise UsageError(f"{where}: each row is an object with an 'id'")
+    if str(row["id"]) in seen:
+        raise UsageError(f"{where}: duplicate id {row['id']!r}")
+    seen.add(str(row["id"]))
+    messages = row_messages(row, where)
+    try:
+        steering = steering_from(schema, attributes=row.get("attributes"), preset=row.get("preset"),
+                                 values=row.get("values"), system=row.get("system"), base=defaults)
+    except UsageError as err:
+        raise UsageError(f"{where}: {err}") from None
+    return row, messages, steering
 
 
 def iter_jobs(path: str | Path, schema: Schema | None, grid: dict[str, list[int]],
@@ -118,85 +103,29 @@ def iter_jobs(path: str | Path, schema: Schema | None, grid: dict[str, list[int]
             if not line.strip():
                 continue
             try:
-                row, messages, own = _parse_row(line, f"{path}:{n}", schema, seen)
+                row, messages, steering = _parse_row(line, f"{path}:{n}", schema, seen, defaults)
             except UsageError as err:
                 yield BadRow(n, str(err), line.rstrip("\n"))
                 continue
             for point in points:
-                yield Job(row, messages, _override(defaults, row, {**own, **point}), point)
+                yield Job(row, messages, steering_from(schema, attributes=point, base=steering), point)
 
 
-def _parse_row(line: str, where: str, schema: Schema | None, seen: set[str]) -> tuple[dict, list[dict], dict]:
-    try:
-        row = json.loads(line)
-    except json.JSONDecodeError as err:
-        raise UsageError(f"{where}: invalid JSON ({err.msg})") from None
-    if not isinstance(row, dict) or "id" not in row:
-        raise UsageError(f"{where}: each row is an object with an 'id'")
-    if str(row["id"]) in seen:
-        raise UsageError(f"{where}: duplicate id {row['id']!r}")
-    seen.add(str(row["id"]))
-    messages = row_messages(row, where)
-    attrs = row.get("attributes") or {}
-    if attrs and schema is None:
-        raise UsageError(f"{where}: 'attributes' given but the model has no attribute schema")
-    try:
-        own = schema.validate(attrs) if schema is not None and attrs else {}
-        if row.get("preset") is not None and schema is not None:
-            preset_values(row["preset"], schema)
-    except UsageError as err:
-        raise UsageError(f"{where}: {err}") from None
-    return row, messages, own
-
-
-def read_jobs(path: str | Path, schema: Schema | None, grid: dict[str, list[int]],
-              defaults: Steering | None = None) -> list[Job]:
-    """All jobs of an input file; the first bad row is an error (``iter_jobs`` streams and skips)."""
-    jobs = []
-    for item in iter_jobs(path, schema, grid, defaults):
-        if isinstance(item, BadRow):
-            raise UsageError(item.reason)
-        jobs.append(item)
-    return jobs
-
-
-def done_keys(out: Path, field: str = "key") -> set[str]:
-    """Keys (``field``) already in the output; a last line cut short by a kill is truncated away first."""
-    if not out.is_file():
-        return set()
-    data = out.read_bytes()
-    end = data.rfind(b"\n") + 1
-    if end < len(data):
-        with open(out, "r+b") as handle:
-            handle.truncate(end)
-    keys = set()
-    for line in data[:end].decode("utf-8").splitlines():
-        if line.strip():
-            keys.add(str(json.loads(line)[field]))
-    return keys
-
-
-def append_rows(handle: Any, records: list[dict]) -> None:
-    """Append JSON lines and fsync them (a kill loses at most the line being written)."""
-    for record in records:
-        handle.write(json.dumps(record, ensure_ascii=False) + "\n")
-    handle.flush()
-    os.fsync(handle.fileno())
-
-
-def errors_path(out: Path) -> Path:
+def errors_path(out: str | Path) -> Path:
+    """Where the bad rows of a batch writing to ``out`` go."""
+    out = Path(out)
     return out.with_name(out.name.removesuffix(".jsonl") + ".errors.jsonl")
 
 
 def run_batch(engine: Engine, jobs: Iterable[Job | BadRow], out: str | Path, sampling: Sampling, *,
-              batch_size: int = 8, total: int | None = None, progress: Progress | None = None) -> BatchReport:
+              batch_size: int = 8, total: int | None = None, progress: Events | None = None) -> BatchReport:
     """Generate every job not yet in ``out``, appending and fsyncing a batch at a time.
 
     Bad rows go to ``OUT.errors.jsonl`` (once each) and the batch goes on.
     """
     out = Path(out)
     out.parent.mkdir(parents=True, exist_ok=True)
-    done, bad_done = done_keys(out), done_keys(errors_path(out))
+    done, bad_done = written_keys(out, "key"), written_keys(errors_path(out), "key")
     schema = engine.template.schema
     report = BatchReport(0, 0, 0)
     tokens = 0
@@ -208,9 +137,7 @@ def run_batch(engine: Engine, jobs: Iterable[Job | BadRow], out: str | Path, sam
             prompts = [steering_prompt(engine.template, j.messages, j.steering) for j in pending]
             records = []
             for job, response in zip(pending, engine.generate(prompts, sampling)):
-                records.append({**job.row, "key": job.key, "grid": job.grid,
-                                "steering": {"attributes": job.steering.resolved(schema), "preset": job.steering.preset,
-                                             "values": job.steering.values, "system": job.steering.system},
+                records.append({**job.row, "key": job.key, "grid": job.grid, "steering": job.steering.to_json(schema),
                                 "text": response.text, "finish_reason": response.finish_reason,
                                 "prompt_tokens": response.prompt_tokens, "completion_tokens": response.completion_tokens})
                 tokens += response.completion_tokens
@@ -231,9 +158,25 @@ def run_batch(engine: Engine, jobs: Iterable[Job | BadRow], out: str | Path, sam
                 if len(pending) >= batch_size:
                     flush()
             if progress and not pending:
-                progress(report.total, max(total or 0, report.total), tokens)
+                progress(Progress("generate", report.total, max(total or 0, report.total), tokens))
         if pending:
             flush()
     if progress:
-        progress(report.total, report.total, tokens)
+        progress(Progress("generate", report.total, report.total, tokens))
     return report
+
+
+def run(engine: Engine, input_path: str | Path, output: str | Path, sampling: Sampling, *, grid: Sequence[str] = (),
+        steering: Mapping[str, Any] | None = None, batch_size: int = 8, progress: Events | None = None) -> BatchReport:
+    """``steer batch``: every row of ``input_path`` at every ``grid`` point; ``steering`` (the keyword
+    arguments of :func:`steer.steering.steering_from`) is the default a row's own steering overrides."""
+    schema = engine.template.schema
+    defaults = steering_from(schema, **(steering or {}))
+    points = parse_grid(grid, schema)
+    path = Path(input_path)
+    if not path.is_file():
+        raise UsageError(f"input not found: {path}")
+    with open(path, "rb") as handle:  # a cheap count for the progress bar; rows are streamed later
+        total = sum(1 for line in handle if line.strip()) * max(1, len(list(itertools.product(*points.values()))))
+    return run_batch(engine, iter_jobs(path, schema, points, defaults), output, sampling, batch_size=batch_size,
+                     total=total, progress=progress)

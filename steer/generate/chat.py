@@ -1,9 +1,12 @@
-"""``steer chat``: the state and slash commands of the interactive REPL (the CLI does the I/O).
+"""``steer chat``: the state, slash commands and answers of the interactive REPL (the CLI reads lines
+and shows what comes back).
 
 A :class:`ChatSession` holds the conversation (each assistant turn keeps the attributes it was
-generated with), the current steering and the sampling settings. :meth:`ChatSession.command`
-runs one slash command and returns what to show; :meth:`ChatSession.prompt_for` renders the
-prompt for the next answer through the same path as every engine.
+generated with), the current steering and the sampling settings. :meth:`ChatSession.handle` takes
+one typed line: a slash command runs at once and says what to show; a question (or ``/retry``)
+asks for an answer, which :meth:`ChatSession.answer` streams from the engine through the same
+rendering path as every other job. An answer that is stopped (Ctrl-C) or fails leaves the
+conversation as it was before the question.
 """
 
 from __future__ import annotations
@@ -11,14 +14,14 @@ from __future__ import annotations
 import difflib
 import hashlib
 import json
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
-from steer.attributes import parse_assignments, preset_values
+from steer.engines.base import Engine, Response, Sampling
 from steer.errors import UsageError
-from steer.generate.engine import Sampling, Steering, steering_prompt
-from steer.templates import SteerTemplate
+from steer.steering import Steering, steering_from, steering_prompt
 
 COMMANDS = {
     "/help": "this list",
@@ -39,7 +42,7 @@ PARAMS = {"temperature": float, "top_p": float, "top_k": int, "max_new_tokens": 
 
 @dataclass
 class Reply:
-    """What a command asks the REPL to do: show ``text``, then maybe generate or quit."""
+    """What a line asks the REPL to do: show ``text``, then maybe answer or quit."""
 
     text: str = ""
     generate: bool = False
@@ -48,39 +51,59 @@ class Reply:
 
 @dataclass
 class ChatSession:
-    template: SteerTemplate
+    engine: Engine
     steering: Steering
     sampling: Sampling
     messages: list[dict] = field(default_factory=list)
 
+    @classmethod
+    def open(cls, model: Any, steering: Mapping[str, Any], sampling: Sampling, *, engine: str = "hf",
+             template: str | None = None, schema: str | None = None) -> ChatSession:
+        """A session with ``model`` (loaded on ``engine``), steered by ``steering`` (the keyword
+        arguments of :func:`steer.steering.steering_from`)."""
+        from steer.generate.api import engine_for
+
+        eng = engine_for(model, engine, template, schema)
+        return cls(eng, steering_from(eng.template.schema, **steering), sampling)
+
+    @property
+    def schema(self) -> Any:
+        return self.engine.template.schema
+
     def steering_line(self) -> str:
         parts = []
-        attrs = self.steering.resolved(self.template.schema)
+        attrs = self.steering.resolved(self.schema)
         if attrs is not None:
-            parts.append(self.template.schema.render(attrs))
+            parts.append(self.schema.render(attrs))
         if self.steering.system:
             parts.append(f"system: {self.steering.system}")
         parts += [f"value: {v}" for v in self.steering.values]
         return "; ".join(parts) or "(no steering)"
 
-    def prompt_for(self, text: str | None = None) -> str:
-        """Add the user's ``text`` (None: answer the pending question again) and render the prompt."""
-        if text is not None:
-            self.messages.append({"role": "user", "content": text})
-        return steering_prompt(self.template, self.messages, self.steering)
+    def handle(self, line: str) -> Reply:
+        """One typed line: a slash command, or a question to answer. Bad input raises ``UsageError``."""
+        if line.startswith("/"):
+            return self.command(line)
+        self.messages.append({"role": "user", "content": line})
+        return Reply(generate=True)
 
-    def answered(self, text: str) -> None:
-        """Record the assistant's answer with the attributes it was steered by."""
-        turn: dict[str, Any] = {"role": "assistant", "content": text}
-        attrs = self.steering.resolved(self.template.schema)
+    def answer(self) -> Iterator[str | Response]:
+        """Stream the answer to the pending question, then record it with the attributes it was steered by."""
+        try:
+            prompt = steering_prompt(self.engine.template, self.messages, self.steering)
+            final = None
+            for piece in self.engine.stream(prompt, self.sampling):
+                final = piece if isinstance(piece, Response) else final
+                yield piece
+        except BaseException:  # stopped (Ctrl-C) or failed: drop the question, keep the conversation well formed
+            if self.messages and self.messages[-1]["role"] == "user":
+                self.messages.pop()
+            raise
+        turn: dict[str, Any] = {"role": "assistant", "content": final.text if final else ""}
+        attrs = self.steering.resolved(self.schema)
         if attrs is not None:
             turn["attributes"] = attrs
         self.messages.append(turn)
-
-    def interrupted(self) -> None:
-        """An answer was stopped: drop the question so the conversation stays well formed."""
-        if self.messages and self.messages[-1]["role"] == "user":
-            self.messages.pop()
 
     def command(self, line: str) -> Reply:
         """Run one slash command; bad input raises ``UsageError`` (the REPL shows it and goes on)."""
@@ -89,39 +112,38 @@ class ChatSession:
         if name not in COMMANDS:
             hint = difflib.get_close_matches(name, COMMANDS, n=1)
             raise UsageError(f"unknown command {name}" + (f"; did you mean {hint[0]}?" if hint else "; /help lists them"))
-        schema = self.template.schema
         if name == "/help":
             return Reply("\n".join(f"{c:9} {d}" for c, d in COMMANDS.items()))
-        if name == "/attrs":
-            return Reply(self.steering_line())
-        if name == "/set":
-            parts = arg.split()
-            if len(parts) != 2:
-                raise UsageError("usage: /set NAME VALUE")
-            if schema is None:
-                raise UsageError("this model has no attribute schema; use /system or /value")
-            value = parse_assignments([f"{parts[0]}={parts[1]}"], schema)
-            self.steering = replace(self.steering, attributes={**self.steering.attributes, **value})
-            return Reply(self.steering_line())
-        if name == "/preset":
-            if schema is None:
-                raise UsageError("this model has no attribute schema")
-            preset_values(arg, schema)
-            self.steering = replace(self.steering, preset=arg, attributes={})
-            return Reply(self.steering_line())
-        if name == "/system":
-            if not arg:
-                raise UsageError("usage: /system TEXT | clear")
-            self.steering = replace(self.steering, system=None if arg == "clear" else arg)
-            return Reply(self.steering_line())
-        if name == "/value":
-            if not arg:
-                raise UsageError("usage: /value TEXT | clear")
-            values = [] if arg == "clear" else [*self.steering.values, arg]
-            self.steering = replace(self.steering, values=values)
+        if name in ("/attrs", "/set", "/preset", "/system", "/value"):
+            if name != "/attrs":
+                self.steering = self._steer(name, arg)
             return Reply(self.steering_line())
         if name == "/params":
             return Reply(self._params(arg))
+        if name == "/save":
+            if not arg:
+                raise UsageError("usage: /save PATH")
+            return Reply(f"saved {self.save(Path(arg))}")
+        return self._history(name)
+
+    def _steer(self, name: str, arg: str) -> Steering:
+        """The steering after ``/set``, ``/preset``, ``/system`` or ``/value`` (``clear`` removes)."""
+        if not arg or (name == "/set" and len(arg.split()) != 2):
+            raise UsageError({"/set": "usage: /set NAME VALUE", "/preset": "usage: /preset NAME",
+                              "/system": "usage: /system TEXT | clear", "/value": "usage: /value TEXT | clear"}[name])
+        base = self.steering
+        if name == "/set":
+            return steering_from(self.schema, attributes="=".join(arg.split()), base=base)
+        if name == "/preset":  # a preset replaces the values set one by one
+            return steering_from(self.schema, preset=arg, base=replace(base, attributes={}))
+        if arg == "clear":
+            return replace(base, system=None) if name == "/system" else replace(base, values=[])
+        if name == "/system":
+            return steering_from(self.schema, system=arg, base=base)
+        return steering_from(self.schema, values=[*base.values, arg], base=base)
+
+    def _history(self, name: str) -> Reply:
+        """``/reset``, ``/undo``, ``/retry`` and ``/quit``."""
         if name == "/reset":
             self.messages.clear()
             return Reply("conversation cleared")
@@ -136,10 +158,6 @@ class ChatSession:
                 raise UsageError("nothing to retry")
             self.messages.pop()
             return Reply(generate=True)
-        if name == "/save":
-            if not arg:
-                raise UsageError("usage: /save PATH")
-            return Reply(f"saved {self.save(Path(arg))}")
         return Reply(quit=True)
 
     def _params(self, arg: str) -> str:
@@ -166,8 +184,7 @@ class ChatSession:
             raise UsageError("nothing to save yet")
         system = "\n\n".join(x for x in [self.steering.system, *self.steering.values] if x) or None
         digest = hashlib.sha1(json.dumps(self.messages, sort_keys=True).encode()).hexdigest()[:12]
-        row = {"id": f"chat-{digest}", "source": "steer chat",
-               "messages": self.messages}
+        row = {"id": f"chat-{digest}", "source": "steer chat", "messages": self.messages}
         if system:
             row["system"] = system
         path.parent.mkdir(parents=True, exist_ok=True)

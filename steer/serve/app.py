@@ -16,10 +16,10 @@ from collections.abc import AsyncIterator, Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from steer.attributes import parse_assignments
-from steer.errors import SteerError
-from steer.generate.engine import Response, Sampling, Steering, preset_or_error, steering_prompt
-from steer.serve.batcher import Batcher, Job, QueueFull
+from steer.engines.base import Prompt, Response, Sampling, check_context
+from steer.errors import SteerError, UsageError
+from steer.serve.batcher import Batcher, QueueFull, Ticket
+from steer.steering import Steering, parse_attributes, parse_values, steering_from, steering_prompt
 from steer.templates import STEER_VARIABLES
 
 
@@ -75,8 +75,9 @@ def sampling_from(body: Mapping, limits: Limits, max_tokens_default: int) -> Sam
                     seed=_number(body, "seed", int, None), stop=tuple(stop))
 
 
-def steering_from(body: Mapping, schema: Any) -> Steering:
-    """Steering from ``chat_template_kwargs`` and/or the ``steer`` object (explicit values win)."""
+def request_steering(body: Mapping, schema: Any) -> Steering:
+    """Steering from ``chat_template_kwargs`` and/or the ``steer`` object: their attributes merge (the
+    ``steer`` object's win), their value statements add up."""
     kwargs = body.get("chat_template_kwargs") or {}
     steer = body.get("steer") or {}
     for name, value in (("chat_template_kwargs", kwargs), ("steer", steer)):
@@ -89,44 +90,15 @@ def steering_from(body: Mapping, schema: Any) -> Steering:
     unknown = sorted(set(steer) - {"attributes", "preset", "values"})
     if unknown:
         raise APIError(400, f"unknown steer keys {unknown} (known: attributes, preset, values)", param="steer")
-    attributes: dict[str, int] = {}
-    for source in (kwargs.get("steer_attributes"), steer.get("attributes")):
-        attributes.update(_attributes(source, schema))
-    values = [*_values(kwargs.get("steer_values")), *_values(steer.get("values"))]
-    preset = steer.get("preset")
-    if preset is not None and not isinstance(preset, str):
-        raise APIError(400, "steer.preset must be a string", param="steer.preset")
-    preset_or_error(preset, schema)
-    steering = Steering(attributes, preset, values)
-    if attributes or preset:
-        steering.resolved(schema)  # ranges and presets are checked now, as a 400, not in the worker
-    return steering
-
-
-def _attributes(source: Any, schema: Any) -> dict[str, int]:
-    if source is None:
-        return {}
-    if schema is None:
-        raise SteerError("this model has no attribute schema; steer it with values")
-    if isinstance(source, str):
-        return parse_assignments([source], schema) if source else {}
-    if isinstance(source, dict):
-        return dict(schema.validate(source))
-    raise APIError(400, "attributes must be an object or a 'name:value,...' string", param="attributes")
-
-
-def _values(source: Any) -> list[str]:
-    if source is None:
-        return []
-    if isinstance(source, str):
-        return [source]
-    if isinstance(source, list) and all(isinstance(v, str) for v in source):
-        return list(source)
-    raise APIError(400, "values must be a string or a list of strings", param="values")
+    attributes = {**parse_attributes(kwargs.get("steer_attributes"), schema, field="steer_attributes"),
+                  **parse_attributes(steer.get("attributes"), schema, field="steer.attributes")}
+    values = [*parse_values(kwargs.get("steer_values"), field="steer_values"),
+              *parse_values(steer.get("values"), field="steer.values")]
+    return steering_from(schema, attributes=attributes, preset=steer.get("preset"), values=values)
 
 
 def messages_from(body: Mapping) -> list[dict]:
-    """Chat messages (role and string content; content parts of type text are joined)."""
+    """Chat messages: a role and content, a string or a list of parts (text, image) as OpenAI sends them."""
     messages = body.get("messages")
     if not isinstance(messages, list) or not messages:
         raise APIError(400, "messages must be a non-empty list", param="messages")
@@ -135,10 +107,8 @@ def messages_from(body: Mapping) -> list[dict]:
         if not isinstance(m, dict) or m.get("role") not in ("system", "user", "assistant"):
             raise APIError(400, f"messages[{i}]: role must be system, user or assistant", param="messages")
         content = m.get("content")
-        if isinstance(content, list):
-            content = "".join(p.get("text", "") for p in content if isinstance(p, dict) and p.get("type") == "text")
-        if not isinstance(content, str):
-            raise APIError(400, f"messages[{i}]: content must be a string", param="messages")
+        if not isinstance(content, (str, list)):
+            raise APIError(400, f"messages[{i}]: content must be a string or a list of parts", param="messages")
         out.append({"role": m["role"], "content": content})
     return out
 
@@ -158,7 +128,7 @@ class Server:
         if not secrets.compare_digest(token.encode(), self.api_key.encode()):
             raise APIError(401, "invalid or missing API key (Authorization: Bearer KEY)", "authentication_error")
 
-    def prepare(self, body: Any, chat: bool) -> tuple[str, Sampling, bool]:
+    def prepare(self, body: Any, chat: bool) -> tuple[Prompt, Sampling, bool]:
         """The rendered prompt, the sampling and whether to stream, or an :class:`APIError`."""
         if not isinstance(body, dict):
             raise APIError(400, "the request body must be a JSON object")
@@ -167,46 +137,50 @@ class Server:
             raise APIError(404, f"model {model!r} is not served here (this server serves {self.model_name!r})",
                            "not_found_error", "model")
         try:
-            if chat:
-                prompt = steering_prompt(self.engine.template, messages_from(body), steering_from(body, self.engine.template.schema))
-            else:
-                prompt = body.get("prompt")
-                if isinstance(prompt, list) and len(prompt) == 1:
-                    prompt = prompt[0]
-                if not isinstance(prompt, str) or not prompt:
-                    raise APIError(400, "prompt must be a non-empty string", param="prompt")
+            prompt = self._prompt(body, chat)
+            n = self.engine.count_tokens(prompt.text)
+            context = getattr(self.engine, "context_length", None)
+            room = self.limits.max_tokens if context is None else min(self.limits.max_tokens, context - n)
+            check_context(n, 1, context)  # no room for even one new token
+            sampling = sampling_from(body, self.limits, room)
+            check_context(n, sampling.max_new_tokens, context)
+        except UsageError as err:
+            raise APIError(400, str(err), param=err.field if chat or err.field != "messages" else "prompt") from None
         except SteerError as err:
             raise APIError(400, str(err)) from None
-        n = self.engine.count_tokens(prompt)
-        context = getattr(self.engine, "context_length", None)
-        room = self.limits.max_tokens if context is None else min(self.limits.max_tokens, context - n)
-        if room < 1:
-            raise APIError(400, f"the prompt is {n} tokens; this model's context is {context}", param="messages" if chat else "prompt")
-        sampling = sampling_from(body, self.limits, room)
-        if context is not None and n + sampling.max_new_tokens > context:
-            raise APIError(400, f"the prompt ({n} tokens) + max_tokens ({sampling.max_new_tokens}) exceeds this model's "
-                           f"context of {context}", param="max_tokens")
         stream = body.get("stream", False)
         if not isinstance(stream, bool):
             raise APIError(400, "stream must be true or false", param="stream")
         return prompt, sampling, stream
 
-    def submit(self, job: Job) -> Job:
+    def _prompt(self, body: Mapping, chat: bool) -> Prompt:
+        """The steered chat prompt, or the raw completion prompt."""
+        template = self.engine.template
+        if chat:
+            return steering_prompt(template, messages_from(body), request_steering(body, template.schema))
+        prompt = body.get("prompt")
+        if isinstance(prompt, list) and len(prompt) == 1:
+            prompt = prompt[0]
+        if not isinstance(prompt, str) or not prompt:
+            raise APIError(400, "prompt must be a non-empty string", param="prompt")
+        return Prompt(prompt)
+
+    def submit(self, job: Ticket) -> Ticket:
         try:
             return self.batcher.submit(job)
         except QueueFull:
             raise APIError(503, "the server is busy: the request queue is full, retry later", "server_busy",
                            headers={"Retry-After": str(self.limits.retry_after_s)}) from None
 
-    async def complete(self, prompt: str, sampling: Sampling) -> Response:
-        job = self.submit(Job(prompt, sampling))
+    async def complete(self, prompt: Prompt, sampling: Sampling) -> Response:
+        job = self.submit(Ticket(prompt, sampling))
         return await asyncio.wrap_future(job.future)
 
-    async def stream(self, prompt: str, sampling: Sampling) -> AsyncIterator[str | Response]:
+    async def stream(self, prompt: Prompt, sampling: Sampling) -> AsyncIterator[str | Response]:
         """Pieces of text, then the final :class:`Response`; a client that goes away cancels generation."""
         loop = asyncio.get_running_loop()
         pieces: asyncio.Queue = asyncio.Queue()
-        job = self.submit(Job(prompt, sampling, on_piece=lambda p: loop.call_soon_threadsafe(pieces.put_nowait, p)))
+        job = self.submit(Ticket(prompt, sampling, on_piece=lambda p: loop.call_soon_threadsafe(pieces.put_nowait, p)))
         try:
             while True:
                 piece = await pieces.get()
@@ -239,7 +213,7 @@ class Server:
                 "model": self.model_name, "choices": [choice]}
         return f"data: {json.dumps(data)}\n\n"
 
-    async def sse(self, prompt: str, sampling: Sampling, chat: bool) -> AsyncIterator[str]:
+    async def sse(self, prompt: Prompt, sampling: Sampling, chat: bool) -> AsyncIterator[str]:
         rid = new_id(chat)
         if chat:
             yield self.chunk(rid, chat, None, None, first=True)

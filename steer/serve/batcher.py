@@ -10,7 +10,7 @@ from concurrent.futures import Future
 from dataclasses import dataclass, field
 from typing import Any
 
-from steer.generate.engine import Response, Sampling
+from steer.engines.base import Prompt, Response, Sampling
 
 
 class QueueFull(Exception):
@@ -18,10 +18,10 @@ class QueueFull(Exception):
 
 
 @dataclass
-class Job:
-    """One request: a rendered prompt, its sampling, and where its result (or stream pieces) go."""
+class Ticket:
+    """One queued request: a rendered prompt, its sampling, and where its result (or stream pieces) go."""
 
-    prompt: str
+    prompt: Prompt
     sampling: Sampling
     future: Future = field(default_factory=Future)
     on_piece: Callable[[str | Response | BaseException], None] | None = None  # set for streaming
@@ -33,7 +33,7 @@ class Batcher:
 
     def __init__(self, engine: Any, max_queue: int = 64, max_batch: int = 16) -> None:
         self.engine, self.max_batch = engine, max_batch
-        self._queue: queue.Queue[Job | None] = queue.Queue(maxsize=max_queue)
+        self._queue: queue.Queue[Ticket | None] = queue.Queue(maxsize=max_queue)
         self._thread = threading.Thread(target=self._run, name="steer-batcher", daemon=True)
         self.served = 0
         self._thread.start()
@@ -42,7 +42,7 @@ class Batcher:
     def waiting(self) -> int:
         return self._queue.qsize()
 
-    def submit(self, job: Job) -> Job:
+    def submit(self, job: Ticket) -> Ticket:
         """Queue a job or raise :class:`QueueFull`."""
         try:
             self._queue.put_nowait(job)
@@ -55,7 +55,7 @@ class Batcher:
         self._queue.put(None)
         self._thread.join(timeout)
 
-    def _take(self, first: Job) -> tuple[list[Job], Job | None]:
+    def _take(self, first: Ticket) -> tuple[list[Ticket], Ticket | None]:
         """``first`` and the waiting non-streaming jobs with the same sampling (up to ``max_batch``);
         a job that does not fit is handed back to run next."""
         batch = [first]
@@ -70,7 +70,7 @@ class Batcher:
         return batch, None
 
     def _run(self) -> None:
-        pending: Job | None = None
+        pending: Ticket | None = None
         while True:
             job = pending if pending is not None else self._queue.get()
             pending = None
@@ -90,7 +90,7 @@ class Batcher:
                 j.future.set_result(result)
             self.served += len(batch)
 
-    def _stream(self, job: Job) -> None:
+    def _stream(self, job: Ticket) -> None:
         assert job.on_piece is not None
         try:
             for piece in self.engine.stream(job.prompt, job.sampling, cancel=job.cancel):

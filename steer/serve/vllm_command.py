@@ -6,10 +6,10 @@ from __future__ import annotations
 import hashlib
 import os
 import shlex
+from dataclasses import dataclass
 from pathlib import Path
 
-from steer.errors import UsageError
-from steer.generate.vllm import model_and_adapter
+from steer.runs import ModelRef, load_tokenizer, model_template, resolve
 
 
 def template_file(model: str, source: str) -> Path:
@@ -26,20 +26,20 @@ def template_file(model: str, source: str) -> Path:
     return path
 
 
-def vllm_command(model: str, template_source: str, *, name: str, host: str = "127.0.0.1", port: int = 8000,
+def vllm_command(model: str | ModelRef, template_source: str, *, name: str, host: str = "127.0.0.1", port: int = 8000,
                  api_key: str | None = None, extra: tuple[str, ...] = ()) -> list[str]:
     """The ``vllm serve`` argv for ``model`` (a run directory, exported model, HF folder or hub id).
 
     A LoRA run serves its base model with the adapter as a LoRA module called ``name`` (clients ask
     for ``model=name``); everything else is served under ``name`` directly.
     """
-    base, adapter, _ = model_and_adapter(model)
-    if Path(model).is_absolute() and not Path(model).exists():
-        raise UsageError(f"model not found: {model}")
-    cmd = ["vllm", "serve", base, "--host", host, "--port", str(port),
-           "--chat-template", str(template_file(adapter or model, template_source))]
-    if adapter:
-        cmd += ["--tokenizer", adapter, "--enable-lora", "--lora-modules", f"{name}={adapter}"]
+    ref = model if isinstance(model, ModelRef) else resolve(model)
+    cmd = ["vllm", "serve", ref.weights, "--host", host, "--port", str(port),
+           "--chat-template", str(template_file(ref.adapter or ref.weights, template_source))]
+    if ref.tokenizer != ref.weights:
+        cmd += ["--tokenizer", ref.tokenizer]
+    if ref.adapter:
+        cmd += ["--enable-lora", "--lora-modules", f"{name}={ref.adapter}"]
     else:
         cmd += ["--served-model-name", name]
     if api_key:
@@ -47,6 +47,21 @@ def vllm_command(model: str, template_source: str, *, name: str, host: str = "12
     return cmd + list(extra)
 
 
-def shell(cmd: list[str]) -> str:
-    """The command as one line a user can paste."""
-    return " ".join(shlex.quote(part) for part in cmd)
+@dataclass(frozen=True)
+class Plan:
+    """The ``vllm serve`` command for a model and the stop strings its template needs per request."""
+
+    command: list[str]
+    stop: tuple[str, ...]
+
+    def shell(self) -> str:
+        """The command as one line a user can paste."""
+        return " ".join(shlex.quote(part) for part in self.command)
+
+
+def plan(model: str, *, name: str, template: str | None = None, schema: str | None = None, host: str = "127.0.0.1",
+         port: int = 8000, api_key: str | None = None) -> Plan:
+    """How vLLM serves ``model`` steered as steer would (its tokenizer is read; no weights are loaded)."""
+    ref = resolve(model)
+    steering = model_template(load_tokenizer(ref), ref.spec, kind=template, schema=schema)
+    return Plan(vllm_command(ref, steering.source, name=name, host=host, port=port, api_key=api_key), steering.stop)

@@ -7,18 +7,7 @@ from typing import Any
 
 from steer.config import ModelConfig, TrainConfig
 from steer.errors import UsageError
-
-DTYPES = {"float32": "float32", "bfloat16": "bfloat16", "float16": "float16"}
-
-
-def torch_dtype(name: str) -> Any:
-    """The torch dtype for a recipe's ``model.dtype`` (``auto``: bf16 on a GPU that has it, else fp32)."""
-    import torch
-
-    if name == "auto":
-        return torch.bfloat16 if torch.cuda.is_available() and torch.cuda.is_bf16_supported() else torch.float32
-    return getattr(torch, DTYPES[name])
-
+from steer.runs import torch_dtype
 
 def attention(cfg: ModelConfig, packing: bool) -> str:
     """The attention implementation to load: packed rows on SDPA use steer's per-example SDPA."""

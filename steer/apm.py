@@ -1,11 +1,9 @@
-"""``steer train apm``: the SteerLM attribute prediction model (APM), and loading it to score text.
+"""The attribute prediction model (APM): a regression head on a causal LM's backbone, its files, and
+loading a trained one to score conversations (``steer label``, the ``apm:`` judges).
 
-A regression head (one output per attribute of the recipe's schema) reads the hidden state of the
-last token of a rated conversation: in the SteerLM format the ``<extra_id_2>`` right after the
-response, as NeMo does; in other formats the model's own end of turn. The loss is the mean squared
-error over the attributes that carry a label (missing ones are ``-100`` and masked out). It trains
-through the same loop as SFT (:func:`steer.train.sft.train`): LoRA or full weights, packing,
-checkpoints, resume, metrics and torchrun; validation reports MAE, RMSE and Pearson per attribute.
+The head (one output per attribute of a schema) reads the hidden state of the last token of a rated
+conversation: in the SteerLM format the ``<extra_id_2>`` right after the response, as NeMo does; in
+other formats the model's own end of turn. Training is :mod:`steer.train.tasks.apm`.
 
 A run directory holds the backbone as a plain Hugging Face model (``AutoModel``: weights, or a PEFT
 adapter over the base), ``apm_head.safetensors`` (``weight [n, hidden]``, ``bias [n]``), the tokenizer
@@ -14,8 +12,7 @@ whose chat template renders rated conversations, and ``steer.json`` (``kind: apm
 
 from __future__ import annotations
 
-import os
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -24,11 +21,25 @@ import torch
 from transformers.utils import ModelOutput
 
 from steer.attributes import Schema
-from steer.config import APMRecipe
-from steer.data.encode import MISSING
 from steer.errors import UsageError
+from steer.templates import STEERLM_STOP, SteerTemplate
 
 HEAD_FILE = "apm_head.safetensors"
+MISSING = -100.0  # an attribute without a label (NeMo's marker): masked out of the regression loss
+APM_MARK = "<extra_id_2>"  # SteerLM's APM reads the hidden state at the attribute token after the response
+
+
+def apm_text(template: SteerTemplate, messages: list[dict]) -> str:
+    """The text an APM rates: the conversation ending with the rated assistant turn, without steering.
+
+    In the SteerLM format the turn's closing ``<extra_id_1>`` becomes ``<extra_id_2>``, the position
+    where NeMo's regression head reads; other formats end with the model's own end of turn.
+    """
+    plain = [{k: v for k, v in m.items() if k != "attributes"} for m in messages]
+    text = template.render(plain)
+    if template.kind == "steerlm":
+        text = text.removesuffix(STEERLM_STOP) + APM_MARK
+    return text
 
 
 @dataclass
@@ -77,7 +88,9 @@ class ScoredCollator:
 
     def __call__(self, features: Sequence[Mapping[str, Any]]) -> dict[str, torch.Tensor]:
         lengths = [len(f["input_ids"]) for f in features]
-        out: dict[str, torch.Tensor] = {"targets": torch.tensor([list(f["targets"]) for f in features], dtype=torch.float32)}
+        out: dict[str, torch.Tensor] = {}
+        if all("targets" in f for f in features):
+            out["targets"] = torch.tensor([list(f["targets"]) for f in features], dtype=torch.float32)
         if self.packing:
             out["input_ids"] = torch.tensor([[t for f in features for t in f["input_ids"]]])
             out["position_ids"] = torch.tensor([[p for n in lengths for p in range(n)]])
@@ -89,25 +102,6 @@ class ScoredCollator:
         out["attention_mask"] = torch.tensor([[1] * n + [0] * (width - n) for n in lengths])
         out["index"] = torch.tensor([row * width + n - 1 for row, n in enumerate(lengths)])
         return out
-
-
-def regression_metrics(predictions: Any, targets: Any, names: Sequence[str]) -> dict[str, float]:
-    """Per attribute over the labelled examples: ``{name}_mae``, ``{name}_rmse``, ``{name}_pearson``
-    (Pearson left out when either side is constant)."""
-    import numpy as np
-
-    preds, gold = np.asarray(predictions, dtype=np.float64), np.asarray(targets, dtype=np.float64)
-    out: dict[str, float] = {}
-    for k, name in enumerate(names):
-        known = gold[:, k] != MISSING
-        p, g = preds[known, k], gold[known, k]
-        if not len(g):
-            continue
-        out[f"{name}_mae"] = float(np.abs(p - g).mean())
-        out[f"{name}_rmse"] = float(np.sqrt(((p - g) ** 2).mean()))
-        if len(g) > 1 and p.std() > 0 and g.std() > 0:
-            out[f"{name}_pearson"] = float(np.corrcoef(p, g)[0, 1])
-    return out
 
 
 def save_apm(model: AttributeModel, folder: Path, state_dict: Mapping[str, torch.Tensor] | None = None) -> None:
@@ -140,63 +134,13 @@ def load_apm_weights(model: AttributeModel, folder: Path) -> None:
         load_sharded_checkpoint(model.backbone, str(folder))
 
 
-def _trainer_class() -> type:
-    from transformers import Trainer
-    from transformers.trainer import TRAINING_ARGS_NAME
-
-    class APMTrainer(Trainer):
-        """Checkpoints in the APM run layout (so every checkpoint-N is a loadable APM) and resume from it."""
-
-        def _save(self, output_dir: str | None = None, state_dict: dict | None = None) -> None:
-            folder = Path(output_dir or self.args.output_dir)
-            if not self.args.should_save:
-                return
-            save_apm(self.accelerator.unwrap_model(self.model), folder, state_dict)
-            if self.processing_class is not None:
-                self.processing_class.save_pretrained(str(folder))
-            torch.save(self.args, os.path.join(folder, TRAINING_ARGS_NAME))
-
-        def _load_from_checkpoint(self, resume_from_checkpoint: str, model: Any = None) -> None:
-            load_apm_weights(model or self.model, Path(resume_from_checkpoint))
-
-    return APMTrainer
-
-
-def _build(recipe: APMRecipe) -> AttributeModel:
-    from steer.train.model import build_model
-
-    backbone = build_model(recipe.model, recipe.train, packing=recipe.data.packing, backbone=True)
-    return AttributeModel(backbone, recipe.template.build_schema())
-
-
-def train_apm(recipe: APMRecipe, *, resume: str | bool | None = None, events: Callable[[dict], None] | None = None,
-              callbacks: list | None = None) -> Any:
-    """Train an attribute prediction model (see the module docstring); returns a ``RunResult``."""
-    from steer.data.encode import template_for
-    from steer.train.sft import Task, train
-
-    names = recipe.template.build_schema().names
-    task = Task(
-        build_model=_build, trainer_class=_trainer_class,
-        run_file=lambda r: {"apm": {"head": HEAD_FILE, "schema": r.template.build_schema().to_dict()}},
-        collator=lambda r, tok: ScoredCollator(r.data.packing, tok.pad_token_id or 0),
-        template=lambda r, tok: template_for(r.template.kind, None, tok, r.template.default_system),
-        arguments={"prediction_loss_only": False, "label_names": ["targets"], "include_num_input_tokens_seen": "all"},
-        compute_metrics=lambda p: regression_metrics(p.predictions, p.label_ids, names),
-    )
-    return train(recipe, task, resume=resume, events=events, callbacks=callbacks)
-
-
-# --- scoring with a trained APM ------------------------------------------------------------
-
-
 @dataclass
 class APM:
     """A loaded attribute prediction model: ``score`` rates conversations ending in an assistant turn."""
 
     model: AttributeModel
     tokenizer: Any
-    template: Any
+    template: SteerTemplate
     context_length: int | None = None
 
     @property
@@ -206,30 +150,24 @@ class APM:
     @classmethod
     def load(cls, path: str | Path, *, dtype: str = "auto", device: str | None = None) -> APM:
         """Load an APM run directory (or a checkpoint of one, or its ``steer export``)."""
-        from transformers import AutoTokenizer
+        from safetensors.torch import load_file
 
-        from steer.generate.engine import model_template
-        from steer.train.export import load_trained, run_info
-        from steer.train.model import torch_dtype
+        from steer.runs import load_model, load_tokenizer, model_template, resolve, run_info, torch_dtype
 
         folder, info = run_info(path)
         if info.get("kind") != "apm" or not (folder / HEAD_FILE).is_file():
             raise UsageError(f"{folder} is not an attribute prediction model (train one with `steer train apm`)")
-        backbone, _ = load_trained(folder, dtype=torch_dtype(dtype), merge=True, backbone=True)
+        ref = resolve(folder)
+        backbone = load_model(ref, dtype=torch_dtype(dtype), merge=True, backbone=True)
         model = AttributeModel(backbone, Schema.from_dict(info["apm"]["schema"]))
-        from safetensors.torch import load_file
-
         model.head.load_state_dict(load_file(str(folder / HEAD_FILE)))
-        tok_dir = folder if (folder / "tokenizer_config.json").is_file() else folder.parent
-        tokenizer = AutoTokenizer.from_pretrained(str(tok_dir))
+        tokenizer = load_tokenizer(ref)
         device = device or ("cuda" if torch.cuda.is_available() else "cpu")
         limit = getattr(backbone.config, "max_position_embeddings", None)
         return cls(model.to(device).eval(), tokenizer, model_template(tokenizer, info), int(limit) if limit else None)
 
     def texts(self, conversations: Sequence[Sequence[Mapping[str, Any]]]) -> list[str]:
         """What the model reads for each conversation (each ends with the assistant turn it rates)."""
-        from steer.data.encode import apm_text
-
         for k, conv in enumerate(conversations):
             if not conv or conv[-1].get("role") != "assistant":
                 raise UsageError(f"conversation {k}: an APM rates a conversation that ends with an assistant turn")
@@ -238,7 +176,7 @@ class APM:
     @torch.no_grad()
     def predict(self, conversations: Sequence[Sequence[Mapping[str, Any]]], batch_size: int = 16) -> list[list[float]]:
         """Raw predictions ``[n_conversations][n_attributes]``, batched by length."""
-        from steer.data.encode import tokenize
+        from steer.tokens import tokenize
 
         ids = [i for i, _ in tokenize(self.tokenizer, self.texts(conversations))]
         if self.context_length:
@@ -249,8 +187,7 @@ class APM:
         device = next(self.model.parameters()).device
         for start in range(0, len(order), batch_size):
             chunk = order[start:start + batch_size]
-            batch = collate([{"input_ids": ids[k], "targets": []} for k in chunk])
-            batch.pop("targets")
+            batch = collate([{"input_ids": ids[k]} for k in chunk])
             preds = self.model(**{k: v.to(device) for k, v in batch.items()}).predictions
             for k, row in zip(chunk, preds.tolist()):
                 out[k] = row

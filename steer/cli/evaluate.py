@@ -1,0 +1,100 @@
+"""``steer eval steerability|values|length-bias``: each evaluation computes its own result; this renders it."""
+
+from __future__ import annotations
+
+from typing import Annotated, Any, Optional
+
+import typer
+
+from steer import ui
+from steer.cli.app import eval_app
+from steer.cli.options import (BatchOpt, EngineOpt, JsonOpt, MaxNewOpt, ModelArg, ModelSchemaOpt, TemperatureOpt,
+                               TemplateOpt, quiet_libraries)
+
+
+def _with_bar(as_json: bool, run: Any) -> Any:
+    """Run ``run(events)`` with a progress bar over the answers (none for --json)."""
+    if as_json:
+        return run(None)
+    with ui.progress_bar("generate", unit="answers") as bar:
+        return run(bar)
+
+
+@eval_app.command("steerability")
+def eval_steerability(
+    model: ModelArg,
+    prompts: Annotated[str, typer.Option("--prompts", help="JSONL rows with 'prompt' or 'messages' (steer data synth writes prompts.jsonl).")],
+    attrs: Annotated[list[str], typer.Option("--attr", help="Attribute to sweep (repeatable; default: those the judge measures).")] = [],  # noqa: B006
+    judge: Annotated[str, typer.Option("--judge", help="length (verbosity), fkgl (complexity), oracle (synthetic prompts) or apm:PATH.")] = "oracle",
+    max_new_tokens: MaxNewOpt = 128,
+    batch_size: BatchOpt = 64,
+    engine: EngineOpt = "hf",
+    template: TemplateOpt = None,
+    schema: ModelSchemaOpt = None,
+    as_json: JsonOpt = False,
+    plot_path: Annotated[Optional[str], typer.Option("--plot", help="Write a PNG of requested vs realised.")] = None,
+) -> None:
+    """Sweep attributes over their range (others at defaults), generate, and judge what was realised."""
+    quiet_libraries()
+    from steer.evaluate.steerability import evaluate
+
+    result = _with_bar(as_json, lambda events: evaluate(
+        model, prompts, judge=judge, attributes=attrs, max_new_tokens=max_new_tokens, batch_size=batch_size,
+        engine=engine, template=template, schema=schema, plot_path=plot_path, events=events))
+    if as_json:
+        ui.print_json(result)
+    else:
+        ui.steerability(result["attributes"])
+        ui.side_effects(result["attributes"])
+        if result["plot"]:
+            ui.plain(f"plot: {result['plot']}")
+
+
+@eval_app.command("values")
+def eval_values(
+    model: ModelArg,
+    prompts: Annotated[str, typer.Option("--prompts", help="JSONL rows with 'prompt' or 'messages'.")],
+    values: Annotated[str, typer.Option("--values", help="JSONL value statements, one per row ('value', 'system' or 'text').")],
+    judge: Annotated[str, typer.Option("--judge", help="apm:PATH (an attribute's prediction) or rm:PATH (a reward model).")],
+    score_attr: Annotated[Optional[str], typer.Option("--score-attr", help="The APM attribute that scores (default helpfulness).")] = None,
+    temperature: TemperatureOpt = 0.0,
+    max_new_tokens: MaxNewOpt = 256,
+    batch_size: BatchOpt = 32,
+    engine: EngineOpt = "hf",
+    template: TemplateOpt = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """Janus-style matching: answer under each value statement, then judge each answer under every statement."""
+    quiet_libraries()
+    from steer.evaluate.values import evaluate
+
+    result = _with_bar(as_json, lambda events: evaluate(
+        model, prompts, values, judge=judge, score_attr=score_attr, temperature=temperature,
+        max_new_tokens=max_new_tokens, batch_size=batch_size, engine=engine, template=template, events=events))
+    if as_json:
+        ui.print_json(result)
+    else:
+        ui.value_matching(result)
+
+
+@eval_app.command("length-bias")
+def eval_length_bias(
+    data: Annotated[str, typer.Argument(help="A dataset (any supported format) or a JSONL of outputs (steer batch / label).")],
+    fmt: Annotated[str, typer.Option("--format", help="Dataset format (auto-detected by default).")] = "auto",
+    score: Annotated[Optional[str], typer.Option("--score", help="Numeric column (dotted path) of a JSONL of outputs to use as the score.")] = None,
+    apm: Annotated[Optional[str], typer.Option("--apm", help="Score responses with an attribute prediction model.")] = None,
+    compare: Annotated[Optional[str], typer.Option("--compare", help="A second JSONL of outputs on the same prompts (needs --score): gain and NRG.")] = None,
+    tokenizer: Annotated[Optional[str], typer.Option("--tokenizer", help="Count lengths in this tokenizer's tokens (default: words).")] = None,
+    as_json: JsonOpt = False,
+    plot_path: Annotated[Optional[str], typer.Option("--plot", help="Write a PNG of score against length.")] = None,
+) -> None:
+    """Is length doing the work? Score-length correlation, non-length reward gain, longer-preferred accuracy."""
+    from steer.evaluate.length_bias import evaluate
+
+    if apm or tokenizer:
+        quiet_libraries()
+    result = evaluate(data, fmt=fmt, score=score, apm=apm, compare=compare, tokenizer=tokenizer, plot_path=plot_path)
+    if as_json:
+        ui.print_json(result)
+    else:
+        ui.length_bias(result)

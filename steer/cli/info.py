@@ -1,0 +1,85 @@
+"""``steer env``, ``steer attrs``, ``steer recipe check`` and ``steer quickstart``."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated, Optional
+
+import typer
+
+from steer import ui
+from steer.cli.app import app, recipe_app
+from steer.cli.options import AttrOpt, AttrsOpt, JsonOpt, PresetOpt, SchemaOpt, SetOpt, quiet_libraries
+
+
+@app.command()
+def env(as_json: JsonOpt = False) -> None:
+    """Versions, device and CUDA facts (paste this into bug reports)."""
+    from steer.envinfo import collect
+
+    info = collect()
+    if as_json:
+        ui.print_json(info)
+    else:
+        ui.key_values(info)
+
+
+@app.command()
+def attrs(
+    schema: SchemaOpt = "helpsteer",
+    attr: AttrOpt = [],  # noqa: B006 - typer reads the default
+    attrs_: AttrsOpt = None,
+    preset: PresetOpt = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """Show a schema and its presets, or resolve steering values into the attribute string."""
+    from steer.attributes import get_schema, presets_for
+    from steer.steering import steering_from
+
+    sch = get_schema(schema)
+    if not (attr or attrs_ or preset):
+        if as_json:
+            ui.print_json({**sch.to_dict(), "presets": {k: v[1] for k, v in presets_for(sch).items()}})
+        else:
+            ui.schema_table(sch, presets_for(sch))
+        return
+    values = steering_from(sch, attributes=[*attr, *([attrs_] if attrs_ else [])], preset=preset).resolved(sch)
+    if as_json:
+        ui.print_json({"schema": sch.name, "attributes": values, "string": sch.render(values)})
+    else:
+        ui.plain(sch.render(values))
+
+
+@recipe_app.command("check")
+def recipe_check(
+    recipe: Annotated[str, typer.Argument(help="Recipe YAML file.")],
+    overrides: SetOpt = [],  # noqa: B006
+    kind: Annotated[Optional[str], typer.Option(help="Recipe kind: sft or apm (default: the recipe's own kind key).")] = None,
+) -> None:
+    """Validate a recipe (with overrides) and print it fully resolved."""
+    from steer.config import dump_recipe, load_recipe
+
+    ui.plain(dump_recipe(load_recipe(recipe, overrides, kind=kind)).rstrip())
+
+
+@app.command()
+def quickstart(
+    out: Annotated[str, typer.Option("--out", "-o", help="Folder for the data, the model, report.json and the plot.")] = "steer-quickstart",
+    fast: Annotated[bool, typer.Option("--fast", help="Half the training and a smaller sweep (about 2 minutes on 2 CPU cores).")] = False,
+    seed: Annotated[int, typer.Option("--seed", help="Corpus, training and prompt seed.")] = 0,
+    as_json: JsonOpt = False,
+) -> None:
+    """Train a steerable tiny Llama from scratch on a synthetic corpus (no network), then measure its steering."""
+    import dataclasses
+
+    quiet_libraries()
+    from steer import quickstart as qs
+
+    settings = dataclasses.replace(qs.FAST if fast else qs.DEFAULT, seed=seed)
+    if as_json:
+        report, png = qs.run_and_plot(Path(out), settings)
+        ui.print_json({k: v for k, v in report.items() if k != "generations"} | {"plot": png})
+        return
+    with ui.TrainDisplay() as display:
+        report, png = qs.run_and_plot(Path(out), settings, events=display)
+    ui.quickstart(report, out, png)

@@ -1,0 +1,53 @@
+"""``steer serve``: steer's OpenAI-compatible server, or the hand-over to vLLM's."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Annotated, Any, Optional
+
+import typer
+
+from steer import ui
+from steer.cli.app import app
+from steer.cli.options import ModelArg, model_options, quiet_libraries
+from steer.errors import UsageError
+
+
+@app.command()
+@model_options
+def serve(
+    model: ModelArg,
+    host: Annotated[str, typer.Option("--host", help="Interface to bind (0.0.0.0 exposes the server to the network).")] = "127.0.0.1",
+    port: Annotated[int, typer.Option("--port", help="TCP port.", min=0, max=65535)] = 8000,
+    api_key: Annotated[Optional[str], typer.Option("--api-key", envvar="STEER_API_KEY", help="Require 'Authorization: Bearer KEY'.")] = None,
+    model_options: Any = None,
+    name: Annotated[Optional[str], typer.Option("--name", help="Model name clients ask for (default: the folder name).")] = None,
+    max_tokens: Annotated[int, typer.Option("--max-tokens", help="Largest max_tokens a request may ask for.", min=1)] = 512,
+    max_queue: Annotated[int, typer.Option("--max-queue", help="Requests that may wait; more get 503 + Retry-After.", min=1)] = 64,
+    max_batch: Annotated[int, typer.Option("--max-batch", help="Requests batched into one generate call.", min=1)] = 16,
+    grace: Annotated[int, typer.Option("--grace", help="Seconds to finish in-flight requests on SIGTERM.", min=0)] = 30,
+    print_command: Annotated[bool, typer.Option("--print-command", help="With --engine vllm: print the vllm serve command and exit.")] = False,
+) -> None:
+    """Serve a model over an OpenAI-compatible API (chat and completions, streaming), steered per request."""
+    quiet_libraries()
+    served = name or Path(model.rstrip("/")).name or "steer"
+    engine, template, schema = model_options["engine"], model_options["template"], model_options["schema"]
+    if engine == "vllm":
+        from steer.serve.vllm_command import plan
+
+        vllm = plan(model, name=served, template=template, schema=schema, host=host, port=port, api_key=api_key)
+        ui.vllm_plan(vllm.shell(), vllm.stop)
+        if not print_command:
+            os.execvp(vllm.command[0], vllm.command)  # vLLM's own server takes over this process
+        return
+    if print_command:
+        raise UsageError("--print-command is for --engine vllm")
+    from steer.engines.load import load_engine
+    from steer.serve.app import Limits
+    from steer.serve.app import serve as run_server
+
+    loaded = load_engine(model, engine=engine, template=template, schema=schema)
+    ui.serving(served, host, port, loaded.template.schema)
+    run_server(loaded, served, host=host, port=port, api_key=api_key, grace_s=grace,
+               limits=Limits(max_tokens=max_tokens, max_queue=max_queue, max_batch=max_batch))

@@ -1,0 +1,1 @@
+"""Engines: the backends that complete rendered, steered prompts (``hf``: transformers; ``vllm``)."""

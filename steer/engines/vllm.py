@@ -1,0 +1,111 @@
+"""The ``vllm`` engine: ``vllm.LLM`` with a ``LoRARequest`` for adapters; steer renders every prompt.
+
+vLLM is optional and imported only when this engine is used. Prompts come from the same rendering
+path as the ``hf`` engine (:func:`steer.steering.steering_prompt`), the model argument resolves the
+same way (:func:`steer.runs.resolve`: the same weights, adapter and tokenizer), and the answer is
+post-processed by the same template (:meth:`steer.templates.SteerTemplate.finish`), so a model answers
+alike on both engines. Streaming drives ``LLM.llm_engine`` request by request and aborts on cancel.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+import uuid
+from collections.abc import Iterator, Sequence
+from typing import Any
+
+from steer.engines.base import Prompt, Response, Sampling, StreamText, check_context, text_prompts
+from steer.errors import UsageError
+from steer.templates import SteerTemplate
+
+INSTALL = "vLLM is not installed: pip install 'steer[vllm]' (Linux with a CUDA GPU), or use --engine hf"
+
+
+def sampling_params(sampling: Sampling, template: SteerTemplate) -> dict:
+    """``vllm.SamplingParams`` keyword arguments for steer's sampling settings."""
+    stop = list(dict.fromkeys(template.stop + sampling.stop))
+    return {"temperature": sampling.temperature, "top_p": sampling.top_p,
+            "top_k": sampling.top_k if sampling.top_k > 0 else -1, "max_tokens": sampling.max_new_tokens,
+            "seed": sampling.seed, "stop": stop or None, "skip_special_tokens": True}
+
+
+class VLLMEngine:
+    """Generation with ``vllm.LLM`` (offline batch inference)."""
+
+    def __init__(self, llm: Any, tokenizer: Any, template: SteerTemplate, lora: Any = None, vllm: Any = None) -> None:
+        self.llm, self.tokenizer, self.template, self.lora = llm, tokenizer, template, lora
+        self.vllm = vllm  # the vllm module (a stand-in in tests)
+        self.context_length = llm.llm_engine.model_config.max_model_len
+        self.lock = threading.Lock()  # streaming steps the shared engine: one request at a time
+
+    @classmethod
+    def load(cls, path: str, *, template: str | None = None, schema: str | None = None, dtype: str = "auto") -> VLLMEngine:
+        try:
+            import vllm
+            from vllm.lora.request import LoRARequest
+        except ImportError:
+            raise UsageError(INSTALL) from None
+        from steer.runs import load_tokenizer, model_template, resolve
+
+        ref = resolve(path)
+        tokenizer = load_tokenizer(ref)
+        steering = model_template(tokenizer, ref.spec, kind=template, schema=schema)
+        llm = vllm.LLM(model=ref.weights, tokenizer=ref.tokenizer, dtype=dtype, enable_lora=ref.adapter is not None)
+        lora = LoRARequest("steer", 1, ref.adapter) if ref.adapter else None
+        return cls(llm, tokenizer, steering, lora, vllm)
+
+    def count_tokens(self, text: str) -> int:
+        return len(self.tokenizer(text, add_special_tokens=False)["input_ids"])
+
+    def _texts(self, prompts: Sequence[Prompt | str], sampling: Sampling) -> list[str]:
+        texts = text_prompts(prompts)
+        for text in texts:
+            check_context(self.count_tokens(text), sampling.max_new_tokens, self.context_length)
+        return texts
+
+    def _response(self, out: Any, sampling: Sampling, seconds: float, first: float | None = None) -> Response:
+        """A vLLM ``RequestOutput`` as a :class:`Response`, finished by the template as the hf engine does."""
+        c = out.outputs[0]
+        text, stopped = self.template.finish(c.text, sampling.stop, c.finish_reason == "stop")
+        return Response(text, list(c.token_ids), "stop" if stopped else "length", len(out.prompt_token_ids),
+                        len(c.token_ids), seconds, first)
+
+    def generate(self, prompts: Sequence[Prompt | str], sampling: Sampling) -> list[Response]:
+        params = self.vllm.SamplingParams(**sampling_params(sampling, self.template))
+        texts = self._texts(prompts, sampling)
+        start = time.perf_counter()
+        outs = self.llm.generate([{"prompt": p} for p in texts], params, lora_request=self.lora, use_tqdm=False)
+        seconds = time.perf_counter() - start
+        return [self._response(out, sampling, seconds) for out in outs]
+
+    def stream(self, prompt: Prompt | str, sampling: Sampling, cancel: threading.Event | None = None) -> Iterator[str | Response]:
+        """Yield text as vLLM decodes it, then the :class:`Response`; ``cancel`` aborts the request."""
+        params = self.vllm.SamplingParams(**sampling_params(sampling, self.template))
+        (text,) = self._texts([prompt], sampling)
+        engine, rid = self.llm.llm_engine, f"steer-{uuid.uuid4().hex}"
+        shown = StreamText(self.template, sampling)
+        with self.lock:
+            start, first, last = time.perf_counter(), None, None
+            engine.add_request(rid, {"prompt": text}, params, lora_request=self.lora)
+            try:
+                while last is None or not last.finished:
+                    if cancel is not None and cancel.is_set():
+                        engine.abort_request([rid])
+                        break
+                    for out in engine.step():
+                        if out.request_id != rid:
+                            continue
+                        last = out
+                        first = first if first is not None or not out.outputs[0].text else time.perf_counter() - start
+                        if safe := shown.push(out.outputs[0].text):
+                            yield safe
+            except BaseException:  # the consumer went away: free the engine, then pass it on
+                engine.abort_request([rid])
+                raise
+        seconds = time.perf_counter() - start
+        response = (self._response(last, sampling, seconds, first) if last is not None  # else cancelled at once
+                    else Response("", [], "stop", self.count_tokens(text), 0, seconds))
+        if rest := shown.rest(response.text):
+            yield rest
+        yield response

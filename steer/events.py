@@ -1,0 +1,69 @@
+"""Typed progress events: library code reports long work through a callback taking these, and only
+:mod:`steer.ui` renders them (library code never prints)."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+
+
+@dataclass(frozen=True)
+class Progress:
+    """``done`` of ``total`` units of one stage of work (``tokenize``, ``generate``, ``label``);
+    ``tokens``: tokens generated so far, where the stage generates."""
+
+    stage: str
+    done: int
+    total: int
+    tokens: int | None = None
+
+
+@dataclass(frozen=True)
+class Stage:
+    """Step ``index`` of ``count`` of a multi-step job (the quickstart), and what it does."""
+
+    index: int
+    count: int
+    title: str
+
+
+@dataclass(frozen=True)
+class DataReady:
+    """The training data is prepared: examples per split, tokens, what carries loss, where it is."""
+
+    train: int
+    eval: int
+    tokens: int
+    loss: int
+    loss_unit: str
+    cached: bool
+    path: str
+
+
+@dataclass(frozen=True)
+class TrainStart:
+    """Training starts (or resumes) at ``step`` of ``max_steps``."""
+
+    step: int
+    max_steps: int
+
+
+@dataclass(frozen=True)
+class TrainStep:
+    """An optimiser step finished; ``tokens_per_s`` is the throughput since training started."""
+
+    step: int
+    max_steps: int
+    tokens_per_s: float
+
+
+@dataclass(frozen=True)
+class TrainLog:
+    """What the trainer logged at ``step`` (``loss``, ``learning_rate``, ``eval_loss``, ...)."""
+
+    step: int
+    values: Mapping[str, float] = field(default_factory=dict)
+
+
+Event = Progress | Stage | DataReady | TrainStart | TrainStep | TrainLog
+Events = Callable[[Event], None]

@@ -1,0 +1,177 @@
+"""The run directory, and loading models: the only place that reads ``steer.json``, resolves a model
+argument to its weights, adapter and tokenizer, and loads trained models and tokenizers.
+
+A model argument is a steer run directory (or one of its ``checkpoint-N`` folders), an exported
+model, a bare PEFT adapter folder, any Hugging Face model folder, or a hub id. A run directory holds
+``steer.json`` (what the run is, its base model, how to steer it), the weights (a PEFT adapter over
+the base model, or full weights) and the tokenizer whose chat template is the steering template.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from steer.attributes import Schema, get_schema
+from steer.errors import TemplateError, UsageError
+from steer.templates import SteerTemplate, for_tokenizer
+
+RUN_FILE = "steer.json"
+ADAPTER = "adapter_config.json"
+TOKENIZER = "tokenizer_config.json"
+
+
+def _read_json(path: Path) -> dict:
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except (json.JSONDecodeError, UnicodeDecodeError) as err:
+        raise UsageError(f"{path}: not valid JSON ({getattr(err, 'msg', err)})") from None
+    if not isinstance(data, dict):
+        raise UsageError(f"{path}: expected a JSON object")
+    return data
+
+
+def find_run_file(folder: Path) -> dict | None:
+    """``steer.json`` of a run directory or of the run a checkpoint folder belongs to (None: not a run)."""
+    for candidate in (folder, folder.parent):
+        if (candidate / RUN_FILE).is_file():
+            return _read_json(candidate / RUN_FILE)
+    return None
+
+
+def run_info(path: str | Path) -> tuple[Path, dict]:
+    """``(weights folder, steer.json)`` of a run directory or one of its checkpoints."""
+    folder = Path(path)
+    if not folder.is_dir():
+        raise UsageError(f"not a directory: {folder}")
+    info = find_run_file(folder)
+    if info is None:
+        raise UsageError(f"{folder} is not a steer run directory (no {RUN_FILE} here or in its parent)")
+    return folder, info
+
+
+def write_run_file(run_dir: Path, info: dict) -> Path:
+    """Write ``steer.json`` atomically (a reader never sees half a file)."""
+    return write_text_atomic(run_dir / RUN_FILE, json.dumps(info, indent=2))
+
+
+def write_text_atomic(path: Path, text: str) -> Path:
+    """Write ``text`` to a temporary file beside ``path`` and rename it into place."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as handle:
+            handle.write(text)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    return path
+
+
+@dataclass(frozen=True)
+class ModelRef:
+    """Where a model's pieces are: ``weights`` (full weights, or the base model under ``adapter``: a
+    folder or hub id), the LoRA ``adapter`` folder, the ``tokenizer`` and the run's ``steer.json``."""
+
+    name: str
+    weights: str
+    adapter: str | None
+    tokenizer: str
+    spec: dict | None
+
+    @property
+    def kind(self) -> str | None:
+        """What the run trained (``sft``, ``apm``, ...); None for a model steer did not train."""
+        return None if self.spec is None else str(self.spec.get("kind", "sft"))
+
+
+def resolve(model: str | Path) -> ModelRef:
+    """Where the weights, adapter and tokenizer of a model argument are (nothing is loaded)."""
+    folder = Path(model)
+    if not folder.is_dir():
+        if folder.is_absolute() or str(model).startswith(".") or folder.exists():
+            raise UsageError(f"model not found: {model}")
+        return ModelRef(str(model), str(model), None, str(model), None)  # a hub id
+    spec = find_run_file(folder)
+    own_tokenizer = (folder / TOKENIZER).is_file()
+    # a checkpoint folder without its own tokenizer uses its run's
+    run_tokenizer = str(folder.parent) if spec is not None and (folder.parent / TOKENIZER).is_file() else None
+    if (folder / ADAPTER).is_file():
+        base = (spec or {}).get("base_model") or _read_json(folder / ADAPTER).get("base_model_name_or_path")
+        if not base:
+            raise UsageError(f"{folder / ADAPTER} names no base model (base_model_name_or_path)")
+        tokenizer = str(folder) if own_tokenizer else run_tokenizer or str(base)
+        return ModelRef(str(model), str(base), str(folder), tokenizer, spec)
+    if spec is not None and not (folder / "config.json").is_file():
+        raise UsageError(f"{folder} holds neither a LoRA adapter nor model weights")
+    return ModelRef(str(model), str(folder), None, str(folder) if own_tokenizer else run_tokenizer or str(folder), spec)
+
+
+def _first_line(err: BaseException) -> str:
+    text = str(err).strip()
+    return text.splitlines()[0] if text else type(err).__name__
+
+
+def load_tokenizer(source: str | ModelRef) -> Any:
+    """The tokenizer of a model reference, folder or hub id, with one clear error when it cannot be read."""
+    from transformers import AutoTokenizer
+
+    path = source.tokenizer if isinstance(source, ModelRef) else str(source)
+    try:
+        return AutoTokenizer.from_pretrained(path)
+    except (OSError, ValueError) as err:
+        raise UsageError(f"cannot load the tokenizer {path!r}: {_first_line(err)}") from None
+
+
+def torch_dtype(name: str) -> Any:
+    """The torch dtype for ``auto`` (bf16 on a GPU that has it, else fp32), ``float32``, ``bfloat16`` or ``float16``."""
+    import torch
+
+    if name == "auto":
+        return torch.bfloat16 if torch.cuda.is_available() and torch.cuda.is_bf16_supported() else torch.float32
+    if name not in ("float32", "bfloat16", "float16"):
+        raise UsageError(f"dtype {name!r}: use float32, bfloat16, float16 or auto", field="dtype")
+    return getattr(torch, name)
+
+
+def load_model(ref: ModelRef, *, dtype: Any = None, merge: bool = False, backbone: bool = False) -> Any:
+    """The model of ``ref``: its weights, or its base with the LoRA adapter on top (merged into the
+    base weights when ``merge``); ``backbone``: the transformer without its LM head (``AutoModel``,
+    what an attribute prediction model's head reads)."""
+    import transformers
+
+    auto = transformers.AutoModel if backbone else transformers.AutoModelForCausalLM
+    kwargs = {"dtype": dtype} if dtype is not None else {}
+    try:
+        model = auto.from_pretrained(ref.weights, **kwargs)
+    except OSError as err:
+        what = f"the base model {ref.weights!r} of {ref.name}" if ref.adapter else f"model {ref.name!r}"
+        raise UsageError(f"cannot load {what}: {_first_line(err)}") from None
+    if ref.adapter is None:
+        return model
+    from peft import PeftModel
+
+    model = PeftModel.from_pretrained(model, ref.adapter)
+    return model.merge_and_unload() if merge else model
+
+
+def model_template(tokenizer: Any, spec: dict | None, *, kind: str | None = None, schema: str | None = None) -> SteerTemplate:
+    """The steering template of a model: the one it was trained with (its tokenizer's chat template and
+    ``steer.json``), or ``kind`` built over its own chat template (``--template`` overrides both)."""
+    if spec is not None and kind is None:
+        t = spec["template"]
+        built = get_schema(schema) if schema is not None else Schema.from_dict(t["schema"]) if t.get("schema") else None
+        tokens = dict(getattr(tokenizer, "special_tokens_map", {}) or {})
+        return SteerTemplate(t["kind"], tokenizer.chat_template, built, tuple(t.get("stop", ())),
+                             bool(t.get("merge_system")), tokens)
+    chosen = kind or ("chat" if getattr(tokenizer, "chat_template", None) else "steerlm")
+    built = get_schema(schema or "helpsteer") if chosen != "janus" or schema else None
+    try:
+        return for_tokenizer(chosen, built, tokenizer)
+    except TemplateError as err:  # a steer-wrapped template asked to wrap again, or no chat template
+        raise UsageError(f"--template {chosen}: {err}") from None

@@ -1,0 +1,139 @@
+"""What a request is steered by, the one place user input becomes it, and the prompt it renders
+(from chat messages, or from an input row of a batch or prompts file: :func:`row_messages`).
+
+Every way of steering goes through :func:`steering_from`: CLI flags, the Python API, a batch row
+over the command's defaults, a chat slash command over the session's steering, and a server
+request. The rules are the same everywhere: attribute values may be a mapping, a ``"name:v,name=v"``
+string or a list of such strings; given attributes merge over the base steering's; a given preset,
+value statements or system message replace the base's; everything is validated at once, so bad
+input fails before anything is generated.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from steer.attributes import Schema, parse_assignments, preset_values, require_schema
+from steer.engines.base import Prompt
+from steer.errors import UsageError
+from steer.templates import SteerTemplate
+
+AttributeInput = Mapping[str, object] | str | Sequence[str] | None
+ValuesInput = str | Sequence[str] | None
+
+
+@dataclass
+class Steering:
+    """Attribute values (over a preset and the schema defaults), value statements, a system message."""
+
+    attributes: dict[str, int] = field(default_factory=dict)
+    preset: str | None = None
+    values: list[str] = field(default_factory=list)
+    system: str | None = None
+
+    def resolved(self, schema: Schema | None) -> dict[str, int] | None:
+        """The full attribute dict for the schema (defaults < preset < explicit values); None without a schema."""
+        if schema is None:
+            if self.attributes or self.preset:
+                require_schema(schema)
+            return None
+        return schema.resolve(preset=self.preset, values=self.attributes)
+
+    def to_json(self, schema: Schema | None) -> dict:
+        """What a record of this steering holds (attributes resolved)."""
+        return {"attributes": self.resolved(schema), "preset": self.preset, "values": self.values, "system": self.system}
+
+
+def parse_attributes(source: AttributeInput, schema: Schema | None, *, field: str = "attributes") -> dict[str, int]:
+    """Validated attribute values from a mapping, a ``"name:v,name=v"`` string or a list of such strings."""
+    if source is None or (isinstance(source, (str, list, tuple, Mapping)) and not source):
+        return {}
+    sch = require_schema(schema, field)
+    if isinstance(source, Mapping):
+        return sch.validate(source)
+    if isinstance(source, str):
+        return parse_assignments([source], sch)
+    if isinstance(source, (list, tuple)) and all(isinstance(s, str) for s in source):
+        return parse_assignments(source, sch)
+    raise UsageError(f"{field} must be an object or a 'name:value,...' string", field=field)
+
+
+def parse_values(source: ValuesInput, *, field: str = "values") -> list[str]:
+    """Value statements from a string or a list of strings."""
+    if source is None:
+        return []
+    if isinstance(source, str):
+        return [source]
+    if isinstance(source, (list, tuple)) and all(isinstance(v, str) for v in source):
+        return list(source)
+    raise UsageError(f"{field} must be a string or a list of strings", field=field)
+
+
+def steering_from(schema: Schema | None, *, attributes: AttributeInput = None, preset: str | None = None,
+                  values: ValuesInput = None, system: str | None = None, base: Steering | None = None) -> Steering:
+    """The :class:`Steering` that user input asks for, over ``base`` (see the module docstring)."""
+    base = base or Steering()
+    parsed = parse_attributes(attributes, schema)
+    if preset is not None:
+        if not isinstance(preset, str):
+            raise UsageError("preset must be a string", field="preset")
+        preset_values(preset, require_schema(schema, "preset"))
+    if system is not None and not isinstance(system, str):
+        raise UsageError("system must be a string", field="system")
+    steering = Steering({**base.attributes, **parsed}, base.preset if preset is None else preset,
+                        list(base.values) if values is None else parse_values(values),
+                        base.system if system is None else system)
+    steering.resolved(schema)  # a preset that sets attributes the schema lacks fails here
+    return steering
+
+
+def content_text(content: Any, where: str = "content") -> str:
+    """The text of a message's content: a string, or the text parts of a list of parts, joined."""
+    if isinstance(content, str):
+        return content
+    if isinstance(content, list):
+        return "".join(p["text"] for p in content if isinstance(p, Mapping) and p.get("type") == "text"
+                       and isinstance(p.get("text"), str))
+    raise UsageError(f"{where} must be a string or a list of parts", field="messages")
+
+
+def content_images(content: Any) -> list[Any]:
+    """The image parts of a message's content, in order (none for a string)."""
+    if not isinstance(content, list):
+        return []
+    return [p for p in content if isinstance(p, Mapping) and p.get("type") in ("image", "image_url")]
+
+
+def row_messages(row: dict, where: str) -> list[dict]:
+    """The chat messages of an input row (``messages``, or ``prompt`` as one user turn), validated."""
+    if "messages" in row:
+        msgs = row["messages"]
+        if not isinstance(msgs, list) or not msgs or not all(isinstance(m, dict) and "role" in m and "content" in m for m in msgs):
+            raise UsageError(f"{where}: 'messages' must be a non-empty list of {{role, content}} objects")
+        if msgs[-1]["role"] != "user":
+            raise UsageError(f"{where}: the last message must be from the user")
+        for k, m in enumerate(msgs):
+            content_text(m["content"], f"{where}: messages[{k}].content")
+        return [dict(m) for m in msgs]
+    prompt = row.get("prompt")
+    if not isinstance(prompt, str) or not prompt.strip():
+        raise UsageError(f"{where}: needs a non-empty 'prompt' (or 'messages')")
+    return [{"role": "user", "content": prompt}]
+
+
+def steering_prompt(template: SteerTemplate, messages: Sequence[Mapping[str, Any]], steering: Steering) -> Prompt:
+    """The prompt for the next assistant turn, steered: the one rendering path every engine gets.
+
+    A message's content may be a list of parts: text parts are rendered, image parts travel in
+    :attr:`Prompt.images` for engines that read them.
+    """
+    msgs = [{**m, "content": content_text(m.get("content"), f"messages[{k}].content")} for k, m in enumerate(messages)]
+    images = tuple(img for m in messages for img in content_images(m.get("content")))
+    if steering.system is not None:
+        msgs = [m for m in msgs if m.get("role") != "system"]
+        if steering.system:
+            msgs.insert(0, {"role": "system", "content": steering.system})
+    text = template.prompt(msgs, attributes=steering.resolved(template.schema), values=steering.values or None)
+    return Prompt(text, images)

@@ -1,0 +1,287 @@
+"""The one training loop every steer model goes through, and what it writes.
+
+A :class:`Task` says what differs between kinds of models (the model, what a record is encoded
+into, the collator, the loss, the metrics, the extra ``steer.json`` fields, how to export it); the
+rest is shared: the tokenizer is loaded once, data is prepared (and cached) through the task's
+encoder, ``transformers.Trainer`` trains with LoRA or full weights under torchrun for DDP / FSDP /
+DeepSpeed, with checkpoints, exact resume, ``metrics.jsonl``, typed progress events and TensorBoard.
+
+The run directory holds the final adapter (or model), the tokenizer whose chat template is the
+task's template, ``steer.json`` (how to load and steer it), the resolved ``recipe.yaml``,
+``metrics.jsonl`` and the ``checkpoint-N`` folders a run resumes from.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import Any
+
+from steer import __version__
+from steer.config import SFTRecipe, SourceConfig, write_resolved
+from steer.data.prepare import Encoder, Prepared, prepare
+from steer.errors import SteerError, UsageError
+from steer.events import DataReady, Events, TrainLog, TrainStart, TrainStep
+from steer.runs import load_tokenizer, write_run_file
+from steer.templates import SteerTemplate
+
+METRICS_FILE = "metrics.jsonl"
+Recipe = SFTRecipe  # every recipe kind extends the SFT recipe's sections
+
+
+@dataclass
+class Task:
+    """What one kind of model needs from the shared loop (one instance per file in ``train/tasks/``)."""
+
+    kind: str
+    build_model: Callable[[Recipe], Any]
+    template: Callable[[Recipe, Any], SteerTemplate]  # the template the saved tokenizer renders with
+    encoder: Callable[[Recipe, Any, SteerTemplate], Encoder]  # (recipe, tokenizer, template)
+    collator: Callable[[Recipe, Any], Any]
+    trainer_class: Callable[[], type]
+    export: Callable[[Path, Path, dict, str], None]  # (run or checkpoint folder, out, steer.json, dtype)
+    next_steps: Callable[[Path], list[str]]  # commands to suggest after a run
+    run_file: Callable[[Recipe], dict] = lambda recipe: {}  # extra steer.json fields
+    report: Callable[[dict], dict[str, dict[str, float]]] = lambda evaluation: {}  # a table of the final evaluation
+    arguments: dict = field(default_factory=dict)  # extra TrainingArguments
+    metrics: Callable[[Recipe], Callable | None] = lambda recipe: None  # the Trainer's compute_metrics
+
+
+@dataclass
+class RunResult:
+    """What a training run produced."""
+
+    run_dir: Path
+    kind: str
+    steps: int
+    train_loss: float | None
+    eval_loss: float | None
+    tokens: int
+    resumed_from: str | None = None
+    metrics: list[dict] = field(default_factory=list)
+    evaluation: dict = field(default_factory=dict)  # the final validation metrics (eval_*)
+    table: dict[str, dict[str, float]] = field(default_factory=dict)  # per-attribute validation metrics
+    next_steps: list[str] = field(default_factory=list)
+
+    def to_json(self) -> dict:
+        return {"run_dir": str(self.run_dir), "kind": self.kind, "steps": self.steps, "train_loss": self.train_loss,
+                "eval_loss": self.eval_loss, "tokens": self.tokens, "resumed_from": self.resumed_from,
+                "evaluation": self.evaluation}
+
+
+def is_main_process() -> bool:
+    """True on the process that writes run files and talks to the user (rank 0, or no torchrun)."""
+    return int(os.environ.get("RANK", "0")) == 0
+
+
+def find_checkpoint(run_dir: Path, resume: str | bool) -> str:
+    """The checkpoint to resume from: ``True`` means the latest one in ``run_dir``; a path may be a
+    checkpoint folder or a run directory (its latest checkpoint)."""
+    from transformers.trainer_utils import get_last_checkpoint
+
+    target = run_dir if resume is True else Path(str(resume))
+    if not target.is_dir():
+        raise UsageError(f"--resume: {target} is not a directory")
+    if (target / "trainer_state.json").is_file():
+        return str(target)
+    last = get_last_checkpoint(str(target))
+    if last is None:
+        raise UsageError(f"--resume: no checkpoint-N folder in {target} (nothing to resume)")
+    return last
+
+
+def check_adapter(folder: Path) -> None:
+    """Refuse an empty LoRA adapter (the known LoRA + ZeRO-3 failure saves zero-size tensors)."""
+    path = folder / "adapter_model.safetensors"
+    if not path.is_file():
+        return
+    from safetensors import safe_open
+
+    with safe_open(str(path), framework="pt") as f:
+        sizes = [f.get_slice(k).get_shape() for k in f.keys()]
+    if not sizes or any(0 in shape or not shape for shape in sizes):
+        raise SteerError(f"{path}: the saved LoRA adapter is empty ({len(sizes)} tensors, some of size 0); "
+                         "under DeepSpeed ZeRO-3 set stage3_gather_16bit_weights_on_model_save: true")
+
+
+def _warmup(ratio: float) -> dict:
+    """The warm-up as a share of the steps: transformers 5 reads a ``warmup_steps`` below 1 as that
+    share (and drops ``warmup_ratio``); transformers 4 needs ``warmup_ratio``."""
+    import transformers
+
+    return {"warmup_steps": ratio} if int(transformers.__version__.split(".")[0]) >= 5 else {"warmup_ratio": ratio}
+
+
+def _strategy(recipe: Recipe) -> dict:
+    """The ``TrainingArguments`` of the recipe's distributed strategy."""
+    dist = recipe.distributed
+    if dist.strategy == "fsdp":
+        return {"fsdp": "full_shard auto_wrap", "fsdp_config": dist.config or {"version": 2}}
+    if dist.strategy != "deepspeed":
+        return {}
+    import importlib.util
+
+    if importlib.util.find_spec("deepspeed") is None:
+        raise UsageError("distributed.strategy deepspeed needs DeepSpeed (pip install deepspeed, on a CUDA machine)")
+    if not dist.config:
+        raise UsageError("distributed.strategy deepspeed needs distributed.config (a DeepSpeed JSON, see recipes/distributed)")
+    return {"deepspeed": dist.config}
+
+
+def training_arguments(recipe: Recipe, run_dir: Path, has_eval: bool, **overrides: Any) -> Any:
+    """``transformers.TrainingArguments`` for a recipe (the distributed strategy included)."""
+    import torch
+    from transformers import TrainingArguments
+
+    t = recipe.train
+    cuda = torch.cuda.is_available()
+    world = int(os.environ.get("WORLD_SIZE", "1"))
+    dtype = recipe.model.dtype
+    eval_steps = t.eval_steps if has_eval else None
+    return TrainingArguments(**{**dict(
+        output_dir=str(run_dir), per_device_train_batch_size=t.batch_size, per_device_eval_batch_size=t.batch_size,
+        gradient_accumulation_steps=t.grad_accum, num_train_epochs=t.epochs, max_steps=t.max_steps,
+        learning_rate=t.learning_rate, lr_scheduler_type=t.lr_scheduler, **_warmup(t.warmup_ratio),
+        weight_decay=t.weight_decay, max_grad_norm=t.max_grad_norm, seed=t.seed, data_seed=t.seed,
+        save_strategy="steps", save_steps=t.save_steps, save_total_limit=t.save_total_limit,
+        eval_strategy="steps" if eval_steps else "no", eval_steps=eval_steps, logging_steps=t.logging_steps,
+        logging_first_step=True, report_to=["tensorboard"] if t.tensorboard else [], disable_tqdm=True,
+        remove_unused_columns=False, include_num_input_tokens_seen="all" if recipe.data.packing else "non_padding",
+        use_cpu=not cuda, bf16=cuda and dtype == "bfloat16", fp16=cuda and dtype == "float16",
+        ddp_backend="gloo" if world > 1 and not cuda else None, ddp_find_unused_parameters=False, dataloader_num_workers=0,
+        prediction_loss_only=True), **_strategy(recipe), **overrides})
+
+
+def _callbacks(run_dir: Path, events: Events | None, lora: bool) -> list:
+    from transformers import TrainerCallback
+
+    class RunFiles(TrainerCallback):
+        """metrics.jsonl, progress events, and the empty-adapter guard on every checkpoint."""
+
+        def __init__(self) -> None:
+            self.start = time.perf_counter()
+            self.tokens0 = 0
+
+        def on_train_begin(self, args: Any, state: Any, control: Any, **kw: Any) -> None:
+            self.start, self.tokens0 = time.perf_counter(), state.num_input_tokens_seen
+            if events and state.is_world_process_zero:
+                events(TrainStart(state.global_step, state.max_steps))
+
+        def on_step_end(self, args: Any, state: Any, control: Any, **kw: Any) -> None:
+            if events and state.is_world_process_zero:
+                elapsed = time.perf_counter() - self.start
+                events(TrainStep(state.global_step, state.max_steps,
+                                 (state.num_input_tokens_seen - self.tokens0) / max(elapsed, 1e-9)))
+
+        def on_log(self, args: Any, state: Any, control: Any, logs: dict | None = None, **kw: Any) -> None:
+            if not state.is_world_process_zero or not logs:
+                return
+            row = {"step": state.global_step, "epoch": state.epoch, **logs, "time": time.time()}
+            with open(run_dir / METRICS_FILE, "a", encoding="utf-8") as handle:
+                handle.write(json.dumps(row) + "\n")
+            if events:
+                events(TrainLog(state.global_step, {k: v for k, v in logs.items() if isinstance(v, (int, float))}))
+
+        def on_save(self, args: Any, state: Any, control: Any, **kw: Any) -> None:
+            if lora and state.is_world_process_zero:
+                check_adapter(run_dir / f"checkpoint-{state.global_step}")
+
+    return [RunFiles()]
+
+
+def recipe_encoder(recipe: Recipe, task: Task, tokenizer: Any = None) -> Encoder:
+    """The encoder ``task`` prepares ``recipe``'s data with (loading the recipe's tokenizer unless given)."""
+    source = recipe.model.tokenizer or recipe.model.name_or_path or ""
+    tokenizer = tokenizer if tokenizer is not None else load_tokenizer(source)
+    return replace(task.encoder(recipe, tokenizer, task.template(recipe, tokenizer)), tokenizer_id=source)
+
+
+def prepare_recipe(recipe: Recipe, task: Task, *, encoder: Encoder | None = None, sources: list[SourceConfig] | None = None,
+                   progress: Events | None = None, force: bool = False) -> Prepared:
+    """Prepare a recipe's training sources (or ``sources``) with its task's encoder; see :func:`steer.data.prepare.prepare`."""
+    encoder = encoder or recipe_encoder(recipe, task)
+    return prepare(recipe.data.sources if sources is None else sources, encoder, recipe.data, seed=recipe.train.seed,
+                   progress=progress, force=force)
+
+
+def save_run(trainer: Any, run_dir: Path, recipe: Recipe, task: Task, template: SteerTemplate) -> None:
+    """The final weights, the empty-adapter guard, the tokenizer (its chat template is ``template``)
+    and ``steer.json``."""
+    from steer.train.model import model_ref
+
+    trainer.save_model(str(run_dir))
+    if not trainer.is_world_process_zero():
+        return
+    if recipe.train.method != "full":
+        check_adapter(run_dir)
+    trainer.processing_class.save_pretrained(str(run_dir))
+    write_run_file(run_dir, {"steer_version": __version__, "kind": task.kind, "method": recipe.train.method,
+                             "base_model": model_ref(recipe.model.name_or_path) if recipe.train.method != "full" else None,
+                             "template": template.spec(), **task.run_file(recipe)})
+
+
+def _datasets(recipe: Recipe, task: Task, encoder: Encoder, events: Events | None, args: Any) -> tuple[Any, Any]:
+    """The prepared training and evaluation datasets (rank 0 prepares, the others read its cache)."""
+    import datasets
+
+    with args.main_process_first(desc="prepare data"):
+        prepared = prepare_recipe(recipe, task, encoder=encoder, progress=events if is_main_process() else None)
+        val_prepared = (prepare_recipe(recipe, task, encoder=encoder, sources=recipe.data.validation)
+                        if recipe.data.validation else None)
+    train_ds = datasets.load_from_disk(str(prepared.path))
+    eval_ds = None
+    if recipe.data.validation_fraction > 0:
+        parts = train_ds.train_test_split(test_size=recipe.data.validation_fraction, seed=recipe.train.seed)
+        train_ds, eval_ds = parts["train"], parts["test"]
+    if val_prepared is not None:
+        eval_ds = datasets.load_from_disk(str(val_prepared.path))
+    if len(train_ds) == 0:
+        raise UsageError("no training examples left after preparation (see steer data prepare for the rejects)")
+    if events and is_main_process():
+        events(DataReady(len(train_ds), len(eval_ds) if eval_ds is not None else 0, prepared.tokens, prepared.loss,
+                         prepared.loss_unit, prepared.cached, str(prepared.path)))
+    return train_ds, eval_ds
+
+
+def train(recipe: Recipe, task: Task, *, resume: str | bool | None = None, events: Events | None = None,
+          callbacks: list | None = None) -> RunResult:
+    """Train ``recipe`` as ``task``; ``resume`` continues from a checkpoint (``True``: the latest in the run directory)."""
+    import transformers
+    from transformers import PrinterCallback
+
+    run_dir = Path(recipe.train.output_dir)
+    checkpoint = find_checkpoint(run_dir, resume) if resume else None
+    if checkpoint is None and run_dir.is_dir() and any(run_dir.glob("checkpoint-*")):
+        raise UsageError(f"{run_dir} already holds checkpoints: pass --resume to continue, "
+                         "or --set train.output_dir=... for a new run")
+    has_eval = bool(recipe.data.validation) or recipe.data.validation_fraction > 0
+    args = training_arguments(recipe, run_dir, has_eval, **task.arguments)
+    encoder = recipe_encoder(recipe, task)  # the tokenizer is loaded once, here
+    tokenizer, template = encoder.tokenizer, encoder.template
+    train_ds, eval_ds = _datasets(recipe, task, encoder, events, args)
+    tokenizer.chat_template = template.source
+    if tokenizer.pad_token_id is None:
+        tokenizer.pad_token = tokenizer.eos_token or tokenizer.unk_token
+
+    transformers.set_seed(recipe.train.seed)
+    model = task.build_model(recipe)
+    if is_main_process():
+        run_dir.mkdir(parents=True, exist_ok=True)
+        write_resolved(recipe, run_dir)
+    trainer = task.trainer_class()(
+        model=model, args=args, train_dataset=train_ds, eval_dataset=eval_ds, data_collator=task.collator(recipe, tokenizer),
+        processing_class=tokenizer, compute_metrics=task.metrics(recipe),
+        callbacks=_callbacks(run_dir, events, recipe.train.method != "full") + list(callbacks or []))
+    trainer.remove_callback(PrinterCallback)  # progress and metrics go through our callback
+    output = trainer.train(resume_from_checkpoint=checkpoint)
+    evaluation = trainer.evaluate() if eval_ds is not None else {}
+    save_run(trainer, run_dir, recipe, task, template)
+    history = [h for h in trainer.state.log_history if "loss" in h]
+    return RunResult(run_dir, task.kind, trainer.state.global_step,
+                     history[-1]["loss"] if history else output.training_loss, evaluation.get("eval_loss"),
+                     trainer.state.num_input_tokens_seen, checkpoint, trainer.state.log_history, evaluation,
+                     task.report(evaluation), task.next_steps(run_dir))

@@ -1,0 +1,168 @@
+"""The APM task: train the SteerLM attribute prediction model (a regression head per attribute).
+
+Each labelled assistant turn is one example: the conversation up to and including it, rendered
+without steering (:func:`steer.apm.apm_text`), with one target per attribute of the recipe's
+schema (``-100`` where the turn has no label, masked out of the MSE). It trains through the shared
+loop (LoRA or full weights, packing, checkpoints, resume, metrics, torchrun); validation reports
+MAE, RMSE and Pearson per attribute. The model and loading it to score are in :mod:`steer.apm`.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from steer.apm import HEAD_FILE, MISSING, APM, AttributeModel, ScoredCollator, apm_text, load_apm_weights, save_apm
+from steer.attributes import Schema
+from steer.data.prepare import EncodedBatch, Encoder
+from steer.data.records import Conversation, DataError
+from steer.errors import SteerError
+from steer.templates import SteerTemplate
+from steer.tokens import tokenize
+from steer.train.loop import Recipe, Task
+
+
+@dataclass
+class RatedTurn:
+    """Token ids of one rated assistant turn (its conversation up to and including it) and its targets."""
+
+    input_ids: list[int]
+    targets: list[float]
+    text: str
+    truncated: bool = False
+
+
+def rated_turns(record: Conversation) -> list[tuple[list[dict], dict]]:
+    """``(messages up to and including the turn, its attributes)`` for each labelled assistant turn."""
+    chat = record.chat()
+    return [(chat[: k + 1], m["attributes"]) for k, m in enumerate(chat)
+            if m["role"] == "assistant" and m.get("attributes")]
+
+
+def encode_rated(records: list[Conversation], template: SteerTemplate, schema: Schema, tokenizer: Any, *,
+                 max_length: int | None = None, overlong: str = "truncate") -> list[RatedTurn | DataError]:
+    """APM examples of a batch of conversations (one per labelled assistant turn).
+
+    Too long: ``truncate`` keeps the *last* ``max_length`` tokens, since the head reads the end.
+    """
+    texts, targets, out = [], [], []
+    for record in records:
+        try:
+            turns = rated_turns(record)
+            if not turns:
+                out.append(DataError("no labels", f"example {record.id}: no assistant turn carries attributes"))
+            for messages, attrs in turns:
+                texts.append(apm_text(template, messages))
+                targets.append([float(attrs[n]) if attrs.get(n) is not None else MISSING for n in schema.names])
+        except SteerError as err:
+            out.append(DataError("template error", f"example {record.id}: {err}"))
+    for text, target, (ids, _) in zip(texts, targets, tokenize(tokenizer, texts)):
+        truncated = max_length is not None and len(ids) > max_length
+        if truncated and overlong == "reject":
+            out.append(DataError("too long", f"{len(ids)} tokens > max_length {max_length}"))
+            continue
+        out.append(RatedTurn(list(ids[-max_length:] if truncated else ids), target, text, truncated))
+    return out
+
+
+def _encoder(recipe: Recipe, tokenizer: Any, template: SteerTemplate) -> Encoder:
+    schema = recipe.template.build_schema()
+
+    def encode(records: list, max_length: int, overlong: str) -> EncodedBatch:
+        encoded = encode_rated(records, template, schema, tokenizer, max_length=max_length, overlong=overlong)
+        kept = [e for e in encoded if isinstance(e, RatedTurn)]
+        return EncodedBatch({"input_ids": [e.input_ids for e in kept], "targets": [e.targets for e in kept]},
+                            [e for e in encoded if isinstance(e, DataError)], sum(len(e.input_ids) for e in kept),
+                            len(kept))
+
+    return Encoder("apm", template, tokenizer, {"input_ids": "int32", "targets": "float32"}, "rated assistant turns",
+                   encode, fingerprint={"attributes": schema.names})
+
+
+def regression_metrics(predictions: Any, targets: Any, names: Sequence[str]) -> dict[str, float]:
+    """Per attribute over the labelled examples: ``{name}_mae``, ``{name}_rmse``, ``{name}_pearson``
+    (Pearson left out when either side is constant)."""
+    import numpy as np
+
+    preds, gold = np.asarray(predictions, dtype=np.float64), np.asarray(targets, dtype=np.float64)
+    out: dict[str, float] = {}
+    for k, name in enumerate(names):
+        known = gold[:, k] != MISSING
+        p, g = preds[known, k], gold[known, k]
+        if not len(g):
+            continue
+        out[f"{name}_mae"] = float(np.abs(p - g).mean())
+        out[f"{name}_rmse"] = float(np.sqrt(((p - g) ** 2).mean()))
+        if len(g) > 1 and p.std() > 0 and g.std() > 0:
+            out[f"{name}_pearson"] = float(np.corrcoef(p, g)[0, 1])
+    return out
+
+
+METRICS = ("mae", "rmse", "pearson")
+
+
+def metrics_table(evaluation: dict) -> dict[str, dict[str, float]]:
+    """``{attribute: {mae, rmse, pearson}}`` from the final evaluation's ``eval_{name}_{metric}`` keys."""
+    table: dict[str, dict[str, float]] = {}
+    for key, value in evaluation.items():
+        name, _, metric = key.removeprefix("eval_").rpartition("_")
+        if key.startswith("eval_") and metric in METRICS and name:
+            table.setdefault(name, {})[metric] = value
+    return table
+
+
+def trainer_class() -> type:
+    """``Trainer`` that checkpoints in the APM run layout (every checkpoint-N is a loadable APM) and resumes from it."""
+    import torch
+    from transformers import Trainer
+    from transformers.trainer import TRAINING_ARGS_NAME
+
+    class APMTrainer(Trainer):
+        def _save(self, output_dir: str | None = None, state_dict: dict | None = None) -> None:
+            folder = Path(output_dir or self.args.output_dir)
+            if not self.args.should_save:
+                return
+            save_apm(self.accelerator.unwrap_model(self.model), folder, state_dict)
+            if self.processing_class is not None:
+                self.processing_class.save_pretrained(str(folder))
+            torch.save(self.args, os.path.join(folder, TRAINING_ARGS_NAME))
+
+        def _load_from_checkpoint(self, resume_from_checkpoint: str, model: Any = None) -> None:
+            load_apm_weights(model or self.model, Path(resume_from_checkpoint))
+
+    return APMTrainer
+
+
+def _metrics(recipe: Recipe) -> Any:
+    """The evaluation metrics over ``recipe``'s attributes."""
+    names = recipe.template.build_schema().names
+    return lambda p: regression_metrics(p.predictions, p.label_ids, names)
+
+
+def _build(recipe: Recipe) -> AttributeModel:
+    from steer.train.model import build_model
+
+    backbone = build_model(recipe.model, recipe.train, packing=recipe.data.packing, backbone=True)
+    return AttributeModel(backbone, recipe.template.build_schema())
+
+
+def _export(folder: Path, out: Path, info: dict, dtype: str) -> None:
+    """A standalone APM: the merged backbone (plain ``AutoModel`` weights), its head file and tokenizer."""
+    apm = APM.load(folder, dtype=dtype, device="cpu")
+    out.mkdir(parents=True, exist_ok=True)
+    save_apm(apm.model, out)
+    apm.tokenizer.save_pretrained(str(out))
+
+
+TASK = Task(
+    kind="apm", build_model=_build, template=lambda r, tok: r.template.build(tok, schema=False), encoder=_encoder,
+    collator=lambda r, tok: ScoredCollator(r.data.packing, tok.pad_token_id or 0), trainer_class=trainer_class,
+    export=_export, report=metrics_table, metrics=_metrics,
+    next_steps=lambda run: [f"steer label {run} --input DATA --output labelled.jsonl",
+                            f"steer eval steerability MODEL --prompts P.jsonl --judge apm:{run}"],
+    run_file=lambda r: {"apm": {"head": HEAD_FILE, "schema": r.template.build_schema().to_dict()}},
+    arguments={"prediction_loss_only": False, "label_names": ["targets"], "include_num_input_tokens_seen": "all"},
+)

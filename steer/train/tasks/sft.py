@@ -1,0 +1,131 @@
+"""The SFT task: attribute-conditioned (SteerLM) and system-message (Janus) fine-tuning of a causal LM.
+
+The recipe's template decides what the model is conditioned on; the encoder renders each
+conversation and masks everything but the assistant turns (:mod:`steer.data.encode`); the loss is
+token-mean cross-entropy computed only where a token carries loss, fused with the LM head in chunks
+for a plain linear head (:mod:`steer.train.fused_ce`).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from steer.data.encode import IGNORE, Encoded, encode_many
+from steer.data.prepare import EncodedBatch, Encoder
+from steer.train.loop import Recipe, Task
+
+
+def _encoder(recipe: Recipe, tokenizer: Any, template: Any) -> Encoder:
+    def encode(records: list, max_length: int, overlong: str) -> EncodedBatch:
+        encoded = encode_many(records, template, tokenizer, max_length=max_length, overlong=overlong)
+        kept = [e for e in encoded if isinstance(e, Encoded)]
+        return EncodedBatch({"input_ids": [e.input_ids for e in kept], "labels": [e.labels for e in kept]},
+                            [e for e in encoded if not isinstance(e, Encoded)], sum(len(e.input_ids) for e in kept),
+                            sum(e.loss_tokens for e in kept))
+
+    return Encoder("sft", template, tokenizer, {"input_ids": "int32", "labels": "int32"}, "with loss", encode)
+
+
+def _collator(recipe: Recipe, tokenizer: Any) -> Any:
+    from steer.train.packing import PackedCollator, PaddedCollator
+
+    return PackedCollator() if recipe.data.packing else PaddedCollator(tokenizer.pad_token_id or 0)
+
+
+def trainer_class() -> type:
+    """``transformers.Trainer`` whose loss projects only positions that carry loss onto the vocabulary."""
+    from transformers import Trainer
+
+    class SteerTrainer(Trainer):
+        """``Trainer`` whose loss projects only positions that carry loss onto the vocabulary.
+
+        The LM head runs on the hidden states whose next token is labelled (``logits_to_keep`` as a
+        boolean mask), so system, user and padding positions cost no vocabulary matmul and no
+        logits memory; for a plain linear head it runs chunk by chunk fused with the loss
+        (:mod:`steer.train.fused_ce`), so no full logits tensor exists at all. The loss is the same
+        token-mean cross-entropy the model would compute.
+        """
+
+        def compute_loss(self, model: Any, inputs: dict, return_outputs: bool = False,
+                         num_items_in_batch: Any = None) -> Any:
+            import torch
+
+            from steer.train.fused_ce import linear_cross_entropy
+
+            labels = inputs.pop("labels")
+            keep = torch.zeros_like(labels, dtype=torch.bool)
+            keep[:, :-1] = labels[:, 1:] != IGNORE
+            targets = labels[:, 1:][keep[:, :-1]]
+            head = self._fusable_head(model)
+            if head is not None and not return_outputs:
+                # the model's forward with its LM head as the identity yields the kept hidden states
+                head.forward = lambda x: x
+                try:
+                    outputs = model(**inputs, logits_to_keep=keep, use_cache=False)
+                finally:
+                    del head.forward
+                hidden = outputs.logits.reshape(-1, outputs.logits.shape[-1])
+                loss = linear_cross_entropy(hidden, head.weight, targets)
+            else:
+                outputs = model(**inputs, logits_to_keep=keep, use_cache=False)
+                logits = outputs.logits.reshape(-1, outputs.logits.shape[-1])
+                loss = torch.nn.functional.cross_entropy(logits.float(), targets, reduction="sum")
+            loss = loss / self._denominator(targets, num_items_in_batch)
+            self.loss_is_scaled_for_ga = num_items_in_batch is not None
+            return (loss, outputs) if return_outputs else loss
+
+        def _denominator(self, targets: Any, num_items_in_batch: Any) -> Any:
+            """Tokens the summed loss is divided by: this batch's, or (under gradient accumulation)
+            the whole step's, times the processes when tokens are averaged across devices."""
+            import torch
+
+            if num_items_in_batch is None:
+                return max(targets.numel(), 1)
+            denom = num_items_in_batch.clamp(min=1) if torch.is_tensor(num_items_in_batch) else max(int(num_items_in_batch), 1)
+            return denom / self.accelerator.num_processes if self.args.average_tokens_across_devices else denom
+
+        def _fusable_head(self, model: Any) -> Any:
+            """The plain linear LM head, when the chunked fused loss applies (not under FSDP or
+            DeepSpeed, whose sharded weights only exist inside the forward; no logit soft-capping)."""
+            import torch
+
+            if self.is_fsdp_enabled or self.is_deepspeed_enabled:
+                return None
+            inner = self.accelerator.unwrap_model(model)
+            getter = getattr(inner, "get_output_embeddings", None)
+            head = getter() if getter else None
+            config = getattr(inner, "config", None)
+            if type(head) is not torch.nn.Linear or head.bias is not None or getattr(config, "final_logit_softcapping", None):
+                return None
+            return head
+
+    return SteerTrainer
+
+
+def _export(folder: Path, out: Path, info: dict, dtype: str) -> None:
+    """A generator: merged weights, the tokenizer (its chat template steers) and the stop strings in
+    ``generation_config.stop_strings``."""
+    from steer.runs import load_model, load_tokenizer, resolve, torch_dtype
+
+    ref = resolve(folder)
+    model = load_model(ref, dtype=None if dtype == "auto" else torch_dtype(dtype), merge=True)
+    stop = list(info.get("template", {}).get("stop") or [])
+    if stop:
+        model.generation_config.stop_strings = stop
+    out.mkdir(parents=True, exist_ok=True)
+    model.save_pretrained(str(out))
+    load_tokenizer(ref).save_pretrained(str(out))
+
+
+def _build(recipe: Recipe) -> Any:
+    from steer.train.model import build_model
+
+    return build_model(recipe.model, recipe.train, packing=recipe.data.packing)
+
+
+TASK = Task(
+    kind="sft", build_model=_build, template=lambda r, tok: r.template.build(tok), encoder=_encoder,
+    collator=_collator, trainer_class=trainer_class, export=_export,
+    next_steps=lambda run: [f'steer generate {run} "..." --attr verbosity=1', f"steer export {run} --out {run}-merged"],
+)
