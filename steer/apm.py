@@ -158,7 +158,7 @@ class APM:
         if info.get("kind") != "apm" or not (folder / HEAD_FILE).is_file():
             raise UsageError(f"{folder} is not an attribute prediction model (train one with `steer train apm`)")
         ref = resolve(folder)
-        backbone = load_model(ref, dtype=torch_dtype(dtype), merge=True, backbone=True)
+        backbone = load_model(ref, dtype=torch_dtype(dtype), merge=True, head="none")
         model = AttributeModel(backbone, Schema.from_dict(info["apm"]["schema"]))
         model.head.load_state_dict(load_file(str(folder / HEAD_FILE)))
         tokenizer = load_tokenizer(ref)

@@ -9,8 +9,8 @@ from dataclasses import dataclass, field
 
 @dataclass(frozen=True)
 class Progress:
-    """``done`` of ``total`` units of one stage of work (``tokenize``, ``generate``, ``label``);
-    ``tokens``: tokens generated so far, where the stage generates."""
+    """``done`` of ``total`` units of one stage of work (``tokenize``, ``train`` steps, ``generate``,
+    ``label``); ``tokens``: tokens processed so far in this stage (trained on, or generated), where known."""
 
     stage: str
     done: int
@@ -41,23 +41,6 @@ class DataReady:
 
 
 @dataclass(frozen=True)
-class TrainStart:
-    """Training starts (or resumes) at ``step`` of ``max_steps``."""
-
-    step: int
-    max_steps: int
-
-
-@dataclass(frozen=True)
-class TrainStep:
-    """An optimiser step finished; ``tokens_per_s`` is the throughput since training started."""
-
-    step: int
-    max_steps: int
-    tokens_per_s: float
-
-
-@dataclass(frozen=True)
 class TrainLog:
     """What the trainer logged at ``step`` (``loss``, ``learning_rate``, ``eval_loss``, ...)."""
 
@@ -65,5 +48,5 @@ class TrainLog:
     values: Mapping[str, float] = field(default_factory=dict)
 
 
-Event = Progress | Stage | DataReady | TrainStart | TrainStep | TrainLog
+Event = Progress | Stage | DataReady | TrainLog
 Events = Callable[[Event], None]

@@ -19,7 +19,7 @@ from typing import Any
 from steer.data.records import PreferencePair, Record
 from steer.errors import UsageError
 from steer.events import Events, Progress
-from steer.outputs import BatchReport, append_rows, written_keys
+from steer.outputs import BatchReport, append_rows, resume
 
 
 def _conversations(record: Record) -> list[list[dict]]:
@@ -51,7 +51,7 @@ def label_records(apm: Any, records: Iterable[Record], out: str | Path, *, raw: 
     """Score and write every record not yet in ``out`` (by id); ``apm`` is a loaded :class:`steer.apm.APM`."""
     out = Path(out)
     out.parent.mkdir(parents=True, exist_ok=True)
-    done = written_keys(out, "id")
+    done = resume(out, "id")
     report = BatchReport(0, 0, 0)
     seen: set[str] = set()
     pending: list[Record] = []

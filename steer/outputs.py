@@ -14,14 +14,13 @@ from steer.errors import UsageError
 
 
 def written_keys(path: Path, field: str) -> set[str]:
-    """The ``field`` of every row already in ``path``. Every complete line must be such a row (an
-    unrelated file is refused, never appended to); a last line cut short by a kill is cut off."""
+    """The ``field`` of every complete row already in ``path`` (read only). Every complete line must be
+    such a row: an unrelated file is refused, never appended to."""
     if not path.is_file():
         return set()
     data = path.read_bytes()
-    end = data.rfind(b"\n") + 1
     keys = set()
-    for number, line in enumerate(data[:end].decode("utf-8", errors="replace").splitlines(), start=1):
+    for number, line in enumerate(data[: data.rfind(b"\n") + 1].decode("utf-8", errors="replace").splitlines(), start=1):
         if not line.strip():
             continue
         try:
@@ -32,9 +31,25 @@ def written_keys(path: Path, field: str) -> set[str]:
             raise UsageError(f"{path}:{number}: not a row this command wrote (no {field!r}); "
                              "give another --output, or remove the file to start over")
         keys.add(str(row[field]))
-    if end < len(data):
-        with open(path, "r+b") as handle:
+    return keys
+
+
+def drop_partial_line(path: Path) -> None:
+    """Cut off a last line that has no newline: a row a kill interrupted mid-write."""
+    if not path.is_file():
+        return
+    with open(path, "r+b") as handle:
+        data = handle.read()
+        end = data.rfind(b"\n") + 1
+        if end < len(data):
             handle.truncate(end)
+
+
+def resume(path: Path, field: str) -> set[str]:
+    """Make ``path`` ready to append to and return the keys it holds: checked first, then the
+    partial last line (if any) is cut off."""
+    keys = written_keys(path, field)
+    drop_partial_line(path)
     return keys
 
 

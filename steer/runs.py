@@ -139,17 +139,20 @@ def torch_dtype(name: str) -> Any:
     return getattr(torch, name)
 
 
-def load_model(ref: ModelRef, *, dtype: Any = None, merge: bool = False, backbone: bool = False) -> Any:
+HEADS = {"lm": "AutoModelForCausalLM", "none": "AutoModel", "score": "AutoModelForSequenceClassification"}
+
+
+def load_model(ref: ModelRef, *, dtype: Any = None, merge: bool = False, head: str = "lm") -> Any:
     """The model of ``ref``: its weights, or its base with the LoRA adapter on top (merged into the
-    base weights when ``merge``); ``backbone``: the transformer without its LM head (``AutoModel``,
-    what an attribute prediction model's head reads)."""
+    base weights when ``merge``). ``head``: ``lm`` (a causal LM), ``none`` (the transformer alone,
+    what an attribute prediction model's head reads) or ``score`` (sequence classification: a reward model)."""
     import transformers
 
-    auto = transformers.AutoModel if backbone else transformers.AutoModelForCausalLM
+    auto = getattr(transformers, HEADS[head])
     kwargs = {"dtype": dtype} if dtype is not None else {}
     try:
         model = auto.from_pretrained(ref.weights, **kwargs)
-    except OSError as err:
+    except (OSError, ValueError) as err:
         what = f"the base model {ref.weights!r} of {ref.name}" if ref.adapter else f"model {ref.name!r}"
         raise UsageError(f"cannot load {what}: {_first_line(err)}") from None
     if ref.adapter is None:
@@ -158,6 +161,13 @@ def load_model(ref: ModelRef, *, dtype: Any = None, merge: bool = False, backbon
 
     model = PeftModel.from_pretrained(model, ref.adapter)
     return model.merge_and_unload() if merge else model
+
+
+def ensure_padding(tokenizer: Any) -> Any:
+    """Give a tokenizer without a pad token its end-of-sequence (or unknown) token as one."""
+    if tokenizer.pad_token_id is None:
+        tokenizer.pad_token = tokenizer.eos_token or tokenizer.unk_token
+    return tokenizer
 
 
 def model_template(tokenizer: Any, spec: dict | None, *, kind: str | None = None, schema: str | None = None) -> SteerTemplate:

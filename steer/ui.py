@@ -10,7 +10,7 @@ from typing import Any
 from rich.console import Console
 from rich.table import Table
 
-from steer.events import DataReady, Progress, Stage, TrainLog, TrainStart, TrainStep
+from steer import events
 
 console = Console(highlight=False, soft_wrap=True)
 err_console = Console(stderr=True, highlight=False, soft_wrap=True)
@@ -146,7 +146,7 @@ class progress_bar:
 
     def __call__(self, event: Any) -> None:
         """Progress so far; with ``tokens`` (generated so far) the bar also shows rows/s and tokens/s."""
-        if not isinstance(event, Progress):
+        if not isinstance(event, events.Progress):
             return
         info = ""
         elapsed = self._progress.tasks[0].elapsed or 0.0
@@ -186,7 +186,6 @@ class TrainDisplay:
                                   TextColumn("{task.fields[info]}"), TimeElapsedColumn(), TextColumn("eta"),
                                   TimeRemainingColumn(), console=err_console)
         self._bars: dict[str, Any] = {}
-        self._train = None
         self._fields = {"loss": "-", "lr": "-", "tok/s": "-", "eval": "-"}
 
     def __enter__(self) -> TrainDisplay:
@@ -201,34 +200,38 @@ class TrainDisplay:
         return f"loss {f['loss']}  lr {f['lr']}  {f['tok/s']} tok/s  eval {f['eval']}"
 
     def __call__(self, event: Any) -> None:
-        if isinstance(event, Progress):
-            self._bar(event.stage, event.done, event.total)
-        elif isinstance(event, DataReady):
+        if isinstance(event, events.Progress):
+            self._bar(event)
+        elif isinstance(event, events.DataReady):
             self._progress.console.print(
                 f"data: {event.train} train / {event.eval} eval examples, {event.tokens:,} tokens "
                 f"({event.loss:,} {event.loss_unit}){', cached' if event.cached else ''}: {event.path}")
-        elif isinstance(event, TrainStart):
-            self._train = self._progress.add_task("train", total=event.max_steps, completed=event.step, info=self._info())
-        elif isinstance(event, TrainStep) and self._train is not None:
-            self._fields["tok/s"] = f"{event.tokens_per_s:,.0f}"
-            self._progress.update(self._train, completed=event.step, info=self._info())
-        elif isinstance(event, Stage):
+        elif isinstance(event, events.Stage):
             self._progress.console.print(f"[bold]{event.index}/{event.count} {event.title}[/]")
-        elif isinstance(event, TrainLog):
+        elif isinstance(event, events.TrainLog):
             self._log(event.values)
 
-    def _bar(self, stage: str, done: int, total: int) -> None:
-        """A bar per stage of work (tokenize, generate) next to the training bar."""
-        if stage not in self._bars:
-            self._bars[stage] = self._progress.add_task(stage, total=total, info=BAR_UNITS.get(stage, ""))
-        self._progress.update(self._bars[stage], completed=done, total=total)
+    def _bar(self, event: events.Progress) -> None:
+        """A bar per stage of work (tokenize, train, generate); the training bar also shows loss, lr,
+        tokens/s and the last evaluation loss."""
+        if event.stage not in self._bars:
+            info = self._info() if event.stage == "train" else BAR_UNITS.get(event.stage, "")
+            self._bars[event.stage] = self._progress.add_task(event.stage, total=event.total, completed=event.done, info=info)
+        task = self._bars[event.stage]
+        if event.stage == "train":
+            elapsed = next(t for t in self._progress.tasks if t.id == task).elapsed or 0.0
+            if event.tokens is not None and elapsed > 0:
+                self._fields["tok/s"] = f"{event.tokens / elapsed:,.0f}"
+            self._progress.update(task, completed=event.done, total=event.total, info=self._info())
+        else:
+            self._progress.update(task, completed=event.done, total=event.total)
 
     def _log(self, values: Mapping[str, float]) -> None:
         for key, name, fmt in (("loss", "loss", "{:.4f}"), ("learning_rate", "lr", "{:.2e}"), ("eval_loss", "eval", "{:.4f}")):
             if key in values:
                 self._fields[name] = fmt.format(values[key])
-        if self._train is not None:
-            self._progress.update(self._train, info=self._info())
+        if "train" in self._bars:
+            self._progress.update(self._bars["train"], info=self._info())
 
 
 def trained(result: Any) -> None:

@@ -3,28 +3,39 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated, Optional
+from typing import Annotated, Any, Optional
 
 import typer
 
 from steer import ui
 from steer.cli.app import data_app
-from steer.cli.options import FormatOpt, JsonOpt, SetOpt, SkipOpt, SourceArg, SplitOpt, TokenizerOpt
+from steer.cli.options import FormatOpt, Group, JsonOpt, SetOpt, SkipOpt, SourceArg, SplitOpt, TokenizerOpt, option_group
 
-RejectsOpt = Annotated[Optional[str], typer.Option("--rejects", help="Where skipped rows go (JSONL).")]
-LangOpt = Annotated[list[str], typer.Option("--lang", help="Keep only these languages (OASST; repeatable).")]
+LOADING: Group = {
+    "split": (SplitOpt, "train"),
+    "skip_invalid": (SkipOpt, False),
+    "rejects": (Annotated[Optional[str], typer.Option("--rejects", help="Where skipped rows go (JSONL).")], None),
+    "lang": (Annotated[list[str], typer.Option("--lang", help="Keep only these languages (OASST; repeatable).")], []),
+}
 
 
-def _load(source: str, fmt: str, split: str, skip_invalid: bool, rejects: str | None, lang: list[str]):
+def loading_options(fn: Any) -> Any:
+    """Add ``--split --skip-invalid --rejects --lang``, passed on as ``loading``."""
+    return option_group("loading", LOADING, lambda **kw: kw)(fn)
+
+
+def _load(source: str, fmt: str, loading: dict) -> Any:
     from steer.data.loader import load
 
-    if skip_invalid and rejects is None:
+    rejects = loading["rejects"]
+    if loading["skip_invalid"] and rejects is None:
         rejects = f"{source.rstrip('/').split('/')[-1].split('.')[0]}.rejects.jsonl"
-    return load(source, format=fmt, split=split, skip_invalid=skip_invalid, rejects_path=rejects,
-                langs=set(lang) if lang else None)
+    return load(source, format=fmt, split=loading["split"], skip_invalid=loading["skip_invalid"], rejects_path=rejects,
+                langs=set(loading["lang"]) if loading["lang"] else None)
 
 
 @data_app.command("inspect")
+@loading_options
 def data_inspect(
     source: SourceArg,
     fmt: FormatOpt = "auto",
@@ -33,10 +44,7 @@ def data_inspect(
     tokenizer: TokenizerOpt = None,
     n: Annotated[int, typer.Option("-n", help="How many examples.")] = 3,
     max_length: Annotated[Optional[int], typer.Option("--max-length", help="Truncate like training would.")] = None,
-    split: SplitOpt = "train",
-    skip_invalid: SkipOpt = False,
-    rejects: RejectsOpt = None,
-    lang: LangOpt = [],  # noqa: B006
+    loading: Any = None,
 ) -> None:
     """Render examples exactly as training sees them and show which tokens carry loss."""
     from steer.attributes import get_schema
@@ -44,7 +52,7 @@ def data_inspect(
     from steer.runs import load_tokenizer
     from steer.templates import for_tokenizer
 
-    records, report = _load(source, fmt, split, skip_invalid, rejects, lang)
+    records, report = _load(source, fmt, loading)
     tok = load_tokenizer(tokenizer) if tokenizer else None
     sch = get_schema(schema) if schema else guess_schema(records[:1000])
     tmpl = for_tokenizer(template, sch, tok)
@@ -55,22 +63,20 @@ def data_inspect(
 
 
 @data_app.command("stats")
+@loading_options
 def data_stats(
     source: SourceArg,
     fmt: FormatOpt = "auto",
     tokenizer: TokenizerOpt = None,
     as_json: JsonOpt = False,
     plot: Annotated[Optional[str], typer.Option("--plot", help="Write a PNG of histograms and attribute-vs-length.")] = None,
-    split: SplitOpt = "train",
-    skip_invalid: SkipOpt = False,
-    rejects: RejectsOpt = None,
-    lang: LangOpt = [],  # noqa: B006
+    loading: Any = None,
 ) -> None:
     """Counts, attribute histograms, lengths, attribute-vs-length correlation, longer-response baseline."""
     from steer.data import stats as data_stats_lib
     from steer.runs import load_tokenizer
 
-    records, report = _load(source, fmt, split, skip_invalid, rejects, lang)
+    records, report = _load(source, fmt, loading)
     result = data_stats_lib.compute(records, report, load_tokenizer(tokenizer) if tokenizer else None)
     if plot:
         data_stats_lib.plot(result, plot)

@@ -13,6 +13,7 @@ from collections.abc import Iterator, Sequence
 from typing import Any
 
 from steer.engines.base import Prompt, Response, Sampling, StreamText, check_context, text_prompts
+from steer.runs import ensure_padding
 from steer.templates import SteerTemplate
 
 
@@ -21,10 +22,8 @@ class HFEngine:
 
     def __init__(self, model: Any, tokenizer: Any, template: SteerTemplate) -> None:
         self.model = model.eval()
-        self.tokenizer = tokenizer
+        self.tokenizer = ensure_padding(tokenizer)
         self.template = template
-        if tokenizer.pad_token_id is None:
-            tokenizer.pad_token = tokenizer.eos_token or tokenizer.unk_token
         limit = getattr(model.config, "max_position_embeddings", None)
         self.context_length: int | None = int(limit) if limit else None
         self.lock = threading.Lock()  # one generate at a time per model

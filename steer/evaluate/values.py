@@ -87,17 +87,14 @@ def reward_model_scorer(path: str, batch_size: int = 16) -> Scorer:
     """A reward model (``AutoModelForSequenceClassification`` with one output) as a scorer; the conversation
     goes through the model's own chat template."""
     import torch
-    from transformers import AutoModelForSequenceClassification, AutoTokenizer
 
-    try:
-        tokenizer = AutoTokenizer.from_pretrained(path)
-        model = AutoModelForSequenceClassification.from_pretrained(path).eval()
-    except (OSError, ValueError) as err:
-        raise UsageError(f"cannot load reward model {path!r}: {str(err).strip().splitlines()[0]}") from None
+    from steer.runs import ensure_padding, load_model, load_tokenizer, resolve
+
+    ref = resolve(path)
+    tokenizer = ensure_padding(load_tokenizer(ref))
     if not getattr(tokenizer, "chat_template", None):
         raise UsageError(f"reward model {path!r} has no chat template to render conversations with")
-    if tokenizer.pad_token_id is None:
-        tokenizer.pad_token = tokenizer.eos_token or tokenizer.unk_token
+    model = load_model(ref, head="score").eval()
     model.config.pad_token_id = tokenizer.pad_token_id
     tokenizer.padding_side = "right"
 

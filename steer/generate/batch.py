@@ -23,7 +23,7 @@ from steer.attributes import Schema, parse_assignments, require_schema
 from steer.engines.base import Engine, Sampling
 from steer.errors import UsageError
 from steer.events import Events, Progress
-from steer.outputs import BatchReport, append_rows, written_keys
+from steer.outputs import BatchReport, append_rows, resume
 from steer.steering import Steering, row_messages, steering_from, steering_prompt
 
 
@@ -125,7 +125,7 @@ def run_batch(engine: Engine, jobs: Iterable[Job | BadRow], out: str | Path, sam
     """
     out = Path(out)
     out.parent.mkdir(parents=True, exist_ok=True)
-    done, bad_done = written_keys(out, "key"), written_keys(errors_path(out), "key")
+    done, bad_done = resume(out, "key"), resume(errors_path(out), "key")
     schema = engine.template.schema
     report = BatchReport(0, 0, 0)
     tokens = 0

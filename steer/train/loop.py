@@ -25,8 +25,8 @@ from steer import __version__
 from steer.config import SFTRecipe, SourceConfig, write_resolved
 from steer.data.prepare import Encoder, Prepared, prepare
 from steer.errors import SteerError, UsageError
-from steer.events import DataReady, Events, TrainLog, TrainStart, TrainStep
-from steer.runs import load_tokenizer, write_run_file
+from steer.events import DataReady, Events, Progress, TrainLog
+from steer.runs import ensure_padding, load_tokenizer, write_run_file
 from steer.templates import SteerTemplate
 
 METRICS_FILE = "metrics.jsonl"
@@ -163,19 +163,19 @@ def _callbacks(run_dir: Path, events: Events | None, lora: bool) -> list:
         """metrics.jsonl, progress events, and the empty-adapter guard on every checkpoint."""
 
         def __init__(self) -> None:
-            self.start = time.perf_counter()
             self.tokens0 = 0
 
-        def on_train_begin(self, args: Any, state: Any, control: Any, **kw: Any) -> None:
-            self.start, self.tokens0 = time.perf_counter(), state.num_input_tokens_seen
+        def progress(self, state: Any) -> None:
+            """Steps done of all, and tokens trained on since this process started (resumed runs too)."""
             if events and state.is_world_process_zero:
-                events(TrainStart(state.global_step, state.max_steps))
+                events(Progress("train", state.global_step, state.max_steps, state.num_input_tokens_seen - self.tokens0))
+
+        def on_train_begin(self, args: Any, state: Any, control: Any, **kw: Any) -> None:
+            self.tokens0 = state.num_input_tokens_seen
+            self.progress(state)
 
         def on_step_end(self, args: Any, state: Any, control: Any, **kw: Any) -> None:
-            if events and state.is_world_process_zero:
-                elapsed = time.perf_counter() - self.start
-                events(TrainStep(state.global_step, state.max_steps,
-                                 (state.num_input_tokens_seen - self.tokens0) / max(elapsed, 1e-9)))
+            self.progress(state)
 
         def on_log(self, args: Any, state: Any, control: Any, logs: dict | None = None, **kw: Any) -> None:
             if not state.is_world_process_zero or not logs:
@@ -264,8 +264,7 @@ def train(recipe: Recipe, task: Task, *, resume: str | bool | None = None, event
     tokenizer, template = encoder.tokenizer, encoder.template
     train_ds, eval_ds = _datasets(recipe, task, encoder, events, args)
     tokenizer.chat_template = template.source
-    if tokenizer.pad_token_id is None:
-        tokenizer.pad_token = tokenizer.eos_token or tokenizer.unk_token
+    ensure_padding(tokenizer)
 
     transformers.set_seed(recipe.train.seed)
     model = task.build_model(recipe)
