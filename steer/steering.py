@@ -51,12 +51,16 @@ def parse_attributes(source: AttributeInput, schema: Schema | None, *, field: st
     if source is None or (isinstance(source, (str, list, tuple, Mapping)) and not source):
         return {}
     sch = require_schema(schema, field)
-    if isinstance(source, Mapping):
-        return sch.validate(source)
-    if isinstance(source, str):
-        return parse_assignments([source], sch)
-    if isinstance(source, (list, tuple)) and all(isinstance(s, str) for s in source):
-        return parse_assignments(source, sch)
+    try:
+        if isinstance(source, Mapping):
+            return sch.validate(source)
+        if isinstance(source, str):
+            return parse_assignments([source], sch)
+        if isinstance(source, (list, tuple)) and all(isinstance(s, str) for s in source):
+            return parse_assignments(source, sch)
+    except UsageError as err:
+        err.field = err.field or field  # the server reports it as the request parameter at fault
+        raise
     raise UsageError(f"{field} must be an object or a 'name:value,...' string", field=field)
 
 

@@ -58,7 +58,9 @@ def test_prepare_in_parallel_matches_serial(tmp_path, shared_assets, monkeypatch
     fixtures.write(fixtures.helpsteer_rows() * 3, tmp_path / "hs.jsonl")
     serial = datasets.load_from_disk(str(prepare(recipe(tmp_path, shared_assets)).path))
     parallel = prepare(recipe(tmp_path, shared_assets, num_proc=2), force=True)
-    assert datasets.load_from_disk(str(parallel.path))["input_ids"] == serial["input_ids"]
+    together = datasets.load_from_disk(str(parallel.path))
+    assert len(serial) == 9 and together["input_ids"] == serial["input_ids"] and together["labels"] == serial["labels"]
+    assert parallel.tokens == sum(len(ids) for ids in serial["input_ids"])
 
 
 def test_cli_prepare(tmp_path, shared_assets):
@@ -72,7 +74,11 @@ def test_cli_prepare(tmp_path, shared_assets):
         f"data: {{sources: [{{path: {tmp_path / 'hs.jsonl'}}}], max_length: 1024, cache_dir: {tmp_path / 'c'}}}\n")
     out = run_cli("data", "prepare", str(tmp_path / "r.yaml"), "--json")
     assert out.returncode == 0, out.stderr
-    assert json.loads(out.stdout.strip().splitlines()[-1])["examples"] == 3
+    first = json.loads(out.stdout.strip().splitlines()[-1])
+    assert first["examples"] == 3 and not first["cached"] and first["loss"] > 0 and first["loss_unit"] == "with loss"
+    again = run_cli("data", "prepare", str(tmp_path / "r.yaml"))
+    assert again.returncode == 0 and "3 examples" in again.stdout and "reused from cache" in again.stdout
+    assert f"{first['loss']} with loss" in again.stdout
 
 
 @settings(max_examples=200, deadline=None)

@@ -101,11 +101,13 @@ def test_corpus_is_deterministic_and_canonical(tmp_path):
 
 
 def test_evaluation_prompts_come_from_another_stream():
-    train = {r["messages"][0]["content"] for r in synth.corpus(20, seed=0)}
+    train = [r["messages"][0]["content"] for r in synth.corpus(20, seed=0)]
     evals = [q["prompt"] for q in synth.prompts(20, seed=0)]
-    assert evals == [q["prompt"] for q in synth.prompts(20, seed=0)]
+    assert evals == [q["prompt"] for q in synth.prompts(20, seed=0)]  # the same seed, the same prompts
     assert [q["prompt"] for q in synth.prompts(20, seed=1)] != evals
-    assert evals != list(train)[:20]
+    assert evals != train  # another random stream than the training rows, over the same closed world
+    facts = synth.world(0).entities
+    assert all(q["facts"] == facts[q["subject"]] for q in synth.prompts(20, seed=0) if q["subject"] in facts)
 
 
 def test_cli_data_synth(tmp_path):

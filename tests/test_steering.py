@@ -1,0 +1,121 @@
+"""One way user input becomes steering: the CLI, the Python API, a batch row, a chat command and a
+server request all go through ``steer.steering.steering_from`` and agree."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from steer.attributes import NO_SCHEMA, get_schema
+from steer.engines.base import Prompt, Sampling, StreamText, check_context, text_prompts
+from steer.errors import UsageError
+from steer.steering import Steering, parse_attributes, steering_from, steering_prompt
+from steer.templates import build_template
+
+HELPSTEER = get_schema("helpsteer")
+
+
+class FakeEngine:
+    """An engine's template and nothing else: what steering needs."""
+
+    def __init__(self, schema=HELPSTEER):
+        self.template = build_template("steerlm" if schema else "janus", schema=schema)
+
+
+def test_attribute_input_in_every_form_gives_the_same_values():
+    want = {"complexity": 4, "verbosity": 0}
+    for given in ({"verbosity": 0, "complexity": 4}, "verbosity:0,complexity=4", ["verbosity=0", "complexity:4"]):
+        assert parse_attributes(given, HELPSTEER) == want
+    assert parse_attributes(None, None) == parse_attributes("", None) == parse_attributes([], None) == {}
+    with pytest.raises(UsageError, match="must be an object") as err:
+        parse_attributes(7, HELPSTEER, field="steer.attributes")
+    assert err.value.field == "steer.attributes"
+    with pytest.raises(UsageError, match="did you mean 'verbosity'") as err:
+        parse_attributes({"verbosty": 1}, HELPSTEER, field="steer_attributes")
+    assert err.value.field == "steer_attributes"  # a server names the request parameter at fault
+
+
+def test_rules_over_a_base():
+    base = steering_from(HELPSTEER, attributes={"verbosity": 1}, preset="expert", values=["Be terse."], system="S.")
+    over = steering_from(HELPSTEER, attributes="complexity:0", base=base)
+    assert over == Steering({"verbosity": 1, "complexity": 0}, "expert", ["Be terse."], "S.")  # attributes merge
+    assert steering_from(HELPSTEER, values=["Other."], system="T.", preset="concise", base=base) == Steering(
+        {"verbosity": 1}, "concise", ["Other."], "T.")  # the rest replace
+    assert over.resolved(HELPSTEER) == {"helpfulness": 4, "correctness": 4, "coherence": 4, "complexity": 0, "verbosity": 1}
+    for bad, needle in (({"preset": "nope"}, "unknown preset"), ({"values": [1]}, "list of strings"),
+                        ({"system": 3}, "system must be a string"), ({"attributes": {"verbosity": 9}}, "out of range")):
+        with pytest.raises(UsageError, match=needle):
+            steering_from(HELPSTEER, **bad)
+
+
+def test_a_model_without_a_schema_takes_values_and_a_system_message_only():
+    assert steering_from(None, values="Be terse.", system="S.") == Steering({}, None, ["Be terse."], "S.")
+    for bad in ({"attributes": "verbosity:1"}, {"preset": "concise"}):
+        with pytest.raises(UsageError, match=NO_SCHEMA):
+            steering_from(None, **bad)
+    with pytest.raises(UsageError, match=NO_SCHEMA):
+        Steering({"verbosity": 1}).resolved(None)
+
+
+def test_cli_api_batch_chat_and_server_agree(tmp_path):
+    """The same request five ways: one Steering, one rendered prompt."""
+    from steer.generate.api import request
+    from steer.generate.batch import Job, iter_jobs
+    from steer.generate.chat import ChatSession
+    from steer.serve.app import request_steering
+
+    engine = FakeEngine()
+    messages = [{"role": "user", "content": "Hi"}]
+    cli = steering_from(HELPSTEER, attributes=["verbosity=0", "complexity:4"], preset="expert", values=["Be terse."])
+    api = request(engine, "Hi", attributes={"verbosity": 0, "complexity": 4}, preset="expert", values="Be terse.").steering
+    rows = tmp_path / "in.jsonl"
+    rows.write_text(json.dumps({"id": 1, "prompt": "Hi", "attributes": {"complexity": 4}, "values": ["Be terse."]}) + "\n")
+    (job,) = iter_jobs(rows, HELPSTEER, {}, steering_from(HELPSTEER, attributes="verbosity:0", preset="expert"))
+    assert isinstance(job, Job)
+    chat = ChatSession(engine, steering_from(HELPSTEER, preset="expert"), Sampling())
+    for line in ("/set verbosity 0", "/set complexity 4", "/value Be terse."):
+        chat.handle(line)
+    server = request_steering({"chat_template_kwargs": {"steer_attributes": "verbosity:0", "steer_values": "Be terse."},
+                               "steer": {"attributes": {"complexity": 4}, "preset": "expert"}}, HELPSTEER)
+    assert cli == api == job.steering == chat.steering == server
+    prompts = {steering_prompt(engine.template, messages, s) for s in (cli, api, job.steering, chat.steering, server)}
+    assert len(prompts) == 1
+
+
+def test_prompts_carry_image_parts_and_text_engines_refuse_them():
+    engine = FakeEngine()
+    image = {"type": "image", "image": "cat.png"}
+    prompt = steering_prompt(engine.template, [{"role": "user", "content": [{"type": "text", "text": "What is it?"}, image]}],
+                             Steering())
+    assert "What is it?" in prompt.text and prompt.images == (image,)
+    assert prompt.text == steering_prompt(engine.template, [{"role": "user", "content": "What is it?"}], Steering()).text
+    with pytest.raises(UsageError, match="text only"):
+        text_prompts([prompt])
+    assert text_prompts(["plain", Prompt("p")]) == ["plain", "p"]
+
+
+def test_one_finish_for_every_engine_and_streaming_shows_only_what_stays():
+    t = build_template("steerlm", schema=HELPSTEER)
+    assert t.finish("Paris.\n<extra_id_1>User") == ("Paris.", True)  # the format's closing newline goes
+    assert t.finish("Paris.\n") == ("Paris.\n", False)  # not ended: nothing is removed
+    assert t.finish("Paris.\n", stopped=True) == ("Paris.", True)  # ended by the end-of-sequence token
+    assert t.finish("Paris. END more", ("END",)) == ("Paris. ", True)
+    chat = build_template("janus", schema=None, special_tokens={"eos_token": "</s>"})
+    assert chat.finish("Hi\n</s>") == ("Hi\n", True)  # other formats keep their text as written
+    raw = "Paris is big.\n<extra_id_1>User\nmore"
+    stream = StreamText(t, Sampling())
+    shown = "".join(stream.push(raw[:n]) for n in range(1, len(raw) + 1))
+    final, _ = t.finish(raw)
+    assert shown + stream.rest(final) == final == "Paris is big."
+
+
+def test_one_context_check():
+    check_context(10, 5, 16)
+    check_context(10, 5, None)
+    with pytest.raises(UsageError, match="the prompt is 16 tokens") as err:
+        check_context(16, 1, 16)
+    assert err.value.field == "messages"
+    with pytest.raises(UsageError, match=r"\+ max_new_tokens \(7\) exceeds the context of 16") as err:
+        check_context(10, 7, 16)
+    assert err.value.field == "max_tokens"
