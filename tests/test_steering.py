@@ -119,3 +119,29 @@ def test_one_context_check():
     with pytest.raises(UsageError, match=r"\+ max_new_tokens \(7\) exceeds the context of 16") as err:
         check_context(10, 7, 16)
     assert err.value.field == "max_tokens"
+
+
+def test_the_server_refuses_image_parts_for_a_text_model_as_a_400():
+    from steer.serve.app import APIError, Server
+
+    class Text(FakeEngine):
+        context_length, reads_images = 64, False
+
+        def count_tokens(self, text):
+            return len(text.split())
+
+    server = Server(Text(), "m")
+    try:
+        body = {"messages": [{"role": "user", "content": [{"type": "text", "text": "What is it?"},
+                                                          {"type": "image_url", "image_url": {"url": "x"}}]}]}
+        with pytest.raises(APIError) as err:
+            server.prepare(body, chat=True)
+        assert err.value.status == 400 and err.value.param == "messages" and "text only" in err.value.message
+        prompt, sampling, stream = server.prepare({"messages": [{"role": "user", "content": [
+            {"type": "text", "text": "What is it?"}]}], "max_tokens": 4}, chat=True)
+        assert "What is it?" in prompt.text and sampling.max_new_tokens == 4 and stream is False
+        with pytest.raises(APIError) as err:
+            server.prepare({"messages": [{"role": "user", "content": "word " * 70}]}, chat=True)
+        assert err.value.param == "messages" and "context is 64" in err.value.message
+    finally:
+        server.batcher.close()

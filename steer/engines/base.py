@@ -88,6 +88,7 @@ class Engine(Protocol):
 
     template: SteerTemplate
     context_length: int | None
+    reads_images: bool  # False: prompts with image parts are refused (text_prompts)
 
     def generate(self, prompts: Sequence[Prompt | str], sampling: Sampling) -> list[Response]:
         """Complete each (already rendered) prompt."""

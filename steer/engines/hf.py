@@ -20,6 +20,8 @@ from steer.templates import SteerTemplate
 class HFEngine:
     """Generation with ``transformers`` ``model.generate``."""
 
+    reads_images = False
+
     def __init__(self, model: Any, tokenizer: Any, template: SteerTemplate) -> None:
         self.model = model.eval()
         self.tokenizer = ensure_padding(tokenizer)

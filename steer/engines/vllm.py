@@ -33,6 +33,8 @@ def sampling_params(sampling: Sampling, template: SteerTemplate) -> dict:
 class VLLMEngine:
     """Generation with ``vllm.LLM`` (offline batch inference)."""
 
+    reads_images = False
+
     def __init__(self, llm: Any, tokenizer: Any, template: SteerTemplate, lora: Any = None, vllm: Any = None) -> None:
         self.llm, self.tokenizer, self.template, self.lora = llm, tokenizer, template, lora
         self.vllm = vllm  # the vllm module (a stand-in in tests)

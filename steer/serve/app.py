@@ -16,7 +16,7 @@ from collections.abc import AsyncIterator, Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from steer.engines.base import Prompt, Response, Sampling, check_context
+from steer.engines.base import Prompt, Response, Sampling, check_context, text_prompts
 from steer.errors import SteerError, UsageError
 from steer.serve.batcher import Batcher, QueueFull, Ticket
 from steer.steering import Steering, parse_attributes, parse_values, steering_from, steering_prompt
@@ -138,6 +138,8 @@ class Server:
                            "not_found_error", "model")
         try:
             prompt = self._prompt(body, chat)
+            if prompt.images and not getattr(self.engine, "reads_images", False):
+                text_prompts([prompt])  # refused now, as a 400, not by the worker
             n = self.engine.count_tokens(prompt.text)
             context = getattr(self.engine, "context_length", None)
             room = self.limits.max_tokens if context is None else min(self.limits.max_tokens, context - n)
