@@ -311,7 +311,9 @@ def dump_recipe(recipe: Section) -> str:
 
 def write_resolved(recipe: Section, run_dir: str | Path) -> Path:
     """Write ``recipe.yaml`` (resolved) into ``run_dir`` and return its path."""
-    out = Path(run_dir) / "recipe.yaml"
+    from steer.runs import RECIPE_FILE
+
+    out = Path(run_dir) / RECIPE_FILE
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(dump_recipe(recipe), encoding="utf-8")
     return out

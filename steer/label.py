@@ -56,6 +56,8 @@ def label_records(apm: Any, records: Iterable[Record], out: str | Path, *, raw: 
     seen: set[str] = set()
     pending: list[Record] = []
     turns = 0  # conversations to rate in pending
+    if progress:
+        progress(Progress("label", 0, total or 0))
     with open(out, "a", encoding="utf-8") as handle:
 
         def flush() -> None:

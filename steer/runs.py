@@ -21,6 +21,8 @@ from steer.errors import TemplateError, UsageError
 from steer.templates import SteerTemplate, for_tokenizer
 
 RUN_FILE = "steer.json"
+RECIPE_FILE = "recipe.yaml"  # the resolved recipe a run was trained with
+TEMPLATE_FILE = "chat_template.jinja"  # the tokenizer's chat template: the steering template
 ADAPTER = "adapter_config.json"
 TOKENIZER = "tokenizer_config.json"
 
@@ -37,9 +39,15 @@ def _read_json(path: Path) -> dict:
 
 def find_run_file(folder: Path) -> dict | None:
     """``steer.json`` of a run directory or of the run a checkpoint folder belongs to (None: not a run)."""
+    path = run_path(folder, RUN_FILE)
+    return _read_json(path) if path is not None else None
+
+
+def run_path(folder: Path, name: str) -> Path | None:
+    """A file of the run ``folder`` is (or belongs to, for a checkpoint): in it, else in its parent."""
     for candidate in (folder, folder.parent):
-        if (candidate / RUN_FILE).is_file():
-            return _read_json(candidate / RUN_FILE)
+        if (candidate / name).is_file():
+            return candidate / name
     return None
 
 
@@ -83,11 +91,6 @@ class ModelRef:
     adapter: str | None
     tokenizer: str
     spec: dict | None
-
-    @property
-    def kind(self) -> str | None:
-        """What the run trained (``sft``, ``apm``, ...); None for a model steer did not train."""
-        return None if self.spec is None else str(self.spec.get("kind", "sft"))
 
 
 def resolve(model: str | Path) -> ModelRef:

@@ -11,7 +11,8 @@ input fails before anything is generated.
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -46,21 +47,29 @@ class Steering:
         return {"attributes": self.resolved(schema), "preset": self.preset, "values": self.values, "system": self.system}
 
 
+@contextmanager
+def blame(field: str) -> Iterator[None]:
+    """Name ``field`` as the input at fault in a ``UsageError`` raised inside (the server reports it
+    as the request parameter) unless the error already names one."""
+    try:
+        yield
+    except UsageError as err:
+        err.field = err.field or field
+        raise
+
+
 def parse_attributes(source: AttributeInput, schema: Schema | None, *, field: str = "attributes") -> dict[str, int]:
     """Validated attribute values from a mapping, a ``"name:v,name=v"`` string or a list of such strings."""
     if source is None or (isinstance(source, (str, list, tuple, Mapping)) and not source):
         return {}
     sch = require_schema(schema, field)
-    try:
+    with blame(field):
         if isinstance(source, Mapping):
             return sch.validate(source)
         if isinstance(source, str):
             return parse_assignments([source], sch)
         if isinstance(source, (list, tuple)) and all(isinstance(s, str) for s in source):
             return parse_assignments(source, sch)
-    except UsageError as err:
-        err.field = err.field or field  # the server reports it as the request parameter at fault
-        raise
     raise UsageError(f"{field} must be an object or a 'name:value,...' string", field=field)
 
 
@@ -83,7 +92,8 @@ def steering_from(schema: Schema | None, *, attributes: AttributeInput = None, p
     if preset is not None:
         if not isinstance(preset, str):
             raise UsageError("preset must be a string", field="preset")
-        preset_values(preset, require_schema(schema, "preset"))
+        with blame("preset"):
+            preset_values(preset, require_schema(schema, "preset"))
     if system is not None and not isinstance(system, str):
         raise UsageError("system must be a string", field="system")
     steering = Steering({**base.attributes, **parsed}, base.preset if preset is None else preset,

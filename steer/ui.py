@@ -90,6 +90,14 @@ def inspect_legend(template_kind: str, schema: str | None, tokenizer: str | None
                   + ("   alternate tokens underlined" if tokenizer else ""))
 
 
+def inspection(shown: Any, tokenizer: str | None) -> None:
+    """``steer data inspect``: the load summary, the legend, then each example."""
+    load_summary(shown.report.to_json())
+    inspect_legend(shown.template, shown.schema, tokenizer)
+    for index, example in enumerate(shown.examples):
+        inspect_example(example, index)
+
+
 def load_summary(report: dict) -> None:
     """Rows read, examples produced, rejected and filtered per reason."""
     rejected = ", ".join(f"{k}: {v}" for k, v in report["rejected"].items()) or "none"
@@ -123,6 +131,8 @@ def data_stats(stats: dict) -> None:
         acc = "-" if p["longer_is_chosen"] is None else f"{100 * p['longer_is_chosen']:.1f}%"
         console.print(f"preference pairs: {p['pairs']} ({p['ties']} ties); "
                       f"'always prefer the longer response' agrees with the label on {acc}")
+    if stats.get("plot"):
+        plain(f"plot: {stats['plot']}")
 
 
 class progress_bar:
@@ -134,25 +144,35 @@ class progress_bar:
         self._progress = Progress(TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(),
                                   TextColumn(unit), TextColumn("{task.fields[info]}"), TimeElapsedColumn(),
                                   TimeRemainingColumn(), console=err_console, transient=False)
-        self._task = self._progress.add_task(description, total=None, info="")
-        self._unit = unit
+        self._description, self._unit, self._task = description, unit, None
 
     def __enter__(self) -> progress_bar:
-        self._progress.start()
         return self
 
     def __exit__(self, *exc: object) -> None:
-        self._progress.stop()
+        if self._task is not None:
+            self._progress.stop()
 
     def __call__(self, event: Any) -> None:
-        """Progress so far; with ``tokens`` (generated so far) the bar also shows rows/s and tokens/s."""
+        """Progress so far; with ``tokens`` (generated so far) the bar also shows rows/s and tokens/s.
+        The bar appears with the first event, so an input error found before the work starts is shown
+        alone."""
         if not isinstance(event, events.Progress):
             return
+        if self._task is None:
+            self._progress.start()
+            self._task = self._progress.add_task(self._description, total=event.total, info="")
         info = ""
         elapsed = self._progress.tasks[0].elapsed or 0.0
         if event.tokens is not None and elapsed > 0:
             info = f"{event.done / elapsed:.1f} {self._unit}/s  {event.tokens / elapsed:.0f} tokens/s"
         self._progress.update(self._task, completed=event.done, total=event.total, info=info)
+
+
+def labelled(report: Any, names: list[str], output: str) -> None:
+    """The summary line of ``steer label``."""
+    plain(f"{report.written} records labelled, {report.skipped} already done; {report.total} in all "
+          f"({', '.join(names)}): {output}")
 
 
 def batch_done(report: Any, output: str, errors: str) -> None:
@@ -187,19 +207,23 @@ class TrainDisplay:
                                   TimeRemainingColumn(), console=err_console)
         self._bars: dict[str, Any] = {}
         self._fields = {"loss": "-", "lr": "-", "tok/s": "-", "eval": "-"}
+        self._started = False  # the display starts with the first event (input errors come first, alone)
 
     def __enter__(self) -> TrainDisplay:
-        self._progress.start()
         return self
 
     def __exit__(self, *exc: object) -> None:
-        self._progress.stop()
+        if self._started:
+            self._progress.stop()
 
     def _info(self) -> str:
         f = self._fields
         return f"loss {f['loss']}  lr {f['lr']}  {f['tok/s']} tok/s  eval {f['eval']}"
 
     def __call__(self, event: Any) -> None:
+        if not self._started:
+            self._progress.start()
+            self._started = True
         if isinstance(event, events.Progress):
             self._bar(event)
         elif isinstance(event, events.DataReady):

@@ -145,3 +145,21 @@ def test_the_server_refuses_image_parts_for_a_text_model_as_a_400():
         assert err.value.param == "messages" and "context is 64" in err.value.message
     finally:
         server.batcher.close()
+
+
+def test_batch_rows_override_the_defaults_and_an_explicit_null_clears_them(tmp_path):
+    from steer.generate.batch import BadRow, Job, iter_jobs
+
+    rows = [{"id": 1, "prompt": "a"}, {"id": 2, "prompt": "b", "system": None, "preset": None},
+            {"id": 3, "prompt": "c", "system": "Own.", "values": [], "attributes": "verbosity:4"},
+            {"id": 4, "messages": [{"role": "user", "content": [{"type": "image", "image": "x.png"}]}]}]
+    path = tmp_path / "in.jsonl"
+    path.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    defaults = steering_from(HELPSTEER, attributes="verbosity:1", preset="expert", values=["V."], system="Default.")
+    jobs = list(iter_jobs(path, HELPSTEER, {}, defaults))
+    assert [j.steering for j in jobs[:3]] == [
+        defaults, Steering({"verbosity": 1}, None, ["V."], None),
+        Steering({"verbosity": 4}, "expert", [], "Own.")]
+    assert isinstance(jobs[3], BadRow) and "reads text only" in jobs[3].reason and jobs[3].line == 4
+    (image_job,) = [j for j in iter_jobs(path, HELPSTEER, {}, defaults, reads_images=True) if isinstance(j, Job)][3:]
+    assert image_job.row["id"] == 4

@@ -9,30 +9,7 @@ import typer
 
 from steer import ui
 from steer.cli.app import data_app
-from steer.cli.options import FormatOpt, Group, JsonOpt, SetOpt, SkipOpt, SourceArg, SplitOpt, TokenizerOpt, option_group
-
-LOADING: Group = {
-    "split": (SplitOpt, "train"),
-    "skip_invalid": (SkipOpt, False),
-    "rejects": (Annotated[Optional[str], typer.Option("--rejects", help="Where skipped rows go (JSONL).")], None),
-    "lang": (Annotated[list[str], typer.Option("--lang", help="Keep only these languages (OASST; repeatable).")], []),
-}
-
-
-def loading_options(fn: Any) -> Any:
-    """Add ``--split --skip-invalid --rejects --lang``, passed on as ``loading``."""
-    return option_group("loading", LOADING, lambda **kw: kw)(fn)
-
-
-def _load(source: str, fmt: str, loading: dict) -> Any:
-    from steer.data.loader import load
-
-    rejects = loading["rejects"]
-    if loading["skip_invalid"] and rejects is None:
-        rejects = f"{source.rstrip('/').split('/')[-1].split('.')[0]}.rejects.jsonl"
-    return load(source, format=fmt, split=loading["split"], skip_invalid=loading["skip_invalid"], rejects_path=rejects,
-                langs=set(loading["lang"]) if loading["lang"] else None)
-
+from steer.cli.options import FormatOpt, JsonOpt, SetOpt, SourceArg, TokenizerOpt, loading_options
 
 @data_app.command("inspect")
 @loading_options
@@ -47,19 +24,11 @@ def data_inspect(
     loading: Any = None,
 ) -> None:
     """Render examples exactly as training sees them and show which tokens carry loss."""
-    from steer.attributes import get_schema
-    from steer.data.encode import as_conversation, explain, guess_schema
-    from steer.runs import load_tokenizer
-    from steer.templates import for_tokenizer
+    from steer.data.inspect import inspect
 
-    records, report = _load(source, fmt, loading)
-    tok = load_tokenizer(tokenizer) if tokenizer else None
-    sch = get_schema(schema) if schema else guess_schema(records[:1000])
-    tmpl = for_tokenizer(template, sch, tok)
-    ui.load_summary(report.to_json())
-    ui.inspect_legend(tmpl.kind, sch.name if sch else None, tokenizer)
-    for index, record in enumerate(records[:n]):
-        ui.inspect_example(explain(as_conversation(record), tmpl, tok, max_length=max_length), index)
+    shown = inspect(source, format=fmt, template=template, schema=schema, tokenizer=tokenizer, n=n,
+                    max_length=max_length, **loading)
+    ui.inspection(shown, tokenizer)
 
 
 @data_app.command("stats")
@@ -73,20 +42,13 @@ def data_stats(
     loading: Any = None,
 ) -> None:
     """Counts, attribute histograms, lengths, attribute-vs-length correlation, longer-response baseline."""
-    from steer.data import stats as data_stats_lib
-    from steer.runs import load_tokenizer
+    from steer.data.stats import describe
 
-    records, report = _load(source, fmt, loading)
-    result = data_stats_lib.compute(records, report, load_tokenizer(tokenizer) if tokenizer else None)
-    if plot:
-        data_stats_lib.plot(result, plot)
-    result.pop("_series")
+    result = describe(source, format=fmt, tokenizer=tokenizer, plot_path=plot, **loading)
     if as_json:
         ui.print_json(result)
     else:
         ui.data_stats(result)
-        if plot:
-            ui.plain(f"plot: {plot}")
 
 
 @data_app.command("prepare")

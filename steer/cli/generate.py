@@ -139,6 +139,5 @@ def label(
     if as_json:
         ui.print_json({**report.to_json(), "rejected": rejected, "output": output})
     else:
-        ui.plain(f"{report.written} records labelled, {report.skipped} already done; {report.total} in all "
-                 f"({', '.join(model.schema.names)}): {output}")
+        ui.labelled(report, model.schema.names, output)
 

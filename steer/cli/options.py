@@ -4,7 +4,8 @@
 and passes it one ``sampling`` (a :class:`steer.engines.base.Sampling`); ``@steering_options`` gives it
 ``--attr --attrs --preset --system --value`` and passes ``steering`` (the keyword arguments of
 :func:`steer.steering.steering_from`); ``@model_options`` gives ``--engine --template --schema`` and
-passes ``model_options``. Nothing heavy is imported here, so ``steer --help`` stays instant.
+passes ``model_options``; ``@loading_options`` gives ``--split --skip-invalid --rejects --lang`` and
+passes ``loading``. Nothing heavy is imported here, so ``steer --help`` stays instant.
 """
 
 from __future__ import annotations
@@ -52,6 +53,12 @@ SAMPLING: Group = {
 STEERING: Group = {"attr": (AttrOpt, []), "attrs_": (AttrsOpt, None), "preset": (PresetOpt, None),
                    "system": (SystemOpt, None), "value": (ValueOpt, [])}
 MODEL: Group = {"engine": (EngineOpt, "hf"), "template": (TemplateOpt, None), "schema": (ModelSchemaOpt, None)}
+LOADING: Group = {
+    "split": (SplitOpt, "train"),
+    "skip_invalid": (SkipOpt, False),
+    "rejects": (Annotated[Optional[str], typer.Option("--rejects", help="Where skipped rows go (JSONL).")], None),
+    "lang": (Annotated[list[str], typer.Option("--lang", help="Keep only these languages (OASST; repeatable).")], []),
+}
 
 
 def option_group(param: str, group: Group, build: Callable[..., Any], **defaults: Any) -> Callable:
@@ -105,6 +112,11 @@ def steering_options(fn: Callable) -> Callable:
 def model_options(fn: Callable) -> Callable:
     """Add ``--engine --template --schema``."""
     return option_group("model_options", MODEL, lambda **kw: kw)(fn)
+
+
+def loading_options(fn: Callable) -> Callable:
+    """Add ``--split --skip-invalid --rejects --lang``, passed on as ``loading``."""
+    return option_group("loading", LOADING, lambda **kw: kw)(fn)
 
 
 def quiet_libraries() -> None:

@@ -176,6 +176,8 @@ def prepare(sources: list[SourceConfig], encoder: Encoder, data: DataConfig, *, 
     tables: list = []
     rejected: Counter = Counter()
     totals = [0, 0, 0]  # records done, tokens, loss
+    if progress:
+        progress(Progress("tokenize", 0, len(records)))
 
     def collect(chunk: list[Record], result: tuple[Any, list[DataError], int, int]) -> None:
         table, errors, tokens, loss = result

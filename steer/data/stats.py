@@ -80,3 +80,18 @@ def plot(stats: dict, path: str) -> str:
     fig.savefig(path, dpi=100)
     plt.close(fig)
     return path
+
+
+def describe(source: str, *, format: str = "auto", tokenizer: str | None = None, plot_path: str | None = None,
+             **loading: Any) -> dict:
+    """``steer data stats``: load ``source`` and compute its statistics (lengths in ``tokenizer``
+    tokens too when given), writing the plot when asked; one JSON-able dict."""
+    from steer.data.inspect import load_source
+    from steer.runs import load_tokenizer
+
+    records, report = load_source(source, format=format, **loading)
+    result = compute(records, report, load_tokenizer(tokenizer) if tokenizer else None)
+    if plot_path:
+        result["plot"] = plot(result, plot_path)
+    result.pop("_series")
+    return result

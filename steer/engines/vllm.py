@@ -39,7 +39,7 @@ class VLLMEngine:
         self.llm, self.tokenizer, self.template, self.lora = llm, tokenizer, template, lora
         self.vllm = vllm  # the vllm module (a stand-in in tests)
         self.context_length = llm.llm_engine.model_config.max_model_len
-        self.lock = threading.Lock()  # streaming steps the shared engine: one request at a time
+        self.lock = threading.Lock()  # one generate or stream at a time: both step the same engine
 
     @classmethod
     def load(cls, path: str, *, template: str | None = None, schema: str | None = None, dtype: str = "auto") -> VLLMEngine:
@@ -76,9 +76,10 @@ class VLLMEngine:
     def generate(self, prompts: Sequence[Prompt | str], sampling: Sampling) -> list[Response]:
         params = self.vllm.SamplingParams(**sampling_params(sampling, self.template))
         texts = self._texts(prompts, sampling)
-        start = time.perf_counter()
-        outs = self.llm.generate([{"prompt": p} for p in texts], params, lora_request=self.lora, use_tqdm=False)
-        seconds = time.perf_counter() - start
+        with self.lock:  # LLM.generate steps the same engine a stream steps
+            start = time.perf_counter()
+            outs = self.llm.generate([{"prompt": p} for p in texts], params, lora_request=self.lora, use_tqdm=False)
+            seconds = time.perf_counter() - start
         return [self._response(out, sampling, seconds) for out in outs]
 
     def stream(self, prompt: Prompt | str, sampling: Sampling, cancel: threading.Event | None = None) -> Iterator[str | Response]:
@@ -107,7 +108,7 @@ class VLLMEngine:
                 raise
         seconds = time.perf_counter() - start
         response = (self._response(last, sampling, seconds, first) if last is not None  # else cancelled at once
-                    else Response("", [], "stop", self.count_tokens(text), 0, seconds))
+                    else Response("", [], "length", self.count_tokens(text), 0, seconds))
         if rest := shown.rest(response.text):
             yield rest
         yield response

@@ -18,7 +18,7 @@ from steer.errors import UsageError
 from steer.evaluate.judges import Judge
 from steer.events import Events, Progress
 from steer.stats import spearman
-from steer.steering import Steering, row_messages, steering_prompt
+from steer.steering import Steering, row_messages, steering_from, steering_prompt
 
 
 @dataclass(frozen=True)
@@ -62,6 +62,8 @@ def answer(engine: Any, jobs: Sequence[tuple[list[dict], Steering]], sampling: S
            events: Events | None = None, batch: int = 100) -> list[str]:
     """The engine's answer to every ``(messages, Steering)`` job, in batches (progress as ``generate`` events)."""
     texts: list[str] = []
+    if events:
+        events(Progress("generate", 0, len(jobs)))
     for start in range(0, len(jobs), batch):
         rendered = [steering_prompt(engine.template, messages, steering) for messages, steering in jobs[start:start + batch]]
         texts += [resp.text for resp in engine.generate(rendered, sampling)]
@@ -73,7 +75,9 @@ def answer(engine: Any, jobs: Sequence[tuple[list[dict], Steering]], sampling: S
 def generate(engine: Any, rows: Sequence[Mapping[str, Any]], requests: Sequence[Request], sampling: Sampling,
              events: Events | None = None, batch: int = 100) -> list[str]:
     """The engine's answer to every request of a sweep (rows hold ``prompt`` or ``messages``)."""
-    jobs = [(row_messages(dict(rows[r.prompt_index]), "prompt"), Steering(attributes=r.attributes)) for r in requests]
+    schema = engine.template.schema
+    jobs = [(row_messages(dict(rows[r.prompt_index]), "prompt"), steering_from(schema, attributes=r.attributes))
+            for r in requests]
     return answer(engine, jobs, sampling, events, batch)
 
 

@@ -141,14 +141,14 @@ def evaluate(model: str, prompts: str, values: str, *, judge: str, score_attr: s
     from steer.engines.base import Sampling
     from steer.engines.load import load_engine
     from steer.evaluate.steerability import answer, read_prompts
-    from steer.steering import Steering, row_messages
+    from steer.steering import row_messages, steering_from
 
     statements = read_values(values)
     rows = read_prompts(prompts)
     scorer, scored_by = make_scorer(judge, score_attr)
     loaded = load_engine(model, engine=engine, template=template)
     messages = [row_messages(dict(r), f"{prompts}:{n}") for n, r in enumerate(rows, start=1)]
-    jobs = [(m, Steering(values=[v])) for m in messages for v in statements]
+    jobs = [(m, steering_from(loaded.template.schema, values=[v])) for m in messages for v in statements]
     texts = answer(loaded, jobs, Sampling(temperature=temperature, max_new_tokens=max_new_tokens, seed=0), events, batch_size)
     k = len(statements)
     answers = [texts[p * k:(p + 1) * k] for p in range(len(rows))]

@@ -15,16 +15,16 @@ from __future__ import annotations
 import itertools
 import json
 from collections.abc import Iterable, Iterator, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
-from steer.attributes import Schema, parse_assignments, require_schema
+from steer.attributes import Schema, require_schema
 from steer.engines.base import Engine, Sampling
 from steer.errors import UsageError
 from steer.events import Events, Progress
 from steer.outputs import BatchReport, append_rows, resume
-from steer.steering import Steering, row_messages, steering_from, steering_prompt
+from steer.steering import Steering, content_images, parse_attributes, row_messages, steering_from, steering_prompt
 
 
 @dataclass
@@ -61,16 +61,16 @@ def parse_grid(items: Sequence[str], schema: Schema | None) -> dict[str, list[in
         name, sep, raw = item.partition("=")
         if not sep or not raw.strip():
             raise UsageError(f"--grid {item!r}: expected name=v1,v2,...")
-        sch = require_schema(schema, "grid")
+        require_schema(schema, "grid")
         name = name.strip()
         if name in grid:
             raise UsageError(f"--grid {name!r} given twice")
-        grid[name] = [parse_assignments([f"{name}={v.strip()}"], sch)[name] for v in raw.split(",")]
+        grid[name] = [parse_attributes(f"{name}={v.strip()}", schema, field="grid")[name] for v in raw.split(",")]
     return grid
 
 
-def _parse_row(line: str, where: str, schema: Schema | None, seen: set[str],
-               defaults: Steering) -> tuple[dict, list[dict], Steering]:
+def _parse_row(line: str, where: str, schema: Schema | None, seen: set[str], defaults: Steering,
+               reads_images: bool) -> tuple[dict, list[dict], Steering]:
     try:
         row = json.loads(line)
     except json.JSONDecodeError as err:
@@ -81,17 +81,22 @@ def _parse_row(line: str, where: str, schema: Schema | None, seen: set[str],
         raise UsageError(f"{where}: duplicate id {row['id']!r}")
     seen.add(str(row["id"]))
     messages = row_messages(row, where)
+    if not reads_images and any(content_images(m["content"]) for m in messages):
+        raise UsageError(f"{where}: this model reads text only: the row has image parts")
+    # a row's explicit null clears the command's default preset or system message
+    base = replace(defaults, **{k: None for k in ("preset", "system") if k in row and row[k] is None})
     try:
         steering = steering_from(schema, attributes=row.get("attributes"), preset=row.get("preset"),
-                                 values=row.get("values"), system=row.get("system"), base=defaults)
+                                 values=row.get("values"), system=row.get("system"), base=base)
     except UsageError as err:
         raise UsageError(f"{where}: {err}") from None
     return row, messages, steering
 
 
 def iter_jobs(path: str | Path, schema: Schema | None, grid: dict[str, list[int]],
-              defaults: Steering | None = None) -> Iterator[Job | BadRow]:
-    """Stream the input: a :class:`Job` per row and grid point, or a :class:`BadRow` saying why not."""
+              defaults: Steering | None = None, reads_images: bool = False) -> Iterator[Job | BadRow]:
+    """Stream the input: a :class:`Job` per row and grid point, or a :class:`BadRow` saying why not
+    (``reads_images``: whether the model takes rows with image parts)."""
     path = Path(path)
     if not path.is_file():
         raise UsageError(f"input not found: {path}")
@@ -103,7 +108,7 @@ def iter_jobs(path: str | Path, schema: Schema | None, grid: dict[str, list[int]
             if not line.strip():
                 continue
             try:
-                row, messages, steering = _parse_row(line, f"{path}:{n}", schema, seen, defaults)
+                row, messages, steering = _parse_row(line, f"{path}:{n}", schema, seen, defaults, reads_images)
             except UsageError as err:
                 yield BadRow(n, str(err), line.rstrip("\n"))
                 continue
@@ -130,6 +135,8 @@ def run_batch(engine: Engine, jobs: Iterable[Job | BadRow], out: str | Path, sam
     report = BatchReport(0, 0, 0)
     tokens = 0
     pending: list[Job] = []
+    if progress:  # the clock starts here: rows/s and tokens/s count generation only
+        progress(Progress("generate", 0, total or 0, 0))
     with open(out, "a", encoding="utf-8") as handle, open(errors_path(out), "a", encoding="utf-8") as errors:
 
         def flush() -> None:
@@ -178,5 +185,5 @@ def run(engine: Engine, input_path: str | Path, output: str | Path, sampling: Sa
         raise UsageError(f"input not found: {path}")
     with open(path, "rb") as handle:  # a cheap count for the progress bar; rows are streamed later
         total = sum(1 for line in handle if line.strip()) * max(1, len(list(itertools.product(*points.values()))))
-    return run_batch(engine, iter_jobs(path, schema, points, defaults), output, sampling, batch_size=batch_size,
-                     total=total, progress=progress)
+    jobs = iter_jobs(path, schema, points, defaults, getattr(engine, "reads_images", False))
+    return run_batch(engine, jobs, output, sampling, batch_size=batch_size, total=total, progress=progress)

@@ -16,10 +16,11 @@ from collections.abc import AsyncIterator, Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from steer.attributes import preset_values, require_schema
 from steer.engines.base import Prompt, Response, Sampling, check_context, text_prompts
 from steer.errors import SteerError, UsageError
 from steer.serve.batcher import Batcher, QueueFull, Ticket
-from steer.steering import Steering, parse_attributes, parse_values, steering_from, steering_prompt
+from steer.steering import Steering, blame, parse_attributes, parse_values, steering_from, steering_prompt
 from steer.templates import STEER_VARIABLES
 
 
@@ -94,7 +95,13 @@ def request_steering(body: Mapping, schema: Any) -> Steering:
                   **parse_attributes(steer.get("attributes"), schema, field="steer.attributes")}
     values = [*parse_values(kwargs.get("steer_values"), field="steer_values"),
               *parse_values(steer.get("values"), field="steer.values")]
-    return steering_from(schema, attributes=attributes, preset=steer.get("preset"), values=values)
+    preset = steer.get("preset")
+    if preset is not None:  # checked here so that an error names the request's parameter
+        with blame("steer.preset"):
+            if not isinstance(preset, str):
+                raise UsageError("steer.preset must be a string")
+            preset_values(preset, require_schema(schema, "steer.preset"))
+    return steering_from(schema, attributes=attributes, preset=preset, values=values)
 
 
 def messages_from(body: Mapping) -> list[dict]:

@@ -9,13 +9,13 @@ import shlex
 from dataclasses import dataclass
 from pathlib import Path
 
-from steer.runs import ModelRef, load_tokenizer, model_template, resolve
+from steer.runs import TEMPLATE_FILE, ModelRef, load_tokenizer, model_template, resolve
 
 
 def template_file(model: str, source: str) -> Path:
-    """A file holding the steering chat template: the model's own ``chat_template.jinja`` when it is
+    """A file holding the steering chat template: the model's own (``chat_template.jinja``) when it is
     that template, else a copy in steer's cache (``$XDG_CACHE_HOME/steer/templates``)."""
-    own = Path(model) / "chat_template.jinja"
+    own = Path(model) / TEMPLATE_FILE
     if own.is_file() and own.read_text(encoding="utf-8") == source:
         return own
     cache = Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "steer" / "templates"

@@ -13,7 +13,7 @@ import shutil
 from pathlib import Path
 
 from steer.errors import UsageError
-from steer.runs import run_info, torch_dtype, write_run_file
+from steer.runs import RECIPE_FILE, run_info, run_path, torch_dtype, write_run_file
 
 
 def export(run_dir: str | Path, out: str | Path, *, dtype: str = "auto") -> Path:
@@ -34,7 +34,7 @@ def export(run_dir: str | Path, out: str | Path, *, dtype: str = "auto") -> Path
     TASKS[kind].export(folder, out, info, dtype)
     write_run_file(out, {**info, "method": "merged" if info.get("method") != "full" else "full", "base_model": None,
                          "exported_from": str(folder.resolve())})
-    recipe = folder / "recipe.yaml" if (folder / "recipe.yaml").is_file() else folder.parent / "recipe.yaml"
-    if recipe.is_file():
-        shutil.copy(recipe, out / "recipe.yaml")
+    recipe = run_path(folder, RECIPE_FILE)
+    if recipe is not None:
+        shutil.copy(recipe, out / RECIPE_FILE)
     return out

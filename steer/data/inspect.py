@@ -1,0 +1,53 @@
+"""``steer data inspect`` and the loading rules ``steer data`` commands share: examples rendered
+exactly as training sees them, with the tokens that carry loss."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from steer.data.loader import LoadReport, load
+from steer.data.records import Record
+
+
+def rejects_for(source: str | Path) -> str:
+    """Where ``--skip-invalid`` writes skipped rows unless told: ``<name>.rejects.jsonl`` here."""
+    return f"{str(source).rstrip('/').split('/')[-1].split('.')[0]}.rejects.jsonl"
+
+
+def load_source(source: str, *, format: str = "auto", split: str = "train", skip_invalid: bool = False,
+                rejects: str | None = None, lang: list[str] | tuple[str, ...] = ()) -> tuple[list[Record], LoadReport]:
+    """Load a dataset for a ``steer data`` command (skipped rows to ``rejects``, by default :func:`rejects_for`)."""
+    if skip_invalid and rejects is None:
+        rejects = rejects_for(source)
+    return load(source, format=format, split=split, skip_invalid=skip_invalid, rejects_path=rejects,
+                langs=set(lang) if lang else None)
+
+
+@dataclass
+class Inspection:
+    """What ``steer data inspect`` shows: the load report, the template and schema used, and one
+    :func:`steer.data.encode.explain` result per example."""
+
+    report: LoadReport
+    template: str
+    schema: str | None
+    examples: list[dict]
+
+
+def inspect(source: str, *, format: str = "auto", template: str = "auto", schema: str | None = None,
+            tokenizer: str | None = None, n: int = 3, max_length: int | None = None, **loading: Any) -> Inspection:
+    """The first ``n`` examples of ``source`` rendered with ``template`` (over ``tokenizer``'s chat
+    template when given) and the loss each token carries; the schema is guessed from the data unless given."""
+    from steer.attributes import get_schema
+    from steer.data.encode import as_conversation, explain, guess_schema
+    from steer.runs import load_tokenizer
+    from steer.templates import for_tokenizer
+
+    records, report = load_source(source, format=format, **loading)
+    tok = load_tokenizer(tokenizer) if tokenizer else None
+    sch = get_schema(schema) if schema else guess_schema(records[:1000])
+    tmpl = for_tokenizer(template, sch, tok)
+    shown = [explain(as_conversation(record), tmpl, tok, max_length=max_length) for record in records[:n]]
+    return Inspection(report, tmpl.kind, sch.name if sch else None, shown)
