@@ -29,6 +29,14 @@ def print_json(data: Any) -> None:
     sys.stdout.flush()
 
 
+def show(data: Any, as_json: bool, render: Any) -> None:
+    """A command's result: one JSON object with ``--json``, else what ``render`` draws of it."""
+    if as_json:
+        print_json(data)
+    else:
+        render(data)
+
+
 def key_values(data: Mapping[str, Any], title: str | None = None) -> None:
     """A two-column table (plain enough to paste into a bug report)."""
     table = Table(title=title, show_header=False, box=None, pad_edge=False)

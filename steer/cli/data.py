@@ -44,11 +44,7 @@ def data_stats(
     """Counts, attribute histograms, lengths, attribute-vs-length correlation, longer-response baseline."""
     from steer.data.stats import describe
 
-    result = describe(source, format=fmt, tokenizer=tokenizer, plot_path=plot, **loading)
-    if as_json:
-        ui.print_json(result)
-    else:
-        ui.data_stats(result)
+    ui.show(describe(source, format=fmt, tokenizer=tokenizer, plot_path=plot, **loading), as_json, ui.data_stats)
 
 
 @data_app.command("prepare")

@@ -71,10 +71,7 @@ def eval_values(
     result = _with_bar(as_json, lambda events: evaluate(
         model, prompts, values, judge=judge, score_attr=score_attr, temperature=temperature,
         max_new_tokens=max_new_tokens, batch_size=batch_size, engine=engine, template=template, events=events))
-    if as_json:
-        ui.print_json(result)
-    else:
-        ui.value_matching(result)
+    ui.show(result, as_json, ui.value_matching)
 
 
 @eval_app.command("length-bias")
@@ -94,7 +91,4 @@ def eval_length_bias(
     if apm or tokenizer:
         quiet_libraries()
     result = evaluate(data, fmt=fmt, score=score, apm=apm, compare=compare, tokenizer=tokenizer, plot_path=plot_path)
-    if as_json:
-        ui.print_json(result)
-    else:
-        ui.length_bias(result)
+    ui.show(result, as_json, ui.length_bias)

@@ -17,11 +17,7 @@ def env(as_json: JsonOpt = False) -> None:
     """Versions, device and CUDA facts (paste this into bug reports)."""
     from steer.envinfo import collect
 
-    info = collect()
-    if as_json:
-        ui.print_json(info)
-    else:
-        ui.key_values(info)
+    ui.show(collect(), as_json, ui.key_values)
 
 
 @app.command()
