@@ -22,6 +22,15 @@ from steer.templates import SteerTemplate
 INSTALL = "vLLM is not installed: pip install 'steer[vllm]' (Linux with a CUDA GPU), or use --engine hf"
 
 
+def _vllm() -> Any:
+    """The vllm module, or the one-line install hint."""
+    try:
+        import vllm
+    except ImportError:
+        raise UsageError(INSTALL) from None
+    return vllm
+
+
 def sampling_params(sampling: Sampling, template: SteerTemplate) -> dict:
     """``vllm.SamplingParams`` keyword arguments for steer's sampling settings."""
     stop = list(dict.fromkeys(template.stop + sampling.stop))
@@ -37,17 +46,15 @@ class VLLMEngine:
 
     def __init__(self, llm: Any, tokenizer: Any, template: SteerTemplate, lora: Any = None, vllm: Any = None) -> None:
         self.llm, self.tokenizer, self.template, self.lora = llm, tokenizer, template, lora
-        self.vllm = vllm  # the vllm module (a stand-in in tests)
+        self.vllm = vllm if vllm is not None else _vllm()  # the vllm module (a stand-in in tests)
         self.context_length = llm.llm_engine.model_config.max_model_len
         self.lock = threading.Lock()  # one generate or stream at a time: both step the same engine
 
     @classmethod
     def load(cls, path: str, *, template: str | None = None, schema: str | None = None, dtype: str = "auto") -> VLLMEngine:
-        try:
-            import vllm
-            from vllm.lora.request import LoRARequest
-        except ImportError:
-            raise UsageError(INSTALL) from None
+        vllm = _vllm()
+        from vllm.lora.request import LoRARequest
+
         from steer.runs import load_tokenizer, model_template, resolve
 
         ref = resolve(path)
