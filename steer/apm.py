@@ -193,11 +193,13 @@ class APM:
                 out[k] = row
         return out
 
+    def values(self, prediction: Sequence[float], *, raw: bool = False) -> dict[str, float | int]:
+        """One prediction as attribute values: clipped to each attribute's range and rounded (``raw``: as predicted)."""
+        if raw:
+            return dict(zip(self.schema.names, prediction))
+        return {a.name: int(min(a.max, max(a.min, round(v)))) for a, v in zip(self.schema.attributes, prediction)}
+
     def score(self, conversations: Sequence[Sequence[Mapping[str, Any]]], *, raw: bool = False,
               batch_size: int = 16) -> list[dict[str, float | int]]:
-        """Attribute values per conversation: clipped to each attribute's range and rounded (``raw``: as predicted)."""
-        names = self.schema.names
-        rows = self.predict(conversations, batch_size)
-        if raw:
-            return [dict(zip(names, r)) for r in rows]
-        return [{a.name: int(min(a.max, max(a.min, round(v)))) for a, v in zip(self.schema.attributes, r)} for r in rows]
+        """Attribute values per conversation (see :meth:`values`)."""
+        return [self.values(p, raw=raw) for p in self.predict(conversations, batch_size)]

@@ -32,18 +32,24 @@ def _conversations(record: Record) -> list[list[dict]]:
 
 
 def predicted(apm: Any, records: list[Record], *, raw: bool = False, batch_size: int = 32) -> list[Record]:
-    """Copies of ``records`` with every assistant turn's ``attributes`` set to the APM's predictions
-    (a preference pair: ``labels.chosen`` and ``labels.rejected``)."""
+    """Copies of ``records`` with every assistant turn's ``attributes`` set to the APM's predictions,
+    clipped and rounded, and with ``raw`` its raw predictions as ``scores`` too (a preference pair:
+    ``labels.chosen`` and ``labels.rejected``, raw when ``raw``)."""
     convs = [_conversations(r) for r in records]
-    scores = iter(apm.score([c for cs in convs for c in cs], raw=raw, batch_size=batch_size))
+    predictions = iter(apm.predict([c for cs in convs for c in cs], batch_size))
     out: list[Record] = []
     for record in records:
         if isinstance(record, PreferencePair):
-            out.append(replace(record, labels={**record.labels, "chosen": next(scores), "rejected": next(scores)}))
+            chosen, rejected = (apm.values(next(predictions), raw=raw) for _ in range(2))
+            out.append(replace(record, labels={**record.labels, "chosen": chosen, "rejected": rejected}))
         else:
-            messages = [replace(m, attributes=next(scores)) if m.role == "assistant" else m for m in record.messages]
+            messages = [_rated(m, apm, next(predictions), raw) if m.role == "assistant" else m for m in record.messages]
             out.append(replace(record, messages=messages))
     return out
+
+
+def _rated(message: Any, apm: Any, prediction: list[float], raw: bool) -> Any:
+    return replace(message, attributes=apm.values(prediction), scores=apm.values(prediction, raw=True) if raw else None)
 
 
 def label_records(apm: Any, records: Iterable[Record], out: str | Path, *, raw: bool = False, batch_size: int = 32,

@@ -1,16 +1,86 @@
-"""Resumable JSONL outputs (``steer batch``, ``steer label``): rows are appended and fsynced a batch at
-a time, and a re-run reads back the keys already written to skip them, so after any interruption each
-row is written exactly once."""
+"""Writing outputs safely: never onto an input, never through a symbolic link, never over a file
+this job did not write; whole files atomically (a temporary file renamed into place, so a kill
+leaves the old file or the new one, never half of one).
+
+Resumable JSONL outputs (``steer batch``, ``steer label``) are appended and fsynced a batch at a
+time instead, and a re-run reads back the keys already written to skip them, so after any
+interruption each row is written exactly once.
+"""
 
 from __future__ import annotations
 
 import json
 import os
+import tempfile
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import IO
+from typing import IO, Any
 
 from steer.errors import UsageError
+
+
+def check_output(path: str | Path, *, inputs: Sequence[str | Path] = (), owned: Callable[[Path], bool] | None = None,
+                 what: str = "output") -> Path:
+    """Refuse an output path that is a symbolic link, a folder, one of ``inputs``, or an existing file
+    that ``owned`` says this job did not write; its folder is created. Returns the path."""
+    path = Path(path)
+    if path.is_symlink():
+        raise UsageError(f"{what} {path} is a symbolic link: give the file it points to (steer does not write "
+                         "through links)")
+    if path.is_dir():
+        raise UsageError(f"{what} {path} is a folder, not a file")
+    for source in inputs:
+        if path.exists() and Path(source).exists() and os.path.samefile(path, source):
+            raise UsageError(f"{what} {path} is the input {source}: steer never writes onto its input")
+    if path.exists() and owned is not None and not owned(path):
+        raise UsageError(f"{what} {path} exists and is not a file this command wrote: give another path, or "
+                         "remove it")
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+    except OSError as err:
+        raise UsageError(f"{what} {path}: cannot create its folder ({err.strerror})") from None
+    return path
+
+
+@contextmanager
+def atomic_output(path: str | Path, *, binary: bool = False, **checks: Any) -> Iterator[IO[Any]]:
+    """A handle on a temporary file beside ``path`` that replaces it when the block ends without an
+    error (and is removed otherwise); ``checks`` go to :func:`check_output`."""
+    path = check_output(path, **checks)
+    try:
+        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    except OSError as err:
+        raise UsageError(f"cannot write {path} ({err.strerror})") from None
+    try:
+        with os.fdopen(fd, "wb" if binary else "w", **({} if binary else {"encoding": "utf-8"})) as handle:
+            yield handle
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def write_text_atomic(path: str | Path, text: str, **checks: Any) -> Path:
+    """Write ``text`` to ``path`` atomically (see :func:`atomic_output`)."""
+    with atomic_output(path, **checks) as handle:
+        handle.write(text)
+    return Path(path)
+
+
+def jsonl_with(path: Path, keys: Sequence[str]) -> bool:
+    """Whether ``path`` is empty or its first row is a JSON object holding ``keys`` (a file this kind
+    of output wrote)."""
+    with open(path, encoding="utf-8", errors="replace") as handle:
+        first = next((line for line in handle if line.strip()), None)
+    if first is None:
+        return True
+    try:
+        row = json.loads(first)
+    except json.JSONDecodeError:
+        return False
+    return isinstance(row, dict) and all(k in row for k in keys)
 
 
 def written_keys(path: Path, field: str) -> set[str]:

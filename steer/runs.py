@@ -10,14 +10,13 @@ the base model, or full weights) and the tokenizer whose chat template is the st
 from __future__ import annotations
 
 import json
-import os
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from steer.attributes import Schema, get_schema
 from steer.errors import TemplateError, UsageError
+from steer.outputs import write_text_atomic
 from steer.templates import SteerTemplate, for_tokenizer
 
 RUN_FILE = "steer.json"
@@ -65,20 +64,6 @@ def run_info(path: str | Path) -> tuple[Path, dict]:
 def write_run_file(run_dir: Path, info: dict) -> Path:
     """Write ``steer.json`` atomically (a reader never sees half a file)."""
     return write_text_atomic(run_dir / RUN_FILE, json.dumps(info, indent=2))
-
-
-def write_text_atomic(path: Path, text: str) -> Path:
-    """Write ``text`` to a temporary file beside ``path`` and rename it into place."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as handle:
-            handle.write(text)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    return path
 
 
 @dataclass(frozen=True)

@@ -75,6 +75,59 @@ def oasst_rows() -> list[dict]:
     ]
 
 
+TREE_FIELDS = ("message_tree_id", "tree_state", "parent_id")
+
+
+def oasst_tree_rows() -> list[dict]:
+    """The same messages as :func:`oasst_rows` in OASST's nested tree export: one tree per row."""
+    flat = oasst_rows()
+    by_parent: dict = {}
+    for m in flat:
+        by_parent.setdefault(m["parent_id"], []).append(m)
+
+    def nest(m: dict) -> dict:
+        node = {k: v for k, v in m.items() if k not in TREE_FIELDS}
+        node["replies"] = [nest(r) for r in by_parent.get(m["message_id"], [])]
+        return node
+
+    return [{"message_tree_id": root["message_tree_id"], "tree_state": "ready_for_export", "prompt": nest(root)}
+            for root in by_parent[None]]
+
+
+NINE_LABEL = "quality:4,toxicity:0,humor:0,creativity:0,helpfulness:{h},correctness:4,coherence:4,complexity:2,verbosity:{v}"
+
+
+def nemo_steerlm_rows() -> list[dict]:
+    """NeMo-Aligner's SteerLM SFT format, as its released SteerLM datasets ship it."""
+    return [
+        {"system": "A chat between a curious user and an artificial intelligence assistant. The assistant gives helpful,"
+                   " detailed, and polite answers to the user's questions.", "mask": "User", "dataset": "helpsteer",
+         "type": "VALUE_TO_TEXT",
+         "conversations": [{"from": "User", "value": "What colour is the sky over Zorbia?", "label": None},
+                           {"from": "Assistant", "value": "Green.", "label": NINE_LABEL.format(h=3, v=0)},
+                           {"from": "User", "value": "Why?", "label": None},
+                           {"from": "Assistant", "value": "Copper dust scatters green light.",
+                            "label": NINE_LABEL.format(h=4, v=2)}]},
+        {"system": "", "mask": "User", "type": "VALUE_TO_TEXT",
+         "conversations": [{"from": "User", "value": "Add 17 and 25.", "label": None},
+                           {"from": "Assistant", "value": "42", "label": "helpfulness:4,correctness:4,coherence:4,complexity:0,verbosity:0"}]},
+    ]
+
+
+def nemo_rm_rows() -> list[dict]:
+    """NeMo-Aligner's regression reward-model format: SteerLM text ending at <extra_id_2>, nine labels."""
+    system = ("A chat between a curious user and an artificial intelligence assistant. The assistant gives helpful,"
+              " detailed, and polite answers to the user's questions.")
+    return [
+        {"text": f"<extra_id_0>System\n{system}\n<extra_id_1>User\nAdd 17 and 25.\n<extra_id_1>Assistant\n42\n<extra_id_2>",
+         "label": [-100, -100, -100, -100, 4, 4, 4, 0, 0]},
+        {"text": "<extra_id_0>System\n\n<extra_id_1>User\nName a river in Quell.\n<extra_id_1>Assistant\n"
+                 "<extra_id_2>quality:4,toxicity:0,humor:0,creativity:0,helpfulness:4,correctness:4,coherence:4,complexity:2,verbosity:2\n"
+                 "The Ombre.\n<extra_id_1>User\nHow long is it?\n<extra_id_1>Assistant\nThe Ombre is 412 km long.\n<extra_id_2>",
+         "label": [4, 0, 1, 0, 4, 3, 4, 1, 1]},
+    ]
+
+
 def multifaceted_rows() -> list[dict]:
     prefs = [{"dimension": "style", "subdimension": "conciseness", "preference": "brief",
               "description": "The user wants short answers."}]
@@ -136,7 +189,8 @@ def steer_rows() -> list[dict]:
     ]
 
 
-ALL = {"helpsteer": helpsteer_rows, "helpsteer2": helpsteer2_rows, "oasst": oasst_rows,
+ALL = {"helpsteer": helpsteer_rows, "helpsteer2": helpsteer2_rows, "oasst": oasst_rows, "oasst-tree": oasst_tree_rows,
+       "nemo-steerlm": nemo_steerlm_rows, "nemo-rm": nemo_rm_rows,
        "multifaceted": multifaceted_rows, "multifaceted-dpo": multifaceted_dpo_rows,
        "pku-saferlhf": pku_rows, "beavertails": beavertails_rows, "steer": steer_rows}
 

@@ -290,7 +290,10 @@ def test_label_cli_writes_canonical_rows_and_resumes_after_sigkill(synth_apm, tm
                   timeout=600)
     assert raw.returncode == 0, raw.stderr[-2000:]
     first = json.loads((tmp_path / "float.jsonl").read_text().splitlines()[0])
-    assert any(not float(v).is_integer() for v in first["messages"][-1]["attributes"].values())
+    turn = first["messages"][-1]
+    assert any(not float(v).is_integer() for v in turn["scores"].values())  # raw predictions
+    assert all(isinstance(v, int) for v in turn["attributes"].values())  # labels stay integers
+    assert {k: min(4, max(0, round(v))) for k, v in turn["scores"].items()} == turn["attributes"]
 
 
 @pytest.mark.slow

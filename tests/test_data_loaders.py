@@ -67,25 +67,49 @@ def test_oasst_trees_threads_labels_and_filters(tmp_path):
     # the thread ending in a prompter turn (m7) keeps its assistant history
     assert ("Tell me about the moons of Velt.", "Velt has two moons, Ari and Bo.") in threads
     assert ("Tell me about the moons of Velt.", "Moons? Who cares.") in threads
-    assert report.filtered["deleted or failed review"] == 2     # m6 and the r1 tree
+    assert report.filtered["deleted or failed review"] == 3     # m6, and r1 with its reply r2
     by_reply = {r.messages[-1].content: r.messages[-1].attributes for r in records}
     # round(v * 4), Python rounding: 0.125*4 = 0.5 -> 0, 0.375*4 = 1.5 -> 2, 0.625*4 = 2.5 -> 2
     assert by_reply["Velt has two moons, Ari and Bo."] == {"quality": 3, "toxicity": 0, "humor": 0, "creativity": 2,
                                                            "helpfulness": 4}
     assert by_reply["Moons? Who cares."] == {"quality": 0, "toxicity": 2, "humor": 2, "creativity": 0}
     english, report_en = load(path, langs={"en"})
-    assert all(r.meta["lang"] == "en" for r in english) and report_en.filtered["language"] == 2
+    assert all(r.meta["lang"] == "en" for r in english) and report_en.filtered["language"] == 3  # m7, n1 and n2
 
 
-def test_oasst_broken_tree_link_names_the_row(tmp_path):
+def test_oasst_parent_in_another_file_is_a_counted_filter_and_strict_makes_it_an_error(tmp_path):
+    """A per-language export holds replies whose parent is in another language: filtered with the whole
+    subtree, each message counted; --strict makes it an error naming the row."""
     rows = fixtures.oasst_rows()
-    rows[4]["parent_id"] = "ghost"
+    rows[3]["parent_id"] = "ghost"  # m4 ("Which one is larger?"), whose replies m5 and m6 go with it
     path = fixtures.write(rows, tmp_path / "oasst.jsonl")
+    records, report = load(path)
+    assert report.filtered["parent not in this file"] == 3 and not report.rejected
+    assert all("Which one is larger?" not in [m.content for m in r.messages] for r in records)
     with pytest.raises(DataError) as err:
-        load(path)
-    assert str(err.value) == f"{path}:5: column 'parent_id': parent_id 'ghost' is not a message of this dataset"
-    records, report = load(path, skip_invalid=True, rejects_path=tmp_path / "rej.jsonl")
+        load(path, strict=True)
+    assert str(err.value) == f"{path}:4: column 'parent_id': parent_id 'ghost' is not a message of this dataset"
+    records, report = load(path, strict=True, skip_invalid=True, rejects_path=tmp_path / "rej.jsonl")
     assert report.rejected == {"broken tree link": 1}
+
+
+def test_oasst_cycles_self_parents_deep_threads_and_string_flags(tmp_path):
+    rows = fixtures.oasst_rows()
+    rows[9]["parent_id"] = "r1"  # r1 its own parent
+    rows[7]["parent_id"], rows[8]["parent_id"] = "n2", "n1"  # n1 <-> n2
+    rows[1]["deleted"] = "false"  # as text: not deleted
+    rows[5]["deleted"] = "true"
+    deep = [fixtures._msg("d0", None, "prompter", "Count with me.", tree="deep")]
+    for k in range(1, 1200):  # a thread 1,200 messages deep
+        deep.append(fixtures._msg(f"d{k}", f"d{k - 1}", "assistant" if k % 2 else "prompter", f"{k}", tree="deep"))
+    path = fixtures.write(rows + deep, tmp_path / "oasst.jsonl")
+    with pytest.raises(DataError, match="loops back"):
+        load(path)
+    records, report = load(path, skip_invalid=True)
+    assert report.rejected["broken tree link"] == 4  # r1, r2 under it, n1, n2
+    assert any(r.messages[-1].content == "1199" and len(r.messages) == 1200 for r in records)
+    assert ("Tell me about the moons of Velt.", "Velt has two moons, Ari and Bo.") in {
+        tuple(m.content for m in r.messages) for r in records}
 
 
 def test_multifaceted_keeps_system_and_preference_set(tmp_path):

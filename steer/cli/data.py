@@ -39,12 +39,15 @@ def data_stats(
     tokenizer: TokenizerOpt = None,
     as_json: JsonOpt = False,
     plot: Annotated[Optional[str], typer.Option("--plot", help="Write a PNG of histograms and attribute-vs-length.")] = None,
+    schema: Annotated[Optional[str], typer.Option("--schema", "-s", help="Schema the labels must fit (default: each "
+                                                  "built-in attribute's range).")] = None,
     loading: Any = None,
 ) -> None:
     """Counts, attribute histograms, lengths, attribute-vs-length correlation, longer-response baseline."""
     from steer.data.stats import describe
 
-    ui.show(describe(source, format=fmt, tokenizer=tokenizer, plot_path=plot, **loading), as_json, ui.data_stats)
+    ui.show(describe(source, format=fmt, tokenizer=tokenizer, plot_path=plot, schema=schema, **loading), as_json,
+            ui.data_stats)
 
 
 @data_app.command("prepare")

@@ -124,7 +124,8 @@ def label(
     output: Annotated[str, typer.Option("--output", "-o", help="Canonical JSONL out (appended; re-running resumes).")],
     fmt: FormatOpt = "auto",
     split: SplitOpt = "train",
-    raw: Annotated[bool, typer.Option("--float", help="Keep the raw predicted scores (default: clipped and rounded).")] = False,
+    raw: Annotated[bool, typer.Option("--float", help="Also keep the raw predictions, as each turn's scores "
+                                      "(attributes are always clipped and rounded).")] = False,
     batch_size: Annotated[int, typer.Option("--batch-size", help="Turns scored per forward pass.", min=1)] = 32,
     skip_invalid: SkipOpt = False,
     as_json: JsonOpt = False,

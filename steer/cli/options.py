@@ -4,7 +4,7 @@
 and passes it one ``sampling`` (a :class:`steer.engines.base.Sampling`); ``@steering_options`` gives it
 ``--attr --attrs --preset --system --value`` and passes ``steering`` (the keyword arguments of
 :func:`steer.steering.steering_from`); ``@model_options`` gives ``--engine --template --schema`` and
-passes ``model_options``; ``@loading_options`` gives ``--split --skip-invalid --rejects --lang`` and
+passes ``model_options``; ``@loading_options`` gives ``--split --skip-invalid --rejects --lang --strict`` and
 passes ``loading``. Nothing heavy is imported here, so ``steer --help`` stays instant.
 """
 
@@ -58,6 +58,8 @@ LOADING: Group = {
     "skip_invalid": (SkipOpt, False),
     "rejects": (Annotated[Optional[str], typer.Option("--rejects", help="Where skipped rows go (JSONL).")], None),
     "lang": (Annotated[list[str], typer.Option("--lang", help="Keep only these languages (OASST; repeatable).")], []),
+    "strict": (Annotated[bool, typer.Option("--strict", help="An OASST message whose parent is not in the file is an "
+                                            "error (default: filtered and counted with its replies).")], False),
 }
 
 
@@ -115,7 +117,7 @@ def model_options(fn: Callable) -> Callable:
 
 
 def loading_options(fn: Callable) -> Callable:
-    """Add ``--split --skip-invalid --rejects --lang``, passed on as ``loading``."""
+    """Add ``--split --skip-invalid --rejects --lang --strict``, passed on as ``loading``."""
     return option_group("loading", LOADING, lambda **kw: kw)(fn)
 
 

@@ -2,14 +2,19 @@
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping
 from typing import Any
 
+from steer.attributes import SCHEMAS, Attribute, Schema
 from steer.data import fields
 from steer.data.records import Conversation, DataError, Message, PreferencePair, Record
 
+# every built-in attribute by name (one range per name across the built-in schemas)
+BUILT_IN: dict[str, Attribute] = {a.name: a for s in SCHEMAS.values() for a in s.attributes}
 
-def _messages(value: Any, column: str, *, allow_empty: bool = False) -> list[Message]:
+
+def _messages(value: Any, column: str, schema: Schema | None, *, allow_empty: bool = False) -> list[Message]:
     if not isinstance(value, list) or (not value and not allow_empty):
         raise DataError("wrong type", "expected a non-empty list of messages", column=column)
     out = []
@@ -24,19 +29,54 @@ def _messages(value: Any, column: str, *, allow_empty: bool = False) -> list[Mes
         if content is None:
             raise DataError("missing column" if "content" not in item else "wrong type", "expected text",
                             column=f"{where}.content")
-        out.append(Message(role, content, _attributes(item.get("attributes"), f"{where}.attributes")))
+        out.append(Message(role, content, attributes(item.get("attributes"), f"{where}.attributes", schema),
+                           _scores(item.get("scores"), f"{where}.scores")))
     return out
 
 
-def _attributes(value: Any, column: str) -> dict | None:
+def _known(name: Any, schema: Schema | None, column: str) -> Attribute:
+    """The attribute ``name`` of ``schema``, or of a built-in schema when none is given."""
+    if schema is not None:
+        if name in schema.names:
+            return schema.get(name)
+        raise DataError("unknown attribute", f"attribute {name!r} is not in schema {schema.name!r} "
+                        f"({', '.join(schema.names)})", column=column)
+    if name in BUILT_IN:
+        return BUILT_IN[name]
+    raise DataError("unknown attribute", f"attribute {name!r} is in no built-in schema (a recipe's own schema "
+                    "names its attributes)", column=column)
+
+
+def attributes(value: Any, column: str, schema: Schema | None = None) -> dict[str, int] | None:
+    """Attribute labels: integers (as numbers or text) within the range of their attribute."""
     if value is None:
         return None
     if not isinstance(value, Mapping):
-        raise DataError("wrong type", "attributes must be an object of name: number", column=column)
-    for name, v in value.items():
-        if isinstance(v, bool) or not isinstance(v, (int, float)) or v != v:
-            raise DataError("wrong type", f"attribute {name!r} must be a number, got {v!r}", column=column)
-    return dict(value)
+        raise DataError("wrong type", "attributes must be an object of name: integer", column=column)
+    out: dict[str, int] = {}
+    for name, raw in value.items():
+        attr = _known(name, schema, column)
+        number = fields.as_integer(raw)
+        if number is None:
+            raise DataError("wrong type", f"attribute {name!r} must be an integer, got {raw!r}", column=column)
+        if not attr.min <= number <= attr.max:
+            raise DataError("out of range", f"attribute {name!r}: {number} is outside {attr.min}-{attr.max}",
+                            column=column)
+        out[name] = number
+    return out
+
+
+def _scores(value: Any, column: str) -> dict[str, float] | None:
+    if value is None:
+        return None
+    if not isinstance(value, Mapping):
+        raise DataError("wrong type", "scores must be an object of name: number", column=column)
+    out = {}
+    for name, raw in value.items():
+        if isinstance(raw, bool) or not isinstance(raw, (int, float)) or not math.isfinite(raw):
+            raise DataError("wrong type", f"score {name!r} must be a finite number, got {raw!r}", column=column)
+        out[str(name)] = float(raw)
+    return out
 
 
 def _alternating(messages: list[Message], column: str, *, ends_with: str) -> None:
@@ -46,8 +86,9 @@ def _alternating(messages: list[Message], column: str, *, ends_with: str) -> Non
                         column=column)
 
 
-def convert(row: Mapping, key: str) -> Record:
-    """A canonical row: an SFT conversation, or a preference pair (``type: preference``)."""
+def convert(row: Mapping, key: str, schema: Schema | None = None) -> Record:
+    """A canonical row: an SFT conversation, or a preference pair (``type: preference``); attribute
+    labels are checked against ``schema`` (else the built-in attribute of each name)."""
     rid = row.get("id", key)
     if not isinstance(rid, (str, int)) or isinstance(rid, bool):
         raise DataError("wrong type", "id must be a string or integer", column="id")
@@ -56,7 +97,7 @@ def convert(row: Mapping, key: str) -> Record:
     if not isinstance(common["meta"], Mapping):
         raise DataError("wrong type", "meta must be an object", column="meta")
     if row.get("type") == "preference" or "chosen" in row:
-        prompt = _messages(fields.get(row, "prompt"), "prompt")
+        prompt = _messages(fields.get(row, "prompt"), "prompt", schema)
         _alternating(prompt, "prompt", ends_with="user")
         labels = row.get("labels") or {}
         if not isinstance(labels, Mapping):
@@ -66,6 +107,6 @@ def convert(row: Mapping, key: str) -> Record:
                               **common)
     if row.get("type") not in (None, "sft"):
         raise DataError("wrong type", f"type must be sft or preference, got {row.get('type')!r}", column="type")
-    messages = _messages(fields.get(row, "messages"), "messages")
+    messages = _messages(fields.get(row, "messages"), "messages", schema)
     _alternating(messages, "messages", ends_with="assistant")
     return Conversation(messages=messages, **common)

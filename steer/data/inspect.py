@@ -17,12 +17,14 @@ def rejects_for(source: str | Path) -> str:
 
 
 def load_source(source: str, *, format: str = "auto", split: str = "train", skip_invalid: bool = False,
-                rejects: str | None = None, lang: list[str] | tuple[str, ...] = ()) -> tuple[list[Record], LoadReport]:
-    """Load a dataset for a ``steer data`` command (skipped rows to ``rejects``, by default :func:`rejects_for`)."""
+                rejects: str | None = None, lang: list[str] | tuple[str, ...] = (), strict: bool = False,
+                schema: Any = None) -> tuple[list[Record], LoadReport]:
+    """Load a dataset for a ``steer data`` command (skipped rows to ``rejects``, by default
+    :func:`rejects_for`; labels checked against ``schema``, by default each built-in attribute's range)."""
     if skip_invalid and rejects is None:
         rejects = rejects_for(source)
     return load(source, format=format, split=split, skip_invalid=skip_invalid, rejects_path=rejects,
-                langs=set(lang) if lang else None)
+                langs=set(lang) if lang else None, strict=strict, schema=schema)
 
 
 @dataclass
@@ -45,9 +47,10 @@ def inspect(source: str, *, format: str = "auto", template: str = "auto", schema
     from steer.runs import load_tokenizer
     from steer.templates import for_tokenizer
 
-    records, report = load_source(source, format=format, **loading)
+    given = get_schema(schema) if schema else None
+    records, report = load_source(source, format=format, schema=given, **loading)
     tok = load_tokenizer(tokenizer) if tokenizer else None
-    sch = get_schema(schema) if schema else guess_schema(records[:1000])
+    sch = given or guess_schema(records[:1000])
     tmpl = for_tokenizer(template, sch, tok)
     shown = [explain(as_conversation(record), tmpl, tok, max_length=max_length) for record in records[:n]]
     return Inspection(report, tmpl.kind, sch.name if sch else None, shown)

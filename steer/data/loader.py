@@ -15,27 +15,34 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, Any
 
-from steer.data import canonical, helpsteer, multifaceted, oasst, safety
+from steer.data import canonical, helpsteer, multifaceted, nemo, oasst, safety
 from steer.data.io import read_rows
 from steer.data.records import DataError, Record
 
-RowConverter = Callable[[dict, str], Record | list[Record]]
+RowConverter = Callable[[dict, str, Any], Record | list[Record]]  # (row, key, schema)
 
 ROW_FORMATS: dict[str, RowConverter] = {
-    "helpsteer": lambda row, key: helpsteer.convert(row, key, multi_turn=False),
-    "helpsteer2": lambda row, key: helpsteer.convert(row, key, multi_turn=True),
-    "multifaceted": multifaceted.convert,
-    "multifaceted-dpo": multifaceted.convert_dpo,
-    "pku-saferlhf": safety.convert_pku,
-    "beavertails": safety.convert_beavertails,
+    "helpsteer": lambda row, key, schema: helpsteer.convert(row, key, multi_turn=False),
+    "helpsteer2": lambda row, key, schema: helpsteer.convert(row, key, multi_turn=True),
+    "multifaceted": lambda row, key, schema: multifaceted.convert(row, key),
+    "multifaceted-dpo": lambda row, key, schema: multifaceted.convert_dpo(row, key),
+    "pku-saferlhf": lambda row, key, schema: safety.convert_pku(row, key),
+    "beavertails": lambda row, key, schema: safety.convert_beavertails(row, key),
+    "nemo-steerlm": nemo.convert_sft,
+    "nemo-rm": nemo.convert_rm,
     "steer": canonical.convert,
 }
-FORMATS = ("helpsteer", "helpsteer2", "oasst", "multifaceted", "multifaceted-dpo", "pku-saferlhf", "beavertails", "steer")
+TREE_FORMATS = ("oasst", "oasst-tree")  # rows are messages of trees, rebuilt before threads come out
+FORMATS = ("helpsteer", "helpsteer2", "oasst", "oasst-tree", "multifaceted", "multifaceted-dpo", "pku-saferlhf",
+           "beavertails", "nemo-steerlm", "nemo-rm", "steer")
 # Checked in order: the first whose columns are all present wins.
 _SIGNATURES = (
     ("steer", ("messages",)),
     ("steer", ("type", "prompt", "chosen", "rejected")),
+    ("oasst-tree", oasst.TREE_COLUMNS),
     ("oasst", oasst.COLUMNS),
+    ("nemo-steerlm", nemo.SFT_COLUMNS),
+    ("nemo-rm", nemo.RM_COLUMNS),
     ("pku-saferlhf", safety.PKU_COLUMNS),
     ("beavertails", safety.BEAVERTAILS_COLUMNS),
     ("multifaceted-dpo", multifaceted.DPO_COLUMNS),
@@ -73,10 +80,14 @@ def detect_format(columns: Iterable[str], sample: list[dict], source: str) -> st
                     f" ({', '.join(FORMATS)})", where=source)
 
 
-def _rowwise(rows: Iterable[tuple[int, dict]], convert: RowConverter, where: str, stem: str) -> Iterator[tuple[int, Any]]:
+def _rowwise(rows: Iterable[tuple[int, Any]], convert: RowConverter, where: str, stem: str,
+             schema: Any) -> Iterator[tuple[int, Any]]:
     for number, row in rows:
+        if isinstance(row, DataError):  # a row that could not be read (lenient reading)
+            yield number, row
+            continue
         try:
-            out = convert(row, f"{stem}:{number}")
+            out = convert(row, f"{stem}:{number}", schema)
         except DataError as err:
             yield number, err.at(where, number)
             continue
@@ -86,32 +97,41 @@ def _rowwise(rows: Iterable[tuple[int, dict]], convert: RowConverter, where: str
         yield number, out
 
 
+def _outcomes(rows: Iterator[tuple[int, Any]], format: str, where: str, stem: str, langs: set[str] | None,
+              strict: bool, schema: Any) -> Iterator[tuple[int, Any]]:
+    if format == "oasst-tree":
+        rows = oasst.tree_rows(rows)
+    if format in TREE_FORMATS:
+        return oasst.threads(rows, langs=langs, where=where, strict=strict)
+    return _rowwise(rows, ROW_FORMATS[format], where, stem, schema)
+
+
 def iter_records(source: str | Path, *, format: str = "auto", split: str = "train", skip_invalid: bool = False,
-                 rejects: IO[str] | None = None, langs: set[str] | None = None,
-                 report: LoadReport | None = None) -> Iterator[Record]:
+                 rejects: IO[str] | None = None, langs: set[str] | None = None, strict: bool = False,
+                 schema: Any = None, report: LoadReport | None = None) -> Iterator[Record]:
     """Stream canonical records from ``source`` (a file, a dataset directory or a hub id).
 
     ``report`` (if given) is filled in as rows are consumed. With ``skip_invalid``, malformed rows
     are counted per reason and written to ``rejects`` (JSONL: source, row, column, reason, error).
+    ``schema`` checks canonical and NeMo attribute labels (default: each built-in attribute's range);
+    ``strict`` makes an OASST message whose parent is not in the file an error instead of a filter.
+    A source with no rows at all is an error.
     """
     report = report if report is not None else LoadReport()
-    src = read_rows(source, split)
+    src = read_rows(source, split, lenient=skip_invalid)
     report.source = src.name
     rows = _counted(src.rows, report)
     if format == "auto":
         head = list(itertools.islice(rows, 100))
-        columns = set().union(*(r.keys() for _, r in head)) if head else set()
-        format = detect_format(columns, [r for _, r in head], str(source)) if head else "steer"
+        readable = [r for _, r in head if isinstance(r, dict)]
+        columns = set().union(*(r.keys() for r in readable)) if readable else set()
+        format = detect_format(columns, readable, str(source)) if readable else "steer"
         rows = itertools.chain(head, rows)
     if format not in FORMATS:
         raise DataError("unknown format", f"unknown format {format!r} (known: {', '.join(FORMATS)})")
     report.format = format
     stem = Path(str(source)).name.split(".")[0] or "row"
-    if format == "oasst":
-        outcomes = oasst.threads(rows, langs=langs, where=src.name)
-    else:
-        outcomes = _rowwise(rows, ROW_FORMATS[format], src.name, stem)
-    for number, outcome in outcomes:
+    for number, outcome in _outcomes(rows, format, src.name, stem, langs, strict, schema):
         if isinstance(outcome, DataError):
             if not skip_invalid:
                 raise outcome
@@ -126,6 +146,8 @@ def iter_records(source: str | Path, *, format: str = "auto", split: str = "trai
         for record in outcome if isinstance(outcome, list) else [outcome]:
             report.examples += 1
             yield record
+    if report.rows == 0:
+        raise DataError("empty", "no rows: the source is empty", where=src.name)
 
 
 def _counted(rows: Iterator[tuple[int, dict]], report: LoadReport) -> Iterator[tuple[int, dict]]:
@@ -134,15 +156,24 @@ def _counted(rows: Iterator[tuple[int, dict]], report: LoadReport) -> Iterator[t
         yield item
 
 
+REJECT_KEYS = ("source", "row", "reason", "error")
+
+
 def load(source: str | Path, *, format: str = "auto", split: str = "train", skip_invalid: bool = False,
-         rejects_path: str | Path | None = None, langs: set[str] | None = None) -> tuple[list[Record], LoadReport]:
-    """Load every record of ``source`` into memory; see :func:`iter_records`."""
+         rejects_path: str | Path | None = None, langs: set[str] | None = None, strict: bool = False,
+         schema: Any = None) -> tuple[list[Record], LoadReport]:
+    """Load every record of ``source`` into memory; see :func:`iter_records`. The rejects file is
+    written atomically, never onto the source, never through a link, never over a file that is not a
+    rejects file."""
+    from contextlib import nullcontext
+
+    from steer.outputs import atomic_output, jsonl_with
+
     report = LoadReport()
-    handle = open(rejects_path, "w", encoding="utf-8") if rejects_path and skip_invalid else None
-    try:
+    writing = rejects_path is not None and skip_invalid
+    target = (atomic_output(rejects_path, inputs=[source], owned=lambda p: jsonl_with(p, REJECT_KEYS), what="--rejects")
+              if writing else nullcontext(None))
+    with target as handle:
         records = list(iter_records(source, format=format, split=split, skip_invalid=skip_invalid, rejects=handle,
-                                    langs=langs, report=report))
-    finally:
-        if handle:
-            handle.close()
+                                    langs=langs, strict=strict, schema=schema, report=report))
     return records, report

@@ -64,6 +64,7 @@ class Encoder:
     encode: Callable[[list[Any], int, str], EncodedBatch]
     fingerprint: Mapping[str, Any] = field(default_factory=dict)
     accepts: tuple[type, ...] = (Conversation,)
+    schema: Any = None  # the schema records' attribute labels are checked against (None: the built-in ones)
     tokenizer_id: str = ""  # a folder (its files are hashed) or hub id
 
 
@@ -107,6 +108,7 @@ def cache_key(sources: list[SourceConfig], encoder: Encoder, data: DataConfig, s
     h = hashlib.sha256()
     settings = {"version": __version__, "kind": encoder.kind, "sources": [s.model_dump() for s in sources],
                 "tokenizer": encoder.tokenizer_id, "columns": dict(encoder.columns), "fingerprint": dict(encoder.fingerprint),
+                "schema": encoder.schema.to_dict() if encoder.schema is not None else None,
                 "max_length": data.max_length, "overlong": data.overlong, "seed": seed, "skip_invalid": data.skip_invalid}
     h.update(json.dumps(settings, sort_keys=True, default=str).encode())
     h.update(encoder.template.source.encode())
@@ -116,15 +118,16 @@ def cache_key(sources: list[SourceConfig], encoder: Encoder, data: DataConfig, s
     return h.hexdigest()[:16]
 
 
-def mix(sources: list[SourceConfig], seed: int, skip_invalid: bool,
-        accepts: tuple[type, ...] = (Conversation,)) -> tuple[list[Record], list[LoadReport]]:
+def mix(sources: list[SourceConfig], seed: int, skip_invalid: bool, accepts: tuple[type, ...] = (Conversation,),
+        schema: Any = None) -> tuple[list[Record], list[LoadReport]]:
     """Load every source and mix by weight: the whole part repeats, the fraction is a seeded sample.
-    Records of other types than ``accepts`` are counted as filtered."""
+    Records of other types than ``accepts`` are counted as filtered; labels are checked against ``schema``."""
     rng = random.Random(seed)
     mixed: list[Record] = []
     reports = []
     for source in sources:
-        records, report = load(source.path, format=source.format, split=source.split, skip_invalid=skip_invalid)
+        records, report = load(source.path, format=source.format, split=source.split, skip_invalid=skip_invalid,
+                               schema=schema)
         reports.append(report)
         kept = [r for r in records if isinstance(r, accepts)]
         for other, n in Counter(type(r).__name__ for r in records if not isinstance(r, accepts)).items():
@@ -170,7 +173,7 @@ def prepare(sources: list[SourceConfig], encoder: Encoder, data: DataConfig, *, 
     out = cache_root(data) / cache_key(sources, encoder, data, seed)
     if (out / META).is_file() and not force:
         return _cached(out, encoder)
-    records, reports = mix(sources, seed, data.skip_invalid, encoder.accepts)
+    records, reports = mix(sources, seed, data.skip_invalid, encoder.accepts, encoder.schema)
     chunks = [records[i:i + CHUNK] for i in range(0, len(records), CHUNK)]
     args = (encoder, data.max_length, data.overlong)
     tables: list = []

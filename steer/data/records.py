@@ -16,7 +16,9 @@ Canonical JSONL (``--format steer``), one object per line:
      "labels": {}, "source": "", "meta": {}}
 
 Assistant ``attributes`` are optional; a turn without them carries no loss when training with
-an attribute schema (its labels are unknown).
+an attribute schema (its labels are unknown). They are integers within the range of their schema's
+attribute (a built-in schema's, or the recipe's own); ``scores`` holds raw predictions (floats,
+written by ``steer label --float``).
 """
 
 from __future__ import annotations
@@ -59,12 +61,15 @@ class Message:
 
     role: Role
     content: str
-    attributes: dict[str, float | int] | None = None
+    attributes: dict[str, int] | None = None  # integer labels, within their schema's range
+    scores: dict[str, float] | None = None  # raw predictions (``steer label --float``), any finite number
 
     def to_json(self) -> dict:
         out: dict[str, Any] = {"role": self.role, "content": self.content}
         if self.attributes is not None:
             out["attributes"] = dict(self.attributes)
+        if self.scores is not None:
+            out["scores"] = dict(self.scores)
         return out
 
 

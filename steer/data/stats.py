@@ -83,13 +83,15 @@ def plot(stats: dict, path: str) -> str:
 
 
 def describe(source: str, *, format: str = "auto", tokenizer: str | None = None, plot_path: str | None = None,
-             **loading: Any) -> dict:
+             schema: str | None = None, **loading: Any) -> dict:
     """``steer data stats``: load ``source`` and compute its statistics (lengths in ``tokenizer``
-    tokens too when given), writing the plot when asked; one JSON-able dict."""
+    tokens too when given; labels checked against ``schema``), writing the plot when asked; one
+    JSON-able dict."""
+    from steer.attributes import get_schema
     from steer.data.inspect import load_source
     from steer.runs import load_tokenizer
 
-    records, report = load_source(source, format=format, **loading)
+    records, report = load_source(source, format=format, schema=get_schema(schema) if schema else None, **loading)
     result = compute(records, report, load_tokenizer(tokenizer) if tokenizer else None)
     if plot_path:
         result["plot"] = plot(result, plot_path)

@@ -120,8 +120,8 @@ def label_scores(records: Sequence[object], length: Callable[[str], int]) -> tup
                     if isinstance(value, (int, float)) and not isinstance(value, bool):
                         scored[name].append(Scored(f"{record.id}:{side}", length(getattr(record, side)), float(value)))
         elif isinstance(record, Conversation):
-            for i, msg in enumerate(record.messages):
-                for name, value in (msg.attributes or {}).items() if msg.role == "assistant" else ():
+            for i, msg in enumerate(record.messages):  # raw scores (an APM's) where a turn has them, else labels
+                for name, value in (msg.scores or msg.attributes or {}).items() if msg.role == "assistant" else ():
                     scored[name].append(Scored(f"{record.id}:{i}", length(msg.content), float(value)))
     return dict(scored), pairs
 

@@ -79,7 +79,7 @@ def _encoder(recipe: Recipe, tokenizer: Any, template: SteerTemplate) -> Encoder
                             len(kept))
 
     return Encoder("apm", template, tokenizer, {"input_ids": "int32", "targets": "float32"}, "rated assistant turns",
-                   encode, fingerprint={"attributes": schema.names})
+                   encode, schema=schema)
 
 
 def regression_metrics(predictions: Any, targets: Any, names: Sequence[str]) -> dict[str, float]:

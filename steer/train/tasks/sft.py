@@ -24,7 +24,8 @@ def _encoder(recipe: Recipe, tokenizer: Any, template: Any) -> Encoder:
                             [e for e in encoded if not isinstance(e, Encoded)], sum(len(e.input_ids) for e in kept),
                             sum(e.loss_tokens for e in kept))
 
-    return Encoder("sft", template, tokenizer, {"input_ids": "int32", "labels": "int32"}, "with loss", encode)
+    return Encoder("sft", template, tokenizer, {"input_ids": "int32", "labels": "int32"}, "with loss", encode,
+                   schema=template.schema)
 
 
 def _collator(recipe: Recipe, tokenizer: Any) -> Any:
