@@ -236,6 +236,14 @@ def _field_names(model: type[BaseModel], loc: tuple) -> list[str]:
     return [f.alias or n for n, f in current.model_fields.items()] if current else []
 
 
+def _suggest_key(key: str, names: list[str]) -> list[str]:
+    """The key meant: one the typo abbreviates (``lr`` for ``learning_rate``: its words' initials, or
+    a prefix), else the closest spelling."""
+    initials = [n for n in names if "_" in n and key == "".join(part[0] for part in n.split("_"))]
+    prefixed = [n for n in names if len(key) >= 3 and n.startswith(key)]
+    return (initials or prefixed)[:1] or difflib.get_close_matches(key, names, n=1)
+
+
 def _section_type(annotation: Any) -> type[BaseModel] | None:
     if isinstance(annotation, type) and issubclass(annotation, BaseModel):
         return annotation
@@ -253,7 +261,7 @@ def _explain(err: ValidationError, model: type[BaseModel], origin: str) -> Confi
         loc = tuple(p for p in e["loc"] if not (isinstance(p, str) and p.startswith("function-after")))
         path = ".".join(str(p) for p in loc) or "(top level)"
         if e["type"] == "extra_forbidden":
-            hint = difflib.get_close_matches(str(loc[-1]), _field_names(model, loc[:-1]), n=1)
+            hint = _suggest_key(str(loc[-1]), _field_names(model, loc[:-1]))
             lines.append(f"unknown key {path}" + (f" (did you mean {hint[0]!r}?)" if hint else ""))
         elif e["type"] == "missing":
             lines.append(f"missing key {path}")

@@ -32,4 +32,7 @@ class ConfigError(UsageError):
 
 
 class TemplateError(SteerError):
-    """A chat template that cannot carry steering, or that fails to render."""
+    """A chat template that cannot carry steering, or that fails to render (a model's or a request's
+    fault, so exit code 2 like other bad input)."""
+
+    exit_code = 2

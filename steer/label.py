@@ -19,7 +19,7 @@ from typing import Any
 from steer.data.records import PreferencePair, Record
 from steer.errors import UsageError
 from steer.events import Events, Progress
-from steer.outputs import BatchReport, append_rows, resume
+from steer.outputs import BatchReport, append_rows, changed, refuse_stale, resume
 
 
 def _conversations(record: Record) -> list[list[dict]]:
@@ -53,11 +53,20 @@ def _rated(message: Any, apm: Any, prediction: list[float], raw: bool) -> Any:
 
 
 def label_records(apm: Any, records: Iterable[Record], out: str | Path, *, raw: bool = False, batch_size: int = 32,
-                  total: int | None = None, progress: Events | None = None) -> BatchReport:
-    """Score and write every record not yet in ``out`` (by id); ``apm`` is a loaded :class:`steer.apm.APM`."""
+                  total: int | None = None, progress: Events | None = None, labelled_by: str = "",
+                  inputs: tuple[str | Path, ...] = ()) -> BatchReport:
+    """Score and write every record not yet in ``out`` (by id); ``apm`` is a loaded :class:`steer.apm.APM`.
+
+    Each written record says in ``meta.steer_label`` which APM labelled it (``labelled_by``) and
+    whether raw scores were kept; a re-run with another APM, or over a file of other records, is refused.
+    """
     out = Path(out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    done = resume(out, "id")
+    mark = {"apm": labelled_by, "raw": raw}
+    done = resume(out, "id", inputs=inputs)
+    for key, row in done.items():
+        stale = changed((row.get("meta") or {}).get("steer_label") or {}, mark)
+        if stale:
+            refuse_stale(out, f"record {key}", [f"steer_label.{name}" for name in stale])
     report = BatchReport(0, 0, 0)
     seen: set[str] = set()
     pending: list[Record] = []
@@ -68,7 +77,8 @@ def label_records(apm: Any, records: Iterable[Record], out: str | Path, *, raw: 
 
         def flush() -> None:
             nonlocal turns
-            append_rows(handle, [r.to_json() for r in predicted(apm, pending, raw=raw, batch_size=batch_size)])
+            labelled = predicted(apm, pending, raw=raw, batch_size=batch_size)
+            append_rows(handle, [{**r.to_json(), "meta": {**r.meta, "steer_label": mark}} for r in labelled])
             report.written += len(pending)
             pending.clear()
             turns = 0
@@ -94,7 +104,6 @@ def label_records(apm: Any, records: Iterable[Record], out: str | Path, *, raw: 
     return report
 
 
-
 def run(apm_path: str, source: str, out: str | Path, *, format: str = "auto", split: str = "train", raw: bool = False,
         batch_size: int = 32, skip_invalid: bool = False, progress: Events | None = None) -> tuple[BatchReport, Any, int]:
     """``steer label``: load the APM, then the data, and label every record; ``(report, apm, rows rejected)``."""
@@ -103,5 +112,6 @@ def run(apm_path: str, source: str, out: str | Path, *, format: str = "auto", sp
 
     apm = APM.load(apm_path)
     records, loaded = load(source, format=format, split=split, skip_invalid=skip_invalid)
-    report = label_records(apm, records, out, raw=raw, batch_size=batch_size, total=len(records), progress=progress)
+    report = label_records(apm, records, out, raw=raw, batch_size=batch_size, total=len(records), progress=progress,
+                           labelled_by=str(Path(apm_path).resolve()), inputs=(source,))
     return report, apm, sum(loaded.rejected.values())

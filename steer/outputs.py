@@ -83,25 +83,25 @@ def jsonl_with(path: Path, keys: Sequence[str]) -> bool:
     return isinstance(row, dict) and all(k in row for k in keys)
 
 
-def written_keys(path: Path, field: str) -> set[str]:
-    """The ``field`` of every complete row already in ``path`` (read only). Every complete line must be
-    such a row: an unrelated file is refused, never appended to."""
+def written_rows(path: Path, field: str) -> dict[str, dict]:
+    """Every complete row already in ``path`` by its ``field`` (read only). Every complete line must
+    be such a row: an unrelated file is refused, never appended to."""
     if not path.is_file():
-        return set()
+        return {}
     data = path.read_bytes()
-    keys = set()
+    rows: dict[str, dict] = {}
     for number, line in enumerate(data[: data.rfind(b"\n") + 1].decode("utf-8", errors="replace").splitlines(), start=1):
         if not line.strip():
             continue
         try:
             row = json.loads(line)
-        except json.JSONDecodeError:
+        except (json.JSONDecodeError, RecursionError, ValueError):
             row = None
         if not isinstance(row, dict) or field not in row:
             raise UsageError(f"{path}:{number}: not a row this command wrote (no {field!r}); "
                              "give another --output, or remove the file to start over")
-        keys.add(str(row[field]))
-    return keys
+        rows[str(row[field])] = row
+    return rows
 
 
 def drop_partial_line(path: Path) -> None:
@@ -115,12 +115,28 @@ def drop_partial_line(path: Path) -> None:
             handle.truncate(end)
 
 
-def resume(path: Path, field: str) -> set[str]:
-    """Make ``path`` ready to append to and return the keys it holds: checked first, then the
-    partial last line (if any) is cut off."""
-    keys = written_keys(path, field)
+def resume(path: Path, field: str, *, inputs: Sequence[str | Path] = ()) -> dict[str, dict]:
+    """Make ``path`` ready to append to and return the rows it holds by ``field``: the path is checked
+    (:func:`check_output`), every row read, then the partial last line (if any) cut off."""
+    check_output(path, inputs=inputs)
+    rows = written_rows(path, field)
     drop_partial_line(path)
-    return keys
+    return rows
+
+
+def changed(old: Any, new: Any, prefix: str = "") -> list[str]:
+    """The dotted names of the values in ``new`` that ``old`` (a row written earlier) holds otherwise
+    (``sampling.temperature``); compared as JSON, so a tuple equals the list it was written as."""
+    if isinstance(new, dict) and isinstance(old, dict):
+        return [name for k, v in new.items() for name in changed(old.get(k), v, f"{prefix}{k}.")]
+    same = json.loads(json.dumps(old, default=str)) == json.loads(json.dumps(new, default=str))
+    return [] if same else [prefix.rstrip(".") or "value"]
+
+
+def refuse_stale(path: Path, key: str, what: list[str]) -> None:
+    """The error for a re-run whose settings differ from those an output row was made with."""
+    raise UsageError(f"{path}: {key} was made with other {', '.join(what)} than this run's; give another --output, "
+                     "or remove the file to start over")
 
 
 def append_rows(handle: IO[str], records: list[dict]) -> None:

@@ -17,7 +17,7 @@ from typing import Any
 from steer.attributes import Schema, get_schema
 from steer.errors import TemplateError, UsageError
 from steer.outputs import write_text_atomic
-from steer.templates import SteerTemplate, for_tokenizer
+from steer.templates import TEMPLATE_KINDS, SteerTemplate, for_tokenizer
 
 RUN_FILE = "steer.json"
 RECIPE_FILE = "recipe.yaml"  # the resolved recipe a run was trained with
@@ -78,11 +78,20 @@ class ModelRef:
     spec: dict | None
 
 
+def missing_folder(name: str | Path) -> bool:
+    """Whether ``name`` is meant as a local folder (not a hub id) and there is none: an absolute or
+    ``./``/``~`` path, a file, or more than one ``/``."""
+    text, path = str(name), Path(name).expanduser()
+    if path.is_dir():
+        return False
+    return path.is_absolute() or text.startswith((".", "~")) or path.exists() or text.count("/") > 1
+
+
 def resolve(model: str | Path) -> ModelRef:
     """Where the weights, adapter and tokenizer of a model argument are (nothing is loaded)."""
     folder = Path(model)
     if not folder.is_dir():
-        if folder.is_absolute() or str(model).startswith(".") or folder.exists():
+        if missing_folder(model):
             raise UsageError(f"model not found: {model}")
         return ModelRef(str(model), str(model), None, str(model), None)  # a hub id
     spec = find_run_file(folder)
@@ -95,8 +104,9 @@ def resolve(model: str | Path) -> ModelRef:
             raise UsageError(f"{folder / ADAPTER} names no base model (base_model_name_or_path)")
         tokenizer = str(folder) if own_tokenizer else run_tokenizer or str(base)
         return ModelRef(str(model), str(base), str(folder), tokenizer, spec)
-    if spec is not None and not (folder / "config.json").is_file():
-        raise UsageError(f"{folder} holds neither a LoRA adapter nor model weights")
+    if not (folder / "config.json").is_file():
+        raise UsageError(f"{folder} is not a model: it holds no config.json (weights) and no adapter_config.json "
+                         "(a LoRA adapter)")
     return ModelRef(str(model), str(folder), None, str(folder) if own_tokenizer else run_tokenizer or str(folder), spec)
 
 
@@ -110,6 +120,8 @@ def load_tokenizer(source: str | ModelRef) -> Any:
     from transformers import AutoTokenizer
 
     path = source.tokenizer if isinstance(source, ModelRef) else str(source)
+    if missing_folder(path):
+        raise UsageError(f"tokenizer not found: {path} (no such folder)")
     try:
         return AutoTokenizer.from_pretrained(path)
     except (OSError, ValueError) as err:
@@ -161,6 +173,8 @@ def ensure_padding(tokenizer: Any) -> Any:
 def model_template(tokenizer: Any, spec: dict | None, *, kind: str | None = None, schema: str | None = None) -> SteerTemplate:
     """The steering template of a model: the one it was trained with (its tokenizer's chat template and
     ``steer.json``), or ``kind`` built over its own chat template (``--template`` overrides both)."""
+    if kind is not None and kind not in TEMPLATE_KINDS:
+        raise UsageError(f"--template {kind}: unknown template (known: {', '.join(TEMPLATE_KINDS)})", field="template")
     if spec is not None and kind is None:
         t = spec["template"]
         built = get_schema(schema) if schema is not None else Schema.from_dict(t["schema"]) if t.get("schema") else None

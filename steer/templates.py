@@ -66,17 +66,27 @@ _PRELUDE = """{#- steer:template: steering prelude (steer_attributes, steer_valu
 {%- set steer_open = @OPEN@ -%}
 {%- set steer_close = @CLOSE@ -%}
 {%- set steer_merge_system = @MERGE@ -%}
+{%- set steer_ranges = @RANGES@ -%}
 {%- macro steer_attr_string(spec) -%}
 {%- set parsed = namespace(items=[]) -%}
 {%- if spec is string -%}
-{%- for item in spec.replace('=', ':').split(',') -%}{%- set kv = item.split(':') -%}
-{%- if kv|length == 2 -%}{%- set parsed.items = parsed.items + [[kv[0]|trim, kv[1]|trim]] -%}{%- endif -%}
+{%- for item in spec.replace('=', ':').split(',') if item|trim -%}{%- set kv = item.split(':') -%}
+{%- if kv|length != 2 -%}{{- raise_exception('steer_attributes: cannot read ' ~ item|trim ~ ' (expected name:value)') -}}{%- endif -%}
+{%- set parsed.items = parsed.items + [[kv[0]|trim, kv[1]|trim]] -%}
 {%- endfor -%}
 {%- set spec = dict(parsed.items) -%}
-{%- elif spec is not mapping -%}{%- set spec = {} -%}
+{%- elif spec is not mapping -%}{{- raise_exception('steer_attributes must be a mapping or a name:value string') -}}
 {%- endif -%}
-{%- for pair in steer_names -%}{{- (',' if not loop.first else '') ~ pair[0] ~ ':' ~ (spec[pair[0]] if pair[0] in spec else pair[1]) -}}{%- endfor -%}
+{%- for name in spec -%}
+{%- if name not in steer_ranges -%}{{- raise_exception('steer_attributes: unknown attribute ' ~ name ~ ' (known: ' ~ steer_ranges|list|join(', ') ~ ')') -}}{%- endif -%}
+{%- set v = spec[name]|string|trim -%}
+{%- if spec[name] is boolean or not v.lstrip('-').isdigit() or not (steer_ranges[name][0] <= v|int <= steer_ranges[name][1]) -%}
+{{- raise_exception('steer_attributes: ' ~ name ~ ' must be an integer in ' ~ steer_ranges[name][0] ~ '-' ~ steer_ranges[name][1] ~ ', got ' ~ v) -}}
+{%- endif -%}
+{%- endfor -%}
+{%- for pair in steer_names -%}{{- (',' if not loop.first else '') ~ pair[0] ~ ':' ~ ((spec[pair[0]]|string|trim|int) if pair[0] in spec else pair[1]) -}}{%- endfor -%}
 {%- endmacro -%}
+{%- if steer_attributes is defined and steer_attributes and not steer_names -%}{{- raise_exception('steer_attributes: this model has no attribute schema; steer it with steer_values or a system message') -}}{%- endif -%}
 {%- set steer_defaults = @DEFAULTS@ -%}
 {%- set steer_values_text = ((steer_values if steer_values is string else steer_values | join('\\n')) if steer_values is defined and steer_values else '') -%}
 {%- set steer_has_system = messages and messages[0]['role'] == 'system' -%}
@@ -173,8 +183,10 @@ def _probe_system_support(base: str, special_tokens: Mapping[str, str] | None) -
 
 def _wrap(base: str, *, schema: Schema | None, line: tuple[str, str], merge_system: bool) -> str:
     names = [[a.name, a.default] for a in schema.attributes] if schema else []
+    ranges = {a.name: [a.min, a.max] for a in schema.attributes} if schema else {}
     defaults = ",".join(f"{name}:{value}" for name, value in names)
-    prelude = (_PRELUDE.replace("@NAMES@", json.dumps(names)).replace("@DEFAULTS@", json.dumps(defaults)).replace("@OPEN@", json.dumps(line[0]))
+    prelude = (_PRELUDE.replace("@NAMES@", json.dumps(names)).replace("@RANGES@", json.dumps(ranges))
+               .replace("@DEFAULTS@", json.dumps(defaults)).replace("@OPEN@", json.dumps(line[0]))
                .replace("@CLOSE@", json.dumps(line[1])).replace("@MERGE@", "true" if merge_system else "false")
                .replace("@CUT@", json.dumps(_CUT)))
     # Templates read from .jinja files often end with a stray newline: drop it.
@@ -284,6 +296,8 @@ def build_template(kind: str, *, schema: Schema | None, base: str | None = None,
     present). ``special_tokens`` are the tokenizer's (bos_token, eos_token, ...).
     """
     tokens = dict(special_tokens or {})
+    if kind not in TEMPLATE_KINDS:
+        raise UsageError(f"unknown template {kind!r} (known: {', '.join(TEMPLATE_KINDS)})", field="template")
     if base is not None and _MARK in base and kind != "steerlm":  # the SteerLM format ignores the base
         raise TemplateError("this chat template already carries steer's steering; build from the original template")
     if kind == "steerlm":
@@ -291,9 +305,8 @@ def build_template(kind: str, *, schema: Schema | None, base: str | None = None,
         return SteerTemplate(kind, _wrap(body, schema=schema, line=ATTRIBUTE_LINE["steerlm"], merge_system=False),
                              schema, (STEERLM_STOP,), False, tokens)
     if kind == "chat" and not base:
-        raise TemplateError("the model has no chat template; use the SteerLM native format (--template steerlm)")
-    if kind not in ("chat", "janus"):
-        raise UsageError(f"unknown template {kind!r} (known: {', '.join(TEMPLATE_KINDS)})")
+        raise TemplateError("the model has no chat template: use the SteerLM native format (--template steerlm, or "
+                            "template.kind: steerlm in a recipe)")
     body = base or _JANUS_BODY
     merge = not _probe_system_support(body, tokens)
     stop = (tokens["eos_token"],) if tokens.get("eos_token") else ()

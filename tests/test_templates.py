@@ -240,3 +240,33 @@ def test_backend_tokenization_equals_the_transformers_call(name, shared_assets):
              tok.eos_token + "after eos" if tok.eos_token else "no eos"]
     enc = tok(texts, add_special_tokens=False, return_offsets_mapping=True)
     assert tokenize(tok, texts) == [(list(i), [tuple(o) for o in off]) for i, off in zip(enc["input_ids"], enc["offset_mapping"])]
+
+
+@pytest.mark.parametrize("name, kind", [("stories260k", "steerlm"), ("llama3", "chat")])
+def test_the_exported_template_refuses_what_steer_refuses(name, kind, shared_assets):
+    """Under plain transformers (or vLLM, which reports a template error as a 400) the steering template
+    itself rejects an unknown attribute, an out-of-range or non-integer value, and attributes for a
+    model without a schema; valid values render exactly steer's prompt."""
+    import jinja2
+    from transformers import AutoTokenizer
+
+    path = shared_assets / ("models" if name == "stories260k" else "tokenizers") / name
+    tok = AutoTokenizer.from_pretrained(str(path))
+    t = build_template(kind, schema=HELPSTEER, base=tok.chat_template, special_tokens=tok.special_tokens_map)
+    tok.chat_template = t.source
+    msgs = [{"role": "user", "content": "Hi"}]
+
+    def render(**kw):
+        return tok.apply_chat_template(msgs, add_generation_prompt=True, tokenize=False, **kw)
+
+    for bad, needle in [({"verbosty": 1}, "unknown attribute verbosty"), ({"verbosity": 9}, "integer in 0-4, got 9"),
+                        ("verbosity:x", "got x"), ({"verbosity": 2.5}, "got 2.5"), ({"verbosity": True}, "got True"),
+                        ("verbosity", "cannot read verbosity"), ({"verbosity": -1}, "got -1"), (7, "mapping")]:
+        with pytest.raises(jinja2.TemplateError, match=needle):
+            render(steer_attributes=bad)
+    assert render(steer_attributes={"verbosity": 1}) == render(steer_attributes="verbosity: 1") == t.prompt(
+        msgs, attributes={"verbosity": 1})
+    assert render() == t.prompt(msgs)
+    values_only = build_template("janus", schema=None, special_tokens=TOKENS)
+    with pytest.raises(TemplateError, match="no attribute schema"):
+        render_template(values_only.source, msgs, add_generation_prompt=True, steer_attributes={"verbosity": 1})

@@ -324,3 +324,44 @@ def test_warmup_is_a_share_of_the_steps(tmp_path, shared_assets):
     raw = _recipe(tmp_path, shared_assets, warmup_ratio=0.25)
     args = training_arguments(validate_recipe(raw), tmp_path / "run", has_eval=False)
     assert args.get_warmup_steps(40) == 10
+
+
+def test_resume_last_takes_the_newest_complete_checkpoint_and_metrics_stay_single(tmp_path, shared_assets):
+    """A kill can leave an empty checkpoint-N, or one without its trainer state: --resume last takes the
+    newest complete one, names the problem when none is, and metrics.jsonl holds each step once."""
+    import shutil
+
+    from transformers import TrainerCallback
+
+    from steer.train import train
+    from steer.train.loop import COMPLETE, find_checkpoint
+
+    class Crash(TrainerCallback):
+        def on_save(self, args, state, control, **kw):
+            if state.global_step == 3:
+                raise KeyboardInterrupt
+
+    recipe = validate_recipe(_recipe(tmp_path, shared_assets, out="run"))
+    run = tmp_path / "run"
+    with pytest.raises(KeyboardInterrupt):
+        train(recipe, callbacks=[Crash()])
+    assert (run / "checkpoint-3" / COMPLETE).is_file()
+    (run / "checkpoint-5").mkdir()  # killed while creating it
+    shutil.copytree(run / "checkpoint-3", run / "checkpoint-4")
+    (run / "checkpoint-4" / COMPLETE).unlink()
+    (run / "checkpoint-4" / "trainer_state.json").write_text('{"global_st')  # killed mid-write
+    assert find_checkpoint(run, True) == str(run / "checkpoint-3")
+    with pytest.raises(UsageError, match="checkpoint-4 cannot be resumed from: no readable trainer_state.json"):
+        find_checkpoint(run, str(run / "checkpoint-4"))
+    with open(run / "metrics.jsonl", "a") as handle:  # rows logged after checkpoint 3 before the kill
+        handle.write(json.dumps({"step": 4, "loss": 9.0}) + "\n" + '{"step": 5, "lo')
+    shutil.rmtree(run / "checkpoint-4")
+    resumed = train(recipe, resume=True)
+    assert resumed.resumed_from.endswith("checkpoint-3") and resumed.steps == 6
+    steps = [json.loads(line)["step"] for line in (run / "metrics.jsonl").read_text().splitlines()
+             if "loss" in json.loads(line)]
+    assert steps == [1, 2, 3, 4, 5, 6]  # once each, and the resumed run's own rows after step 3
+    empty = tmp_path / "empty"
+    (empty / "checkpoint-2").mkdir(parents=True)
+    with pytest.raises(UsageError, match="no complete checkpoint"):
+        find_checkpoint(empty, True)

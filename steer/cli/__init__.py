@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import os
 import sys
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 
@@ -32,10 +32,35 @@ def _main(
     """Train and run language models you can steer by attributes and value statements."""
 
 
+def tidy_help(command: Any) -> Any:
+    """Plain metavars in ``--help``: ``MODEL`` and ``[PROMPT]`` for arguments, ``INT``/``FLOAT``/``TEXT``
+    for options, nothing for flags, instead of the labels Typer prints (``{model}``, ``<int>``,
+    ``<list[str]>``, ``<bool>``)."""
+    from typer._click import Context
+
+    for param in getattr(command, "params", []):
+        if param.param_type_name == "argument":
+            name = param.name.upper()
+            param.metavar = name
+            param.display_type_rich = lambda ctx: None  # the name says it; no "<str>" column
+            param._usage_display_name = (lambda n=name: n) if param.required else (lambda n=name: f"[{n}]")
+        elif getattr(param, "is_flag", False):
+            param.metavar = ""
+        elif param.metavar is None:
+            label = param.display_type(Context(command)).strip("<>").removeprefix("list[").rstrip("]")
+            label = label.removesuffix(" range")
+            param.metavar = "TEXT" if label == "str" else label.upper()
+    for sub in getattr(command, "commands", {}).values():
+        tidy_help(sub)
+    return command
+
+
 def main(argv: list[str] | None = None) -> None:
     """Console-script entry point: SteerErrors become one red line and an exit code."""
+    from typer.main import get_command
+
     try:
-        app(args=argv, prog_name="steer")
+        tidy_help(get_command(app)).main(args=argv, prog_name="steer")
     except SteerError as err:
         if os.environ.get("STEER_DEBUG") == "1":
             raise

@@ -110,7 +110,7 @@ def batch(
     engine = engine_for(model, **model_options)  # loaded before the bar starts: rows/s counts generation only
     with ui.progress_bar("generating", unit="rows") as bar:
         report = jobs.run(engine, input_, output, sampling, grid=grid, steering=steering, batch_size=batch_size,
-                          progress=bar)
+                          progress=bar, model=model)
     if as_json:
         ui.print_json({**report.to_json(), "output": output})
     else:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import shutil
 from pathlib import Path
 from typing import Annotated, Any, Optional
 
@@ -34,11 +35,14 @@ def serve(
     served = name or Path(model.rstrip("/")).name or "steer"
     engine, template, schema = model_options["engine"], model_options["template"], model_options["schema"]
     if engine == "vllm":
+        from steer.engines.vllm import INSTALL
         from steer.serve.vllm_command import plan
 
         vllm = plan(model, name=served, template=template, schema=schema, host=host, port=port, api_key=api_key)
         ui.vllm_plan(vllm.shell(), vllm.stop)
         if not print_command:
+            if shutil.which(vllm.command[0]) is None:
+                raise UsageError(INSTALL)
             os.execvp(vllm.command[0], vllm.command)  # vLLM's own server takes over this process
         return
     if print_command:

@@ -15,7 +15,7 @@ from __future__ import annotations
 import itertools
 import json
 from collections.abc import Iterable, Iterator, Mapping, Sequence
-from dataclasses import dataclass, replace
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -23,7 +23,7 @@ from steer.attributes import Schema, require_schema
 from steer.engines.base import Engine, Sampling
 from steer.errors import UsageError
 from steer.events import Events, Progress
-from steer.outputs import BatchReport, append_rows, resume
+from steer.outputs import BatchReport, append_rows, changed, refuse_stale, resume
 from steer.steering import Steering, content_images, parse_attributes, row_messages, steering_from, steering_prompt
 
 
@@ -123,20 +123,22 @@ def errors_path(out: str | Path) -> Path:
 
 
 def run_batch(engine: Engine, jobs: Iterable[Job | BadRow], out: str | Path, sampling: Sampling, *,
-              batch_size: int = 8, total: int | None = None, progress: Events | None = None) -> BatchReport:
+              batch_size: int = 8, total: int | None = None, progress: Events | None = None,
+              settings: Mapping[str, Any] | None = None, inputs: Sequence[str | Path] = ()) -> BatchReport:
     """Generate every job not yet in ``out``, appending and fsyncing a batch at a time.
 
-    Bad rows go to ``OUT.errors.jsonl`` (once each) and the batch goes on.
+    Bad rows go to ``OUT.errors.jsonl`` (once each) and the batch goes on. Each output row records
+    the ``settings`` (model, template, sampling) and steering it was made with; a job already in
+    ``out`` but made otherwise (other settings, steering or input row) is refused, not skipped.
     """
     out = Path(out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    done, bad_done = resume(out, "key"), resume(errors_path(out), "key")
+    settings = {**(settings or {}), "sampling": asdict(sampling)}
+    done, bad_done = resume(out, "key", inputs=inputs), resume(errors_path(out), "key", inputs=inputs)
     schema = engine.template.schema
     report = BatchReport(0, 0, 0)
     tokens = 0
     pending: list[Job] = []
-    if progress:  # the clock starts here: rows/s and tokens/s count generation only
-        progress(Progress("generate", 0, total or 0, 0))
+    started = False
     with open(out, "a", encoding="utf-8") as handle, open(errors_path(out), "a", encoding="utf-8") as errors:
 
         def flush() -> None:
@@ -145,7 +147,7 @@ def run_batch(engine: Engine, jobs: Iterable[Job | BadRow], out: str | Path, sam
             records = []
             for job, response in zip(pending, engine.generate(prompts, sampling)):
                 records.append({**job.row, "key": job.key, "grid": job.grid, "steering": job.steering.to_json(schema),
-                                "text": response.text, "finish_reason": response.finish_reason,
+                                "settings": settings, "text": response.text, "finish_reason": response.finish_reason,
                                 "prompt_tokens": response.prompt_tokens, "completion_tokens": response.completion_tokens})
                 tokens += response.completion_tokens
             append_rows(handle, records)
@@ -153,6 +155,14 @@ def run_batch(engine: Engine, jobs: Iterable[Job | BadRow], out: str | Path, sam
             pending.clear()
 
         for item in jobs:
+            if isinstance(item, Job) and item.key in done:
+                stale = changed(done[item.key].get("settings") or {}, settings) + changed(
+                    done[item.key], {**item.row, "steering": item.steering.to_json(schema)})
+                if stale:
+                    refuse_stale(out, item.key, stale)
+            if progress and not started:  # the clock starts with the first row: rows/s counts generation only
+                progress(Progress("generate", 0, total or 0, 0))
+                started = True
             report.total += 1
             if isinstance(item, BadRow):
                 report.errors += 1
@@ -174,9 +184,11 @@ def run_batch(engine: Engine, jobs: Iterable[Job | BadRow], out: str | Path, sam
 
 
 def run(engine: Engine, input_path: str | Path, output: str | Path, sampling: Sampling, *, grid: Sequence[str] = (),
-        steering: Mapping[str, Any] | None = None, batch_size: int = 8, progress: Events | None = None) -> BatchReport:
+        steering: Mapping[str, Any] | None = None, batch_size: int = 8, progress: Events | None = None,
+        model: str | None = None) -> BatchReport:
     """``steer batch``: every row of ``input_path`` at every ``grid`` point; ``steering`` (the keyword
-    arguments of :func:`steer.steering.steering_from`) is the default a row's own steering overrides."""
+    arguments of :func:`steer.steering.steering_from`) is the default a row's own steering overrides;
+    ``model`` (what the engine was loaded from) is recorded with each output row."""
     schema = engine.template.schema
     defaults = steering_from(schema, **(steering or {}))
     points = parse_grid(grid, schema)
@@ -186,4 +198,6 @@ def run(engine: Engine, input_path: str | Path, output: str | Path, sampling: Sa
     with open(path, "rb") as handle:  # a cheap count for the progress bar; rows are streamed later
         total = sum(1 for line in handle if line.strip()) * max(1, len(list(itertools.product(*points.values()))))
     jobs = iter_jobs(path, schema, points, defaults, getattr(engine, "reads_images", False))
-    return run_batch(engine, jobs, output, sampling, batch_size=batch_size, total=total, progress=progress)
+    settings = {"model": model, "template": engine.template.spec()}
+    return run_batch(engine, jobs, output, sampling, batch_size=batch_size, total=total, progress=progress,
+                     settings=settings, inputs=[path])

@@ -26,6 +26,7 @@ from steer.config import SFTRecipe, SourceConfig, write_resolved
 from steer.data.prepare import Encoder, Prepared, prepare
 from steer.errors import SteerError, UsageError
 from steer.events import DataReady, Events, Progress, TrainLog
+from steer.outputs import write_text_atomic
 from steer.runs import ensure_padding, load_tokenizer, write_run_file
 from steer.templates import SteerTemplate
 
@@ -44,7 +45,7 @@ class Task:
     collator: Callable[[Recipe, Any], Any]
     trainer_class: Callable[[], type]
     export: Callable[[Path, Path, dict, str], None]  # (run or checkpoint folder, out, steer.json, dtype)
-    next_steps: Callable[[Path], list[str]]  # commands to suggest after a run
+    next_steps: Callable[[Recipe, Path], list[str]]  # commands to suggest after a run
     run_file: Callable[[Recipe], dict] = lambda recipe: {}  # extra steer.json fields
     report: Callable[[dict], dict[str, dict[str, float]]] = lambda evaluation: {}  # a table of the final evaluation
     arguments: dict = field(default_factory=dict)  # extra TrainingArguments
@@ -78,20 +79,66 @@ def is_main_process() -> bool:
     return int(os.environ.get("RANK", "0")) == 0
 
 
-def find_checkpoint(run_dir: Path, resume: str | bool) -> str:
-    """The checkpoint to resume from: ``True`` means the latest one in ``run_dir``; a path may be a
-    checkpoint folder or a run directory (its latest checkpoint)."""
-    from transformers.trainer_utils import get_last_checkpoint
+COMPLETE = "steer-complete"  # written into a checkpoint once everything in it is saved
+WEIGHTS = ("model.safetensors", "adapter_model.safetensors", "model.safetensors.index.json", "pytorch_model.bin",
+           "apm_head.safetensors")
 
+
+def checkpoint_problem(folder: Path) -> str | None:
+    """Why ``folder`` cannot be resumed from (None: it can). steer marks a checkpoint complete once it
+    is saved; one without the mark (written by other tools) must hold a readable trainer state and weights."""
+    if (folder / COMPLETE).is_file():
+        return None
+    try:
+        json.loads((folder / "trainer_state.json").read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return "no readable trainer_state.json (it was being written when the run stopped)"
+    if not any((folder / name).is_file() for name in WEIGHTS) and not any(folder.glob("*.safetensors")):
+        return "no model weights"
+    marked = [p for p in folder.parent.glob("checkpoint-*") if (p / COMPLETE).is_file()]
+    return "not marked complete (the run stopped while saving it)" if marked else None
+
+
+def _step(folder: Path) -> int:
+    tail = folder.name.removeprefix("checkpoint-")
+    return int(tail) if tail.isdigit() else -1
+
+
+def find_checkpoint(run_dir: Path, resume: str | bool) -> str:
+    """The checkpoint to resume from: ``True`` means the newest complete one in ``run_dir``; a path may
+    be a checkpoint folder (refused when incomplete) or a run directory (its newest complete one)."""
     target = run_dir if resume is True else Path(str(resume))
     if not target.is_dir():
         raise UsageError(f"--resume: {target} is not a directory")
-    if (target / "trainer_state.json").is_file():
+    if target.name.startswith("checkpoint-") or (target / "trainer_state.json").exists():
+        problem = checkpoint_problem(target)
+        if problem:
+            raise UsageError(f"--resume: {target} cannot be resumed from: {problem}")
         return str(target)
-    last = get_last_checkpoint(str(target))
-    if last is None:
+    found = sorted((p for p in target.glob("checkpoint-*") if p.is_dir() and _step(p) >= 0), key=_step, reverse=True)
+    if not found:
         raise UsageError(f"--resume: no checkpoint-N folder in {target} (nothing to resume)")
-    return last
+    for folder in found:
+        if checkpoint_problem(folder) is None:
+            return str(folder)
+    raise UsageError(f"--resume: no complete checkpoint in {target} ({found[0].name}: {checkpoint_problem(found[0])})")
+
+
+def trim_metrics(run_dir: Path, step: int) -> None:
+    """Drop the rows of ``metrics.jsonl`` logged after ``step`` (a resumed run logs them again)."""
+    path = run_dir / METRICS_FILE
+    if not path.is_file():
+        return
+    kept = [line for line in path.read_text(encoding="utf-8").splitlines(keepends=True)
+            if line.strip() and _logged_at(line) <= step]
+    write_text_atomic(path, "".join(kept))
+
+
+def _logged_at(line: str) -> float:
+    try:
+        return float(json.loads(line).get("step", 0))
+    except (ValueError, AttributeError):
+        return float("inf")  # a line cut short by the kill
 
 
 def check_adapter(folder: Path) -> None:
@@ -187,14 +234,49 @@ def _callbacks(run_dir: Path, events: Events | None, lora: bool) -> list:
                 events(TrainLog(state.global_step, {k: v for k, v in logs.items() if isinstance(v, (int, float))}))
 
         def on_save(self, args: Any, state: Any, control: Any, **kw: Any) -> None:
-            if lora and state.is_world_process_zero:
-                check_adapter(run_dir / f"checkpoint-{state.global_step}")
+            folder = run_dir / f"checkpoint-{state.global_step}"
+            if state.is_world_process_zero and folder.is_dir():
+                if lora:
+                    check_adapter(folder)
+                (folder / COMPLETE).write_text(str(state.global_step), encoding="utf-8")  # saved whole
 
     return [RunFiles()]
 
 
+def preflight(recipe: Recipe, tokenizer: Any) -> None:
+    """Refuse, before anything is prepared or written, a model that is not there and a tokenizer
+    whose tokens do not fit the model's embedding."""
+    from transformers import AutoConfig
+
+    from steer.train.model import model_ref
+
+    cfg = recipe.model
+    if cfg.from_scratch is not None:
+        spec = dict(cfg.from_scratch)
+        try:
+            config = AutoConfig.for_model(spec.pop("model_type", ""), **spec)
+        except (ValueError, TypeError) as err:
+            raise UsageError(f"model.from_scratch: {err}") from None
+        where = "model.from_scratch.vocab_size"
+    else:
+        name = str(cfg.name_or_path)
+        try:
+            config = AutoConfig.from_pretrained(model_ref(name), trust_remote_code=cfg.trust_remote_code)
+        except (OSError, ValueError) as err:
+            raise UsageError(f"cannot load the config of model {name!r}: {str(err).strip().splitlines()[0]}") from None
+        where = f"the model {name}"
+    vocab = getattr(config.get_text_config(), "vocab_size", None)
+    if vocab is not None and len(tokenizer) > vocab:
+        raise UsageError(f"the tokenizer has {len(tokenizer):,} tokens but {where} has {vocab:,}: token ids past "
+                         f"{vocab - 1} have no embedding; use the model's own tokenizer or a larger vocab_size")
+
+
 def recipe_encoder(recipe: Recipe, task: Task, tokenizer: Any = None) -> Encoder:
     """The encoder ``task`` prepares ``recipe``'s data with (loading the recipe's tokenizer unless given)."""
+    from steer.runs import missing_folder
+
+    if recipe.model.name_or_path and missing_folder(recipe.model.name_or_path):
+        raise UsageError(f"model.name_or_path: {recipe.model.name_or_path} is not a model folder (no such directory)")
     source = recipe.model.tokenizer or recipe.model.name_or_path or ""
     tokenizer = tokenizer if tokenizer is not None else load_tokenizer(source)
     return replace(task.encoder(recipe, tokenizer, task.template(recipe, tokenizer)), tokenizer_id=source)
@@ -255,12 +337,15 @@ def train(recipe: Recipe, task: Task, *, resume: str | bool | None = None, event
 
     run_dir = Path(recipe.train.output_dir)
     checkpoint = find_checkpoint(run_dir, resume) if resume else None
+    if checkpoint and is_main_process():
+        trim_metrics(run_dir, _step(Path(checkpoint)))
     if checkpoint is None and run_dir.is_dir() and any(run_dir.glob("checkpoint-*")):
         raise UsageError(f"{run_dir} already holds checkpoints: pass --resume to continue, "
                          "or --set train.output_dir=... for a new run")
     has_eval = bool(recipe.data.validation) or recipe.data.validation_fraction > 0
     args = training_arguments(recipe, run_dir, has_eval, **task.arguments)
     encoder = recipe_encoder(recipe, task)  # the tokenizer is loaded once, here
+    preflight(recipe, encoder.tokenizer)  # before any data is prepared or file written
     tokenizer, template = encoder.tokenizer, encoder.template
     train_ds, eval_ds = _datasets(recipe, task, encoder, events, args)
     tokenizer.chat_template = template.source
@@ -283,4 +368,4 @@ def train(recipe: Recipe, task: Task, *, resume: str | bool | None = None, event
     return RunResult(run_dir, task.kind, trainer.state.global_step,
                      history[-1]["loss"] if history else output.training_loss, evaluation.get("eval_loss"),
                      trainer.state.num_input_tokens_seen, checkpoint, trainer.state.log_history, evaluation,
-                     task.report(evaluation), task.next_steps(run_dir))
+                     task.report(evaluation), task.next_steps(recipe, run_dir))

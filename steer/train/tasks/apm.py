@@ -161,7 +161,7 @@ TASK = Task(
     kind="apm", build_model=_build, template=lambda r, tok: r.template.build(tok, schema=False), encoder=_encoder,
     collator=lambda r, tok: ScoredCollator(r.data.packing, tok.pad_token_id or 0), trainer_class=trainer_class,
     export=_export, report=metrics_table, metrics=_metrics,
-    next_steps=lambda run: [f"steer label {run} --input DATA --output labelled.jsonl",
+    next_steps=lambda r, run: [f"steer label {run} --input DATA --output labelled.jsonl",
                             f"steer eval steerability MODEL --prompts P.jsonl --judge apm:{run}"],
     run_file=lambda r: {"apm": {"head": HEAD_FILE, "schema": r.template.build_schema().to_dict()}},
     arguments={"prediction_loss_only": False, "label_names": ["targets"], "include_num_input_tokens_seen": "all"},

@@ -125,8 +125,18 @@ def _build(recipe: Recipe) -> Any:
     return build_model(recipe.model, recipe.train, packing=recipe.data.packing)
 
 
+def _next_steps(recipe: Recipe, run: Path) -> list[str]:
+    """What to run next: generate steered the way this model was trained to be, then export it."""
+    schema = recipe.template.build_schema()
+    if schema is None:
+        steer = '--value "I am a busy expert; be terse."'
+    else:
+        attr = schema.get("verbosity") if "verbosity" in schema.names else schema.attributes[0]
+        steer = f"--attr {attr.name}={attr.min + 1 if attr.max > attr.min else attr.min}"
+    return [f'steer generate {run} "..." {steer}', f"steer export {run} --out {run}-merged"]
+
+
 TASK = Task(
     kind="sft", build_model=_build, template=lambda r, tok: r.template.build(tok), encoder=_encoder,
-    collator=_collator, trainer_class=trainer_class, export=_export,
-    next_steps=lambda run: [f'steer generate {run} "..." --attr verbosity=1', f"steer export {run} --out {run}-merged"],
+    collator=_collator, trainer_class=trainer_class, export=_export, next_steps=_next_steps,
 )

@@ -1,0 +1,143 @@
+"""Jobs that never reuse stale results or write where they should not, and messages that point the
+right way: batch and label resume, training preflight, the model argument, recipe hints."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from steer.config import validate_recipe
+from steer.errors import UsageError
+from tests import fixtures
+from tests.conftest import run_cli
+
+
+def _model(shared_assets) -> str:
+    return str(shared_assets / "models/stories260k")
+
+
+def test_batch_refuses_to_resume_with_other_settings_and_never_writes_onto_its_input(tmp_path, shared_assets):
+    src = tmp_path / "in.jsonl"
+    src.write_text("".join(json.dumps({"id": i, "prompt": f"Story {i}"}) + "\n" for i in range(3)))
+    out = tmp_path / "out.jsonl"
+    base = ["batch", _model(shared_assets), "--template", "steerlm", "--input", str(src), "--output", str(out),
+            "--max-new-tokens", "4", "--temperature", "0", "--json"]
+    first = run_cli(*base)
+    assert first.returncode == 0, first.stderr
+    rows = [json.loads(line) for line in out.read_text().splitlines()]
+    assert rows[0]["settings"]["sampling"]["temperature"] == 0 and rows[0]["settings"]["model"] == _model(shared_assets)
+    assert json.loads(run_cli(*base).stdout)["skipped"] == 3  # the same run again: all done
+    before = out.read_bytes()
+    for extra, needle in ((["--temperature", "0.5"], "other sampling.temperature"),
+                          (["--attr", "complexity=4"], "other steering.attributes.complexity"),
+                          (["--max-new-tokens", "5"], "other sampling.max_new_tokens")):
+        changed = run_cli(*[a for a in base if a not in ("--temperature", "0", "--max-new-tokens", "4")], *extra,
+                          *(["--temperature", "0"] if "--temperature" not in extra else []),
+                          *(["--max-new-tokens", "4"] if "--max-new-tokens" not in extra else []))
+        assert changed.returncode == 2 and needle in changed.stderr and "another --output" in changed.stderr, changed.stderr
+        assert changed.stderr.count("\n") == 1  # one line: no progress bar before the refusal
+    src.write_text(src.read_text().replace("Story 1", "Story one"))
+    edited = run_cli(*base)
+    assert edited.returncode == 2 and "other prompt" in edited.stderr
+    assert out.read_bytes() == before  # nothing written by the refused runs
+    onto = run_cli(*[a if a != str(out) else str(src) for a in base])
+    assert onto.returncode == 2 and "never writes onto its input" in onto.stderr
+    unrelated = tmp_path / "notes.jsonl"
+    unrelated.write_text('{"note": "mine"}\n{"note": "no newline"}')
+    kept = unrelated.read_bytes()
+    refused = run_cli(*[a if a != str(out) else str(unrelated) for a in base])
+    assert refused.returncode == 2 and "not a row this command wrote" in refused.stderr and unrelated.read_bytes() == kept
+
+
+def test_label_refuses_another_apms_output_and_marks_what_it_wrote(tmp_path):
+    """A labelled file says which APM labelled it; resuming it with another is refused, unit-level with a
+    stand-in APM (the real one is exercised end to end in test_apm.py)."""
+    from steer.attributes import get_schema
+    from steer.data.records import Conversation, Message
+    from steer.label import label_records
+
+    class Stand:
+        schema = get_schema("helpsteer")
+
+        def predict(self, conversations, batch_size):
+            return [[1.2, 3.7, 4.0, 0.4, 2.5] for _ in conversations]
+
+        def values(self, prediction, raw=False):
+            from steer.apm import APM
+
+            return APM.values(self, prediction, raw=raw)
+
+    records = [Conversation(f"c{i}", [Message("user", "Hi"), Message("assistant", "Hello.")]) for i in range(3)]
+    out = tmp_path / "labelled.jsonl"
+    report = label_records(Stand(), records, out, raw=True, labelled_by="/apms/one")
+    assert report.written == 3
+    row = json.loads(out.read_text().splitlines()[0])
+    assert row["meta"]["steer_label"] == {"apm": "/apms/one", "raw": True}
+    assert row["messages"][1]["attributes"] == {"helpfulness": 1, "correctness": 4, "coherence": 4, "complexity": 0,
+                                                "verbosity": 2}
+    assert row["messages"][1]["scores"]["correctness"] == pytest.approx(3.7)
+    assert label_records(Stand(), records, out, raw=True, labelled_by="/apms/one").skipped == 3
+    with pytest.raises(UsageError, match=r"record c0 was made with other steer_label.apm"):
+        label_records(Stand(), records, out, raw=True, labelled_by="/apms/two")
+    with pytest.raises(UsageError, match="steer_label.raw"):
+        label_records(Stand(), records, out, raw=False, labelled_by="/apms/one")
+
+
+def _recipe(tmp_path, shared_assets, **model) -> dict:
+    data = fixtures.write(fixtures.helpsteer_rows() * 4, tmp_path / "hs.jsonl")
+    return {"model": model or {"name_or_path": _model(shared_assets)},
+            "data": {"sources": [{"path": str(data)}], "max_length": 512, "cache_dir": str(tmp_path / "cache")},
+            "train": {"method": "full", "max_steps": 1, "output_dir": str(tmp_path / "run")}}
+
+
+def test_training_checks_the_model_and_tokenizer_before_anything_is_prepared_or_written(tmp_path, shared_assets):
+    from steer.train import train
+
+    missing = validate_recipe(_recipe(tmp_path, shared_assets, name_or_path=str(tmp_path / "no" / "model")))
+    with pytest.raises(UsageError, match="is not a model folder"):
+        train(missing)
+    small = validate_recipe(_recipe(tmp_path, shared_assets, tokenizer=str(shared_assets / "tokenizers/gpt2"),
+                                    from_scratch={"model_type": "llama", "hidden_size": 32, "intermediate_size": 64,
+                                                  "num_hidden_layers": 1, "num_attention_heads": 4, "vocab_size": 512}))
+    with pytest.raises(UsageError, match=r"the tokenizer has 50,257 tokens but model.from_scratch.vocab_size has 512"):
+        train(small)
+    assert not (tmp_path / "run").exists() and not (tmp_path / "cache").exists()
+
+
+@pytest.mark.parametrize("schema, template, suggestion", [
+    ("safety", "steerlm", "--attr harmlessness=1"), (None, "janus", '--value "I am a busy expert; be terse."'),
+    ("helpsteer", "steerlm", "--attr verbosity=1")])
+def test_the_next_line_after_training_steers_the_way_the_model_learnt(tmp_path, schema, template, suggestion):
+    from steer.train.tasks.sft import TASK
+
+    recipe = validate_recipe({"model": {"name_or_path": "m"}, "template": {"kind": template, "schema": schema},
+                              "data": {"sources": [{"path": "d.jsonl"}]}})
+    first = TASK.next_steps(recipe, tmp_path / "run")[0]
+    assert first.endswith(suggestion)
+
+
+def test_model_and_template_mistakes_say_what_is_wrong(tmp_path, shared_assets):
+    folder = tmp_path / "notes"
+    folder.mkdir()
+    (folder / "readme.txt").write_text("not a model")
+    notes = run_cli("generate", str(folder), "hi")
+    assert notes.returncode == 2 and "is not a model: it holds no config.json" in notes.stderr
+    nope = run_cli("generate", _model(shared_assets), "hi", "--template", "nope")
+    assert nope.returncode == 2 and "unknown template" in nope.stderr and "already carries" not in nope.stderr
+    chat = run_cli("generate", _model(shared_assets), "hi", "--template", "chat")
+    assert chat.returncode == 2 and "template.kind: steerlm" in chat.stderr
+    hint = run_cli("recipe", "check", str(tmp_path / "r.yaml"))
+    assert hint.returncode == 2
+    (tmp_path / "r.yaml").write_text("model: {name_or_path: m}\ndata: {sources: [{path: d.jsonl}]}\ntrain: {lr: 1}\n")
+    lr = run_cli("recipe", "check", str(tmp_path / "r.yaml"))
+    assert lr.returncode == 2 and "did you mean 'learning_rate'?" in lr.stderr
+
+
+def test_serve_hands_over_to_vllm_only_when_it_is_installed(tmp_path, shared_assets):
+    import shutil
+
+    if shutil.which("vllm"):
+        pytest.skip("vllm is installed here")
+    out = run_cli("serve", _model(shared_assets), "--template", "steerlm", "--engine", "vllm")
+    assert out.returncode == 2 and "vLLM is not installed" in out.stderr and "Traceback" not in out.stderr
