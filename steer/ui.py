@@ -3,8 +3,11 @@
 from __future__ import annotations
 
 import json
+import math
 import sys
+import time
 from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
 from typing import Any
 
 from rich.console import Console
@@ -24,9 +27,20 @@ def error(message: str) -> None:
 
 
 def print_json(data: Any) -> None:
-    """Machine-readable output: one JSON document on stdout, nothing else."""
-    sys.stdout.write(json.dumps(data, ensure_ascii=False) + "\n")
+    """Machine-readable output: one JSON document on stdout, nothing else (a NaN or infinity, which
+    JSON has no word for, is written as null)."""
+    sys.stdout.write(json.dumps(_finite(data), ensure_ascii=False, allow_nan=False) + "\n")
     sys.stdout.flush()
+
+
+def _finite(value: Any) -> Any:
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    if isinstance(value, dict):
+        return {k: _finite(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_finite(v) for v in value]
+    return value
 
 
 def show(data: Any, as_json: bool, render: Any) -> None:
@@ -143,15 +157,85 @@ def data_stats(stats: dict) -> None:
         plain(f"plot: {stats['plot']}")
 
 
+@dataclass
+class _Line:
+    """One task of :class:`_PlainProgress`."""
+
+    id: int
+    description: str
+    total: float | None
+    completed: float
+    info: str
+    unit: str = ""
+    start: float = field(default_factory=time.monotonic)
+    last: float = 0.0  # when its last line was printed
+    shown: float = -1.0  # the share done its last line showed
+
+    @property
+    def elapsed(self) -> float:
+        return time.monotonic() - self.start
+
+
+class _PlainProgress:
+    """What a rich ``Progress`` does, as plain lines for output that is not a terminal (a log, CI): a
+    line per task when it starts, at each further tenth of its work or 30 s after the last, and at its end."""
+
+    def __init__(self, console: Console) -> None:
+        self.console, self.tasks = console, []
+
+    def start(self) -> None:
+        pass
+
+    def stop(self) -> None:
+        for task in self.tasks:
+            if task.shown != self._share(task):
+                self._print(task)
+
+    def add_task(self, description: str, total: float | None = None, completed: float = 0, info: str = "",
+                 unit: str = "", **_: Any) -> int:
+        self.tasks.append(_Line(len(self.tasks), description, total, completed, info, unit))
+        self._print(self.tasks[-1])
+        return len(self.tasks) - 1
+
+    def update(self, task_id: int, *, completed: float | None = None, total: float | None = None,
+               info: str | None = None) -> None:
+        task = self.tasks[task_id]
+        task.completed = task.completed if completed is None else completed
+        task.total = task.total if total is None else total
+        task.info = task.info if info is None else info
+        share = self._share(task)
+        if share >= 1 > task.shown or share >= task.shown + 0.1 or time.monotonic() - task.last >= 30:
+            self._print(task)
+
+    @staticmethod
+    def _share(task: _Line) -> float:
+        return task.completed / task.total if task.total else 0.0
+
+    def _print(self, task: _Line) -> None:
+        task.last, task.shown = time.monotonic(), self._share(task)
+        count = f"{task.completed:.0f}" + (f"/{task.total:.0f}" if task.total else "")
+        words = [task.description, count, task.unit, task.info, f"{task.elapsed:.0f} s"]
+        self.console.print(" ".join(w for w in words if w), markup=False, highlight=False)
+
+
+def _progress(*columns: Any) -> Any:
+    """A rich ``Progress`` on stderr, or plain progress lines when stderr is not a terminal."""
+    if not err_console.is_terminal:
+        return _PlainProgress(err_console)
+    from rich.progress import Progress
+
+    return Progress(*columns, console=err_console, transient=False)
+
+
 class progress_bar:
     """A rich progress bar; called with :class:`steer.events.Progress` events (library code never prints)."""
 
     def __init__(self, description: str, unit: str = "rows") -> None:
-        from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+        from rich.progress import BarColumn, MofNCompleteColumn, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 
-        self._progress = Progress(TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(),
-                                  TextColumn(unit), TextColumn("{task.fields[info]}"), TimeElapsedColumn(),
-                                  TimeRemainingColumn(), console=err_console, transient=False)
+        self._progress = _progress(TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(),
+                                   TextColumn(unit), TextColumn("{task.fields[info]}"), TimeElapsedColumn(),
+                                   TimeRemainingColumn())
         self._description, self._unit, self._task = description, unit, None
 
     def __enter__(self) -> progress_bar:
@@ -169,7 +253,7 @@ class progress_bar:
             return
         if self._task is None:
             self._progress.start()
-            self._task = self._progress.add_task(self._description, total=event.total, info="")
+            self._task = self._progress.add_task(self._description, total=event.total, info="", unit=self._unit)
         info = ""
         elapsed = self._progress.tasks[0].elapsed or 0.0
         if event.tokens is not None and elapsed > 0:
@@ -208,11 +292,11 @@ class TrainDisplay:
     (and the quickstart's stages and generation progress)."""
 
     def __init__(self) -> None:
-        from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+        from rich.progress import BarColumn, MofNCompleteColumn, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 
-        self._progress = Progress(TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(),
-                                  TextColumn("{task.fields[info]}"), TimeElapsedColumn(), TextColumn("eta"),
-                                  TimeRemainingColumn(), console=err_console)
+        self._progress = _progress(TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(),
+                                   TextColumn("{task.fields[info]}"), TimeElapsedColumn(), TextColumn("eta"),
+                                   TimeRemainingColumn())
         self._bars: dict[str, Any] = {}
         self._fields = {"loss": "-", "lr": "-", "tok/s": "-", "eval": "-"}
         self._started = False  # the display starts with the first event (input errors come first, alone)

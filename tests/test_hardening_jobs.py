@@ -141,3 +141,61 @@ def test_serve_hands_over_to_vllm_only_when_it_is_installed(tmp_path, shared_ass
         pytest.skip("vllm is installed here")
     out = run_cli("serve", _model(shared_assets), "--template", "steerlm", "--engine", "vllm")
     assert out.returncode == 2 and "vLLM is not installed" in out.stderr and "Traceback" not in out.stderr
+
+
+def test_chat_can_retry_an_answer_that_ctrl_c_stopped(tmp_path):
+    from steer.attributes import get_schema
+    from steer.data.loader import load
+    from steer.engines.base import Response, Sampling
+    from steer.generate.chat import ChatSession
+    from steer.steering import Steering
+    from steer.templates import build_template
+
+    class Engine:
+        template = build_template("steerlm", schema=get_schema("helpsteer"))
+        stop_after = None
+
+        def stream(self, prompt, sampling, cancel=None):
+            for k, word in enumerate(["An", " answer."]):
+                if self.stop_after == k:
+                    raise KeyboardInterrupt
+                yield word
+            yield Response("An answer.", [1, 2], "stop", 3, 2, 0.1)
+
+    engine = Engine()
+    chat = ChatSession(engine, Steering(), Sampling())
+    chat.handle("First question?")
+    engine.stop_after = 1
+    with pytest.raises(KeyboardInterrupt):
+        list(chat.answer())
+    assert chat.messages == [{"role": "user", "content": "First question?"}]  # still pending
+    engine.stop_after = None
+    assert chat.handle("/retry").generate
+    assert list(chat.answer())[-1].text == "An answer." and chat.messages[-1]["role"] == "assistant"
+    chat.handle("Second?")
+    engine.stop_after = 0
+    with pytest.raises(KeyboardInterrupt):
+        list(chat.answer())
+    chat.handle("Second, asked again?")  # a new question replaces the stopped one
+    assert [m["content"] for m in chat.messages if m["role"] == "user"] == ["First question?", "Second, asked again?"]
+    chat.handle(f"/save {tmp_path / 'chat.jsonl'}")
+    (record,), _ = load(tmp_path / "chat.jsonl")  # the unanswered question is not saved
+    assert [m.role for m in record.messages] == ["user", "assistant"]
+
+
+def test_help_shows_plain_metavars_and_long_jobs_print_lines_without_a_terminal(tmp_path, shared_assets):
+    helped = run_cli("generate", "--help")
+    assert helped.returncode == 0 and "MODEL [PROMPT]" in helped.stdout and "--temperature" in helped.stdout
+    for raw in ("<list[str]>", "<bool>", "{model}", "<str>", "<int>"):
+        assert raw not in helped.stdout, raw
+    import yaml
+
+    recipe = _recipe(tmp_path, shared_assets)
+    recipe["train"].update(max_steps=4, logging_steps=1)
+    (tmp_path / "r.yaml").write_text(yaml.safe_dump(recipe))
+    trained = run_cli("train", "sft", str(tmp_path / "r.yaml"))  # stderr is a pipe here, not a terminal
+    assert trained.returncode == 0, trained.stderr
+    lines = trained.stderr.splitlines()
+    assert any(line.startswith("tokenize ") for line in lines)
+    assert [line.split()[1] for line in lines if line.startswith("train ")][-1] == "4/4"
+    assert not any("\x1b[" in line for line in lines)  # no terminal control codes in a log

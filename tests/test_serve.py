@@ -226,12 +226,12 @@ def test_vllm_command_construction(tmp_path, shared_assets, monkeypatch):
                                                 "template": {"kind": "chat"}}))
     (run / "adapter_config.json").write_text(json.dumps({"base_model_name_or_path": "meta-llama/Llama-3.1-8B-Instruct"}))
     (run / "chat_template.jinja").write_text("{{ steer_attributes }}")
-    cmd = vllm_command(str(run), "{{ steer_attributes }}", name="steered", port=9000, api_key="k")
+    cmd = vllm_command(str(run), "{{ steer_attributes }}", name="steered", port=9000)
     assert cmd[:3] == ["vllm", "serve", "meta-llama/Llama-3.1-8B-Instruct"]
     assert cmd[cmd.index("--chat-template") + 1] == str(run / "chat_template.jinja")
     assert cmd[cmd.index("--lora-modules") + 1] == f"steered={run}" and "--enable-lora" in cmd
     assert cmd[cmd.index("--port") + 1] == "9000" and cmd[cmd.index("--host") + 1] == "127.0.0.1"
-    assert cmd[cmd.index("--api-key") + 1] == "k"
+    assert "--api-key" not in cmd  # a key on a command line is visible to every user of the machine
     plain = vllm_command("org/model", "{{ other }}", name="m")
     template = plain[plain.index("--chat-template") + 1]
     assert template.startswith(str(tmp_path / "cache")) and open(template).read() == "{{ other }}"

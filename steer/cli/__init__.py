@@ -50,6 +50,15 @@ def tidy_help(command: Any) -> Any:
             label = param.display_type(Context(command)).strip("<>").removeprefix("list[").rstrip("]")
             label = label.removesuffix(" range")
             param.metavar = "TEXT" if label == "str" else label.upper()
+    make_help = command.get_help_option
+
+    def help_option(ctx: Any) -> Any:  # --help is made per context: a flag, no metavar
+        option = make_help(ctx)
+        if option is not None:
+            option.metavar = ""
+        return option
+
+    command.get_help_option = help_option
     for sub in getattr(command, "commands", {}).values():
         tidy_help(sub)
     return command

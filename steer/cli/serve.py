@@ -21,7 +21,9 @@ def serve(
     model: ModelArg,
     host: Annotated[str, typer.Option("--host", help="Interface to bind (0.0.0.0 exposes the server to the network).")] = "127.0.0.1",
     port: Annotated[int, typer.Option("--port", help="TCP port.", min=0, max=65535)] = 8000,
-    api_key: Annotated[Optional[str], typer.Option("--api-key", envvar="STEER_API_KEY", help="Require 'Authorization: Bearer KEY'.")] = None,
+    api_key: Annotated[Optional[str], typer.Option("--api-key", envvar="STEER_API_KEY", help="Require 'Authorization: Bearer KEY' (prefer STEER_API_KEY or --api-key-file: a command line is visible to every user).")] = None,
+    api_key_file: Annotated[Optional[str], typer.Option("--api-key-file", help="Read the API key from this file.")] = None,
+    timeout: Annotated[float, typer.Option("--timeout", help="Seconds a connection may take to send its request (idle and slow clients are closed).", min=0.1)] = 10.0,
     model_options: Any = None,
     name: Annotated[Optional[str], typer.Option("--name", help="Model name clients ask for (default: the folder name).")] = None,
     max_tokens: Annotated[int, typer.Option("--max-tokens", help="Largest max_tokens a request may ask for.", min=1)] = 512,
@@ -33,6 +35,11 @@ def serve(
     """Serve a model over an OpenAI-compatible API (chat and completions, streaming), steered per request."""
     quiet_libraries()
     served = name or Path(model.rstrip("/")).name or "steer"
+    if api_key_file:
+        try:
+            api_key = Path(api_key_file).read_text(encoding="utf-8").strip()
+        except OSError as err:
+            raise UsageError(f"--api-key-file {api_key_file}: {err.strerror}") from None
     engine, template, schema = model_options["engine"], model_options["template"], model_options["schema"]
     if engine == "vllm":
         from steer.engines.vllm import INSTALL
@@ -43,7 +50,7 @@ def serve(
         if not print_command:
             if shutil.which(vllm.command[0]) is None:
                 raise UsageError(INSTALL)
-            os.execvp(vllm.command[0], vllm.command)  # vLLM's own server takes over this process
+            os.execvpe(vllm.command[0], vllm.command, {**os.environ, **vllm.env})  # vLLM's server takes over
         return
     if print_command:
         raise UsageError("--print-command is for --engine vllm")
@@ -54,4 +61,4 @@ def serve(
     loaded = load_engine(model, engine=engine, template=template, schema=schema)
     ui.serving(served, host, port, loaded.template.schema)
     run_server(loaded, served, host=host, port=port, api_key=api_key, grace_s=grace,
-               limits=Limits(max_tokens=max_tokens, max_queue=max_queue, max_batch=max_batch))
+               limits=Limits(max_tokens=max_tokens, max_queue=max_queue, max_batch=max_batch, timeout_s=timeout))

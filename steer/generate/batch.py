@@ -20,6 +20,8 @@ from pathlib import Path
 from typing import Any
 
 from steer.attributes import Schema, require_schema
+from steer.data.io import decode_json
+from steer.data.records import DataError
 from steer.engines.base import Engine, Sampling
 from steer.errors import UsageError
 from steer.events import Events, Progress
@@ -72,9 +74,9 @@ def parse_grid(items: Sequence[str], schema: Schema | None) -> dict[str, list[in
 def _parse_row(line: str, where: str, schema: Schema | None, seen: set[str], defaults: Steering,
                reads_images: bool) -> tuple[dict, list[dict], Steering]:
     try:
-        row = json.loads(line)
-    except json.JSONDecodeError as err:
-        raise UsageError(f"{where}: invalid JSON ({err.msg})") from None
+        row = decode_json(line, where, None)  # a lone surrogate, say, is a bad row here, not a crash mid-batch
+    except DataError as err:
+        raise UsageError(str(err)) from None
     if not isinstance(row, dict) or "id" not in row:
         raise UsageError(f"{where}: each row is an object with an 'id'")
     if str(row["id"]) in seen:

@@ -5,8 +5,8 @@ A :class:`ChatSession` holds the conversation (each assistant turn keeps the att
 generated with), the current steering and the sampling settings. :meth:`ChatSession.handle` takes
 one typed line: a slash command runs at once and says what to show; a question (or ``/retry``)
 asks for an answer, which :meth:`ChatSession.answer` streams from the engine through the same
-rendering path as every other job. An answer that is stopped (Ctrl-C) or fails leaves the
-conversation as it was before the question.
+rendering path as every other job. An answer that is stopped (Ctrl-C) or fails leaves its question
+pending: ``/retry`` asks it again, a new question replaces it.
 """
 
 from __future__ import annotations
@@ -81,24 +81,23 @@ class ChatSession:
         return "; ".join(parts) or "(no steering)"
 
     def handle(self, line: str) -> Reply:
-        """One typed line: a slash command, or a question to answer. Bad input raises ``UsageError``."""
+        """One typed line: a slash command, or a question to answer (replacing a question whose answer
+        was stopped). Bad input raises ``UsageError``."""
         if line.startswith("/"):
             return self.command(line)
+        if self.messages and self.messages[-1]["role"] == "user":
+            self.messages.pop()  # the unanswered question before it: a new one takes its place
         self.messages.append({"role": "user", "content": line})
         return Reply(generate=True)
 
     def answer(self) -> Iterator[str | Response]:
-        """Stream the answer to the pending question, then record it with the attributes it was steered by."""
-        try:
-            prompt = steering_prompt(self.engine.template, self.messages, self.steering)
-            final = None
-            for piece in self.engine.stream(prompt, self.sampling):
-                final = piece if isinstance(piece, Response) else final
-                yield piece
-        except BaseException:  # stopped (Ctrl-C) or failed: drop the question, keep the conversation well formed
-            if self.messages and self.messages[-1]["role"] == "user":
-                self.messages.pop()
-            raise
+        """Stream the answer to the pending question, then record it with the attributes it was steered
+        by. A stopped (Ctrl-C) or failed answer leaves the question pending: ``/retry`` asks it again."""
+        prompt = steering_prompt(self.engine.template, self.messages, self.steering)
+        final = None
+        for piece in self.engine.stream(prompt, self.sampling):
+            final = piece if isinstance(piece, Response) else final
+            yield piece
         turn: dict[str, Any] = {"role": "assistant", "content": final.text if final else ""}
         attrs = self.steering.resolved(self.schema)
         if attrs is not None:
@@ -154,9 +153,10 @@ class ChatSession:
                 pass
             return Reply(f"{len(self.messages) // 2} exchanges left")
         if name == "/retry":
-            if not self.messages or self.messages[-1]["role"] != "assistant":
+            if not self.messages:
                 raise UsageError("nothing to retry")
-            self.messages.pop()
+            if self.messages[-1]["role"] == "assistant":  # else the last answer was stopped: ask again
+                self.messages.pop()
             return Reply(generate=True)
         return Reply(quit=True)
 
@@ -183,8 +183,9 @@ class ChatSession:
         if not any(m["role"] == "assistant" for m in self.messages):
             raise UsageError("nothing to save yet")
         system = "\n\n".join(x for x in [self.steering.system, *self.steering.values] if x) or None
-        digest = hashlib.sha1(json.dumps(self.messages, sort_keys=True).encode()).hexdigest()[:12]
-        row = {"id": f"chat-{digest}", "source": "steer chat", "messages": self.messages}
+        answered = self.messages[:-1] if self.messages[-1]["role"] == "user" else self.messages  # not a stopped question
+        digest = hashlib.sha1(json.dumps(answered, sort_keys=True).encode()).hexdigest()[:12]
+        row = {"id": f"chat-{digest}", "source": "steer chat", "messages": answered}
         if system:
             row["system"] = system
         path.parent.mkdir(parents=True, exist_ok=True)

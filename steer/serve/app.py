@@ -13,111 +13,13 @@ import secrets
 import time
 import uuid
 from collections.abc import AsyncIterator, Mapping
-from dataclasses import dataclass
 from typing import Any
 
-from steer.attributes import preset_values, require_schema
 from steer.engines.base import Prompt, Response, Sampling, check_context, text_prompts
 from steer.errors import SteerError, UsageError
-from steer.serve.batcher import Batcher, QueueFull, Ticket
-from steer.steering import Steering, blame, parse_attributes, parse_values, steering_from, steering_prompt
-from steer.templates import STEER_VARIABLES
-
-
-@dataclass(frozen=True)
-class Limits:
-    """What one request may ask for, and how much may wait."""
-
-    max_tokens: int = 512
-    max_body_bytes: int = 1_000_000
-    max_queue: int = 64
-    max_batch: int = 16
-    retry_after_s: int = 1
-
-
-class APIError(Exception):
-    """An error answered to the client: HTTP status, message, OpenAI error type, offending parameter."""
-
-    def __init__(self, status: int, message: str, kind: str = "invalid_request_error", param: str | None = None,
-                 headers: Mapping[str, str] | None = None) -> None:
-        super().__init__(message)
-        self.status, self.message, self.kind, self.param, self.headers = status, message, kind, param, dict(headers or {})
-
-    def body(self) -> dict:
-        return {"error": {"message": self.message, "type": self.kind, "param": self.param, "code": self.status}}
-
-
-def _number(body: Mapping, key: str, kind: type, default: Any, low: float | None = None, high: float | None = None) -> Any:
-    value = body.get(key, default)
-    if value is None:
-        return default
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or (kind is int and not float(value).is_integer()):
-        raise APIError(400, f"{key} must be a {'integer' if kind is int else 'number'}, got {value!r}", param=key)
-    if (low is not None and value < low) or (high is not None and value > high):
-        raise APIError(400, f"{key} must be between {low} and {high}, got {value}", param=key)
-    return kind(value)
-
-
-def sampling_from(body: Mapping, limits: Limits, max_tokens_default: int) -> Sampling:
-    """Sampling settings from an OpenAI request body (``max_tokens`` checked against the server limit)."""
-    max_tokens = body.get("max_completion_tokens", body.get("max_tokens"))
-    max_tokens = _number({"max_tokens": max_tokens}, "max_tokens", int, max_tokens_default, 1)
-    if max_tokens > limits.max_tokens:
-        raise APIError(400, f"max_tokens {max_tokens} is over this server's limit of {limits.max_tokens}", param="max_tokens")
-    if _number(body, "n", int, 1, 1) != 1:
-        raise APIError(400, "only n=1 is supported", param="n")
-    stop = body.get("stop") or ()
-    if isinstance(stop, str):
-        stop = (stop,)
-    if not isinstance(stop, (list, tuple)) or not all(isinstance(s, str) for s in stop):
-        raise APIError(400, "stop must be a string or a list of strings", param="stop")
-    return Sampling(temperature=_number(body, "temperature", float, 1.0, 0, 2), top_p=_number(body, "top_p", float, 1.0, 0, 1),
-                    top_k=max(0, _number(body, "top_k", int, 0, -1)), max_new_tokens=max_tokens,
-                    seed=_number(body, "seed", int, None), stop=tuple(stop))
-
-
-def request_steering(body: Mapping, schema: Any) -> Steering:
-    """Steering from ``chat_template_kwargs`` and/or the ``steer`` object: their attributes merge (the
-    ``steer`` object's win), their value statements add up."""
-    kwargs = body.get("chat_template_kwargs") or {}
-    steer = body.get("steer") or {}
-    for name, value in (("chat_template_kwargs", kwargs), ("steer", steer)):
-        if not isinstance(value, dict):
-            raise APIError(400, f"{name} must be an object", param=name)
-    unknown = sorted(set(kwargs) - set(STEER_VARIABLES))
-    if unknown:
-        raise APIError(400, f"unknown chat_template_kwargs {unknown} (this model's template declares "
-                       f"{', '.join(STEER_VARIABLES)})", param="chat_template_kwargs")
-    unknown = sorted(set(steer) - {"attributes", "preset", "values"})
-    if unknown:
-        raise APIError(400, f"unknown steer keys {unknown} (known: attributes, preset, values)", param="steer")
-    attributes = {**parse_attributes(kwargs.get("steer_attributes"), schema, field="steer_attributes"),
-                  **parse_attributes(steer.get("attributes"), schema, field="steer.attributes")}
-    values = [*parse_values(kwargs.get("steer_values"), field="steer_values"),
-              *parse_values(steer.get("values"), field="steer.values")]
-    preset = steer.get("preset")
-    if preset is not None:  # checked here so that an error names the request's parameter
-        with blame("steer.preset"):
-            if not isinstance(preset, str):
-                raise UsageError("steer.preset must be a string")
-            preset_values(preset, require_schema(schema, "steer.preset"))
-    return steering_from(schema, attributes=attributes, preset=preset, values=values)
-
-
-def messages_from(body: Mapping) -> list[dict]:
-    """Chat messages: a role and content, a string or a list of parts (text, image) as OpenAI sends them."""
-    messages = body.get("messages")
-    if not isinstance(messages, list) or not messages:
-        raise APIError(400, "messages must be a non-empty list", param="messages")
-    out = []
-    for i, m in enumerate(messages):
-        if not isinstance(m, dict) or m.get("role") not in ("system", "user", "assistant"):
-            raise APIError(400, f"messages[{i}]: role must be system, user or assistant", param="messages")
-        content = m.get("content")
-        if not isinstance(content, (str, list)):
-            raise APIError(400, f"messages[{i}]: content must be a string or a list of parts", param="messages")
-        out.append({"role": m["role"], "content": content})
-    return out
+from steer.serve.batcher import Batcher, QueueFull, ServerClosing, Ticket
+from steer.serve.requests import APIError, Limits, check_text, messages_from, request_steering, sampling_from
+from steer.steering import steering_prompt
 
 
 class Server:
@@ -127,13 +29,18 @@ class Server:
         self.engine, self.model_name, self.limits, self.api_key = engine, model_name, limits, api_key
         self.batcher = Batcher(engine, limits.max_queue, limits.max_batch)
         self.created = int(time.time())
+        self.loop: asyncio.AbstractEventLoop | None = None  # set when the app starts
 
     def check_key(self, header: str | None) -> None:
         if self.api_key is None:
             return
-        token = (header or "").removeprefix("Bearer ").strip()
-        if not secrets.compare_digest(token.encode(), self.api_key.encode()):
+        scheme, _, token = (header or "").partition(" ")
+        if scheme != "Bearer" or not secrets.compare_digest(token.strip().encode(), self.api_key.encode()):
             raise APIError(401, "invalid or missing API key (Authorization: Bearer KEY)", "authentication_error")
+
+    def drain(self) -> None:
+        """Shutting down: no new requests, and every waiting one is answered 503 now."""
+        self.batcher.drain()
 
     def prepare(self, body: Any, chat: bool) -> tuple[Prompt, Sampling, bool]:
         """The rendered prompt, the sampling and whether to stream, or an :class:`APIError`."""
@@ -166,7 +73,7 @@ class Server:
         """The steered chat prompt, or the raw completion prompt."""
         template = self.engine.template
         if chat:
-            return steering_prompt(template, messages_from(body), request_steering(body, template.schema))
+            return steering_prompt(template, messages_from(body, self.limits), request_steering(body, template.schema))
         prompt = body.get("prompt")
         if isinstance(prompt, list) and len(prompt) == 1:
             prompt = prompt[0]
@@ -180,10 +87,25 @@ class Server:
         except QueueFull:
             raise APIError(503, "the server is busy: the request queue is full, retry later", "server_busy",
                            headers={"Retry-After": str(self.limits.retry_after_s)}) from None
+        except ServerClosing:
+            raise closing() from None
 
-    async def complete(self, prompt: Prompt, sampling: Sampling) -> Response:
+    async def complete(self, prompt: Prompt, sampling: Sampling, gone: Any = None) -> Response:
+        """The response to one request; ``gone`` (an async callable) says whether its client has left,
+        in which case the request is dropped before it runs."""
         job = self.submit(Ticket(prompt, sampling))
-        return await asyncio.wrap_future(job.future)
+        future = asyncio.wrap_future(job.future)
+        try:
+            while gone is not None and not future.done():
+                await asyncio.wait({future}, timeout=0.5)
+                if not future.done() and await gone():
+                    job.cancel.set()
+            return await future
+        except ServerClosing:
+            raise closing() from None
+        finally:
+            if not job.future.done():
+                job.cancel.set()  # cancelled (the client left, or the server's grace ran out): never run it
 
     async def stream(self, prompt: Prompt, sampling: Sampling) -> AsyncIterator[str | Response]:
         """Pieces of text, then the final :class:`Response`; a client that goes away cancels generation."""
@@ -232,9 +154,16 @@ class Server:
                     yield self.chunk(rid, chat, None, piece.finish_reason)
                 elif piece:
                     yield self.chunk(rid, chat, piece, None)
+        except ServerClosing:  # the stream has started: report in-band
+            yield f"data: {json.dumps(closing().body())}\n\n"
         except Exception as err:  # noqa: BLE001 - the stream has started: report in-band
             yield f"data: {json.dumps(APIError(500, f'generation failed: {err}', 'server_error').body())}\n\n"
         yield "data: [DONE]\n\n"
+
+
+def closing() -> APIError:
+    return APIError(503, "the server is shutting down: retry with another instance", "server_busy",
+                    headers={"Retry-After": "1"})
 
 
 def new_id(chat: bool) -> str:
@@ -246,20 +175,25 @@ def create_app(server: Server) -> Any:
     from contextlib import asynccontextmanager
 
     from fastapi import FastAPI, Request
-    from fastapi.responses import JSONResponse, StreamingResponse
+    from fastapi.responses import JSONResponse, Response, StreamingResponse
+    from starlette.requests import ClientDisconnect
+
+    from steer.data.io import decode_json
+    from steer.data.records import DataError
 
     @asynccontextmanager
     async def lifespan(app: Any) -> AsyncIterator[None]:
+        server.loop = asyncio.get_running_loop()  # where a signal schedules the drain
         yield
-        server.batcher.close()  # after uvicorn has drained the in-flight requests
+        server.batcher.close(timeout=5)  # after uvicorn has finished (or cancelled) the in-flight requests
 
-    app = FastAPI(title="steer", version="1", docs_url=None, redoc_url=None, lifespan=lifespan)
+    # no /docs, /redoc or /openapi.json: the server describes nothing to clients without a key
+    app = FastAPI(title="steer", version="1", docs_url=None, redoc_url=None, openapi_url=None, lifespan=lifespan)
 
     def error(err: APIError) -> JSONResponse:
         return JSONResponse(err.body(), status_code=err.status, headers=err.headers)
 
-    async def read_json(request: Request) -> Any:
-        server.check_key(request.headers.get("authorization"))
+    async def body(request: Request) -> bytes:
         declared = request.headers.get("content-length")
         if declared and declared.isdigit() and int(declared) > server.limits.max_body_bytes:
             raise APIError(413, f"request body over {server.limits.max_body_bytes} bytes")
@@ -268,22 +202,36 @@ def create_app(server: Server) -> Any:
             raw += part
             if len(raw) > server.limits.max_body_bytes:
                 raise APIError(413, f"request body over {server.limits.max_body_bytes} bytes")
+        return raw
+
+    async def read_json(request: Request) -> Any:
+        server.check_key(request.headers.get("authorization"))
+        try:  # a body that trickles in is not waited for past the timeout
+            raw = await asyncio.wait_for(body(request), timeout=server.limits.timeout_s)
+        except asyncio.TimeoutError:
+            raise APIError(408, f"the request body did not arrive within {server.limits.timeout_s:g} s") from None
         try:
-            return json.loads(raw)
-        except (ValueError, UnicodeDecodeError) as err:
-            raise APIError(400, f"invalid JSON body: {err}") from None
+            data = decode_json(raw.decode("utf-8"), "request body", None)
+        except UnicodeDecodeError:
+            raise APIError(400, "invalid JSON body: not UTF-8") from None
+        except DataError as err:
+            raise APIError(400, f"invalid JSON body: {err.detail}") from None
+        check_text(data)
+        return data
 
     async def completion(request: Request, chat: bool) -> Any:
         try:
             prompt, sampling, stream = server.prepare(await read_json(request), chat)
             if stream:
                 return StreamingResponse(server.sse(prompt, sampling, chat), media_type="text/event-stream")
-            response = await server.complete(prompt, sampling)
+            response = await server.complete(prompt, sampling, gone=request.is_disconnected)
             return server.result(response, chat, new_id(chat))
         except APIError as err:
             return error(err)
         except SteerError as err:
             return error(APIError(400, str(err)))
+        except ClientDisconnect:  # the client left mid-upload: nobody to answer, nothing to log
+            return Response(status_code=400)
 
     @app.post("/v1/chat/completions")
     async def chat_completions(request: Request) -> Any:
@@ -304,8 +252,8 @@ def create_app(server: Server) -> Any:
 
     @app.get("/health")
     async def health() -> Any:
-        return {"status": "ok", "model": server.model_name, "waiting": server.batcher.waiting,
-                "served": server.batcher.served}
+        return {"status": "closing" if server.batcher.closing else "ok", "model": server.model_name,
+                "waiting": server.batcher.waiting, "running": server.batcher.running, "served": server.batcher.served}
 
     @app.exception_handler(404)
     async def not_found(request: Request, exc: Exception) -> Any:
@@ -320,16 +268,10 @@ def create_app(server: Server) -> Any:
 
 def serve(engine: Any, model_name: str, *, host: str = "127.0.0.1", port: int = 8000, api_key: str | None = None,
           limits: Limits = Limits(), grace_s: int = 30, log_level: str = "info") -> None:
-    """Run the server until SIGINT/SIGTERM: stop accepting, finish in-flight requests (up to
-    ``grace_s`` seconds), then return."""
-    import signal
+    """Run the server until SIGINT/SIGTERM: stop accepting, answer waiting requests 503, finish the
+    running ones (up to ``grace_s`` seconds), then return (see :mod:`steer.serve.http`)."""
+    from steer.serve.http import run
 
-    import uvicorn
-
-    # uvicorn re-raises the signal after its graceful shutdown; a no-op SIGTERM handler underneath
-    # makes a requested stop exit 0.
-    signal.signal(signal.SIGTERM, lambda *_: None)
-    app = create_app(Server(engine, model_name, limits, api_key))
-    config = uvicorn.Config(app, host=host, port=port, log_level=log_level, timeout_graceful_shutdown=grace_s,
-                            limit_concurrency=limits.max_queue * 4, access_log=False)
-    uvicorn.Server(config).run()
+    server = Server(engine, model_name, limits, api_key)
+    run(create_app(server), server, host=host, port=port, grace_s=grace_s, timeout_s=limits.timeout_s,
+        log_level=log_level)

@@ -1,5 +1,10 @@
 """A bounded request queue in front of one engine: a worker thread takes what is waiting, batches
-requests with the same sampling settings into one ``engine.generate`` call, and streams the rest."""
+requests with the same sampling settings into one ``engine.generate`` call, and streams the rest.
+
+A request whose client has gone (its ``cancel`` is set) is dropped before it runs; on shutdown
+(:meth:`Batcher.drain`) every request still waiting is answered with :class:`ServerClosing` (a 503)
+at once, and only what is already running finishes.
+"""
 
 from __future__ import annotations
 
@@ -17,6 +22,10 @@ class QueueFull(Exception):
     """The queue is at its bound; the caller should answer 503 with Retry-After."""
 
 
+class ServerClosing(Exception):
+    """The server is shutting down: the request was not started (a 503)."""
+
+
 @dataclass
 class Ticket:
     """One queued request: a rendered prompt, its sampling, and where its result (or stream pieces) go."""
@@ -27,6 +36,13 @@ class Ticket:
     on_piece: Callable[[str | Response | BaseException], None] | None = None  # set for streaming
     cancel: threading.Event = field(default_factory=threading.Event)
 
+    def refuse(self, err: BaseException) -> None:
+        """Answer this request with ``err`` without running it."""
+        if self.on_piece is not None:
+            self.on_piece(err)
+        elif not self.future.done():
+            self.future.set_exception(err)
+
 
 class Batcher:
     """Runs jobs on ``engine`` from a queue of at most ``max_queue`` waiting jobs."""
@@ -36,6 +52,8 @@ class Batcher:
         self._queue: queue.Queue[Ticket | None] = queue.Queue(maxsize=max_queue)
         self._thread = threading.Thread(target=self._run, name="steer-batcher", daemon=True)
         self.served = 0
+        self.running = 0  # requests being generated right now
+        self.closing = False
         self._thread.start()
 
     @property
@@ -43,27 +61,49 @@ class Batcher:
         return self._queue.qsize()
 
     def submit(self, job: Ticket) -> Ticket:
-        """Queue a job or raise :class:`QueueFull`."""
+        """Queue a job or raise :class:`QueueFull` (:class:`ServerClosing` once draining)."""
+        if self.closing:
+            raise ServerClosing
         try:
             self._queue.put_nowait(job)
         except queue.Full:
             raise QueueFull from None
         return job
 
+    def drain(self) -> int:
+        """Stop taking jobs and refuse every one still waiting (how many)."""
+        self.closing = True
+        refused = 0
+        while True:
+            try:
+                job = self._queue.get_nowait()
+            except queue.Empty:
+                return refused
+            if job is not None:
+                job.refuse(ServerClosing())
+                refused += 1
+
     def close(self, timeout: float = 30.0) -> None:
         """Finish what is queued, then stop the worker."""
-        self._queue.put(None)
+        self.closing = True
+        try:
+            self._queue.put(None, timeout=timeout)
+        except queue.Full:
+            self.drain()
+            self._queue.put_nowait(None)
         self._thread.join(timeout)
 
     def _take(self, first: Ticket) -> tuple[list[Ticket], Ticket | None]:
         """``first`` and the waiting non-streaming jobs with the same sampling (up to ``max_batch``);
-        a job that does not fit is handed back to run next."""
+        a job that does not fit is handed back to run next; jobs whose client has gone are dropped."""
         batch = [first]
         while len(batch) < self.max_batch:
             try:
                 job = self._queue.get_nowait()
             except queue.Empty:
                 return batch, None
+            if job is not None and job.cancel.is_set():
+                continue
             if job is None or job.on_piece is not None or job.sampling != first.sampling:
                 return batch, job
             batch.append(job)
@@ -76,26 +116,34 @@ class Batcher:
             pending = None
             if job is None:
                 return
+            if job.cancel.is_set():  # its client went away while it waited
+                continue
             if job.on_piece is not None:
                 self._stream(job)
                 continue
             batch, pending = self._take(job)
+            self.running = len(batch)
             try:
                 results = self.engine.generate([j.prompt for j in batch], job.sampling)
             except BaseException as err:  # noqa: BLE001 - every waiting request gets the error
                 for j in batch:
-                    j.future.set_exception(err)
+                    j.refuse(err)
                 continue
+            finally:
+                self.running = 0
             for j, result in zip(batch, results):
-                j.future.set_result(result)
+                if not j.future.done():
+                    j.future.set_result(result)
             self.served += len(batch)
 
     def _stream(self, job: Ticket) -> None:
         assert job.on_piece is not None
+        self.running = 1
         try:
             for piece in self.engine.stream(job.prompt, job.sampling, cancel=job.cancel):
                 job.on_piece(piece)
         except BaseException as err:  # noqa: BLE001 - reported to the client, the server goes on
             job.on_piece(err)
+        finally:
+            self.running = 0
         self.served += 1
-

@@ -6,7 +6,7 @@ from __future__ import annotations
 import hashlib
 import os
 import shlex
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from steer.runs import TEMPLATE_FILE, ModelRef, load_tokenizer, model_template, resolve
@@ -27,11 +27,12 @@ def template_file(model: str, source: str) -> Path:
 
 
 def vllm_command(model: str | ModelRef, template_source: str, *, name: str, host: str = "127.0.0.1", port: int = 8000,
-                 api_key: str | None = None, extra: tuple[str, ...] = ()) -> list[str]:
+                 extra: tuple[str, ...] = ()) -> list[str]:
     """The ``vllm serve`` argv for ``model`` (a run directory, exported model, HF folder or hub id).
 
     A LoRA run serves its base model with the adapter as a LoRA module called ``name`` (clients ask
-    for ``model=name``); everything else is served under ``name`` directly.
+    for ``model=name``); everything else is served under ``name`` directly. An API key is never in
+    the argv (which every user of the machine can read): it goes in ``VLLM_API_KEY`` (see :func:`plan`).
     """
     ref = model if isinstance(model, ModelRef) else resolve(model)
     cmd = ["vllm", "serve", ref.weights, "--host", host, "--port", str(port),
@@ -42,21 +43,22 @@ def vllm_command(model: str | ModelRef, template_source: str, *, name: str, host
         cmd += ["--enable-lora", "--lora-modules", f"{name}={ref.adapter}"]
     else:
         cmd += ["--served-model-name", name]
-    if api_key:
-        cmd += ["--api-key", api_key]
     return cmd + list(extra)
 
 
 @dataclass(frozen=True)
 class Plan:
-    """The ``vllm serve`` command for a model and the stop strings its template needs per request."""
+    """The ``vllm serve`` command for a model, its environment (the API key, if any) and the stop
+    strings its template needs per request."""
 
     command: list[str]
     stop: tuple[str, ...]
+    env: dict[str, str] = field(default_factory=dict)
 
     def shell(self) -> str:
-        """The command as one line a user can paste."""
-        return " ".join(shlex.quote(part) for part in self.command)
+        """The command as one line a user can paste (an API key is named, never shown)."""
+        prefix = "VLLM_API_KEY=... " if "VLLM_API_KEY" in self.env else ""
+        return prefix + " ".join(shlex.quote(part) for part in self.command)
 
 
 def plan(model: str, *, name: str, template: str | None = None, schema: str | None = None, host: str = "127.0.0.1",
@@ -64,4 +66,5 @@ def plan(model: str, *, name: str, template: str | None = None, schema: str | No
     """How vLLM serves ``model`` steered as steer would (its tokenizer is read; no weights are loaded)."""
     ref = resolve(model)
     steering = model_template(load_tokenizer(ref), ref.spec, kind=template, schema=schema)
-    return Plan(vllm_command(ref, steering.source, name=name, host=host, port=port, api_key=api_key), steering.stop)
+    return Plan(vllm_command(ref, steering.source, name=name, host=host, port=port), steering.stop,
+                {"VLLM_API_KEY": api_key} if api_key else {})

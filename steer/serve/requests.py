@@ -1,0 +1,155 @@
+"""What one request to the OpenAI-compatible API may ask for, read and checked: limits, sampling,
+steering, messages. Everything a client sends is validated here; a problem is an :class:`APIError`
+(a 4xx with an OpenAI-style body), never a 500.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from steer.attributes import preset_values, require_schema
+from steer.data.io import has_lone_surrogate
+from steer.engines.base import Sampling
+from steer.errors import UsageError
+from steer.steering import Steering, blame, parse_attributes, parse_values, steering_from
+from steer.templates import STEER_VARIABLES
+
+SEED_MAX = 2**63 - 1  # what torch's and vLLM's generators take
+
+
+@dataclass(frozen=True)
+class Limits:
+    """What one request may ask for, and how much may wait."""
+
+    max_tokens: int = 512
+    max_body_bytes: int = 1_000_000
+    max_queue: int = 64
+    max_batch: int = 16
+    retry_after_s: int = 1
+    max_messages: int = 256
+    max_stop: int = 16  # stop strings per request
+    max_stop_chars: int = 256  # characters per stop string
+    timeout_s: float = 10.0  # for a connection to send its request headers, and for a body to arrive
+
+
+class APIError(Exception):
+    """An error answered to the client: HTTP status, message, OpenAI error type, offending parameter."""
+
+    def __init__(self, status: int, message: str, kind: str = "invalid_request_error", param: str | None = None,
+                 headers: Mapping[str, str] | None = None) -> None:
+        super().__init__(message)
+        self.status, self.message, self.kind, self.param, self.headers = status, message, kind, param, dict(headers or {})
+
+    def body(self) -> dict:
+        return {"error": {"message": self.message, "type": self.kind, "param": self.param, "code": self.status}}
+
+
+def _number(body: Mapping, key: str, kind: type, default: Any, low: float | None = None, high: float | None = None) -> Any:
+    value = body.get(key, default)
+    if value is None:
+        return default
+    if (isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value)
+            or (kind is int and not float(value).is_integer())):
+        raise APIError(400, f"{key} must be a finite {'integer' if kind is int else 'number'}, got {value!r}", param=key)
+    if (low is not None and value < low) or (high is not None and value > high):
+        raise APIError(400, f"{key} must be between {low} and {high}, got {value}", param=key)
+    return kind(value)
+
+
+def sampling_from(body: Mapping, limits: Limits, max_tokens_default: int) -> Sampling:
+    """Sampling settings from an OpenAI request body (``max_tokens`` checked against the server limit)."""
+    max_tokens = body.get("max_completion_tokens", body.get("max_tokens"))
+    max_tokens = _number({"max_tokens": max_tokens}, "max_tokens", int, max_tokens_default, 1)
+    if max_tokens > limits.max_tokens:
+        raise APIError(400, f"max_tokens {max_tokens} is over this server's limit of {limits.max_tokens}", param="max_tokens")
+    if _number(body, "n", int, 1, 1) != 1:
+        raise APIError(400, "only n=1 is supported", param="n")
+    return Sampling(temperature=_number(body, "temperature", float, 1.0, 0, 2), top_p=_number(body, "top_p", float, 1.0, 0, 1),
+                    top_k=max(0, _number(body, "top_k", int, 0, -1, 1_000_000)), max_new_tokens=max_tokens,
+                    seed=_number(body, "seed", int, None, 0, SEED_MAX), stop=_stop(body, limits))
+
+
+def _stop(body: Mapping, limits: Limits) -> tuple[str, ...]:
+    """Stop strings: a string or a list of them, none empty, at most ``max_stop`` of ``max_stop_chars`` each."""
+    stop = body.get("stop") or ()
+    if isinstance(stop, str):
+        stop = (stop,)
+    if not isinstance(stop, (list, tuple)) or not all(isinstance(s, str) for s in stop):
+        raise APIError(400, "stop must be a string or a list of strings", param="stop")
+    if len(stop) > limits.max_stop or any(not s or len(s) > limits.max_stop_chars for s in stop):
+        raise APIError(400, f"stop takes at most {limits.max_stop} strings of 1 to {limits.max_stop_chars} characters",
+                       param="stop")
+    return tuple(stop)
+
+
+def request_steering(body: Mapping, schema: Any) -> Steering:
+    """Steering from ``chat_template_kwargs`` and/or the ``steer`` object: their attributes merge (the
+    ``steer`` object's win), their value statements add up."""
+    kwargs = body.get("chat_template_kwargs") or {}
+    steer = body.get("steer") or {}
+    for name, value in (("chat_template_kwargs", kwargs), ("steer", steer)):
+        if not isinstance(value, dict):
+            raise APIError(400, f"{name} must be an object", param=name)
+    unknown = sorted(set(kwargs) - set(STEER_VARIABLES))
+    if unknown:
+        raise APIError(400, f"unknown chat_template_kwargs {unknown} (this model's template declares "
+                       f"{', '.join(STEER_VARIABLES)})", param="chat_template_kwargs")
+    unknown = sorted(set(steer) - {"attributes", "preset", "values"})
+    if unknown:
+        raise APIError(400, f"unknown steer keys {unknown} (known: attributes, preset, values)", param="steer")
+    attributes = {**parse_attributes(kwargs.get("steer_attributes"), schema, field="steer_attributes"),
+                  **parse_attributes(steer.get("attributes"), schema, field="steer.attributes")}
+    values = [*parse_values(kwargs.get("steer_values"), field="steer_values"),
+              *parse_values(steer.get("values"), field="steer.values")]
+    preset = steer.get("preset")
+    if preset is not None:  # checked here so that an error names the request's parameter
+        with blame("steer.preset"):
+            if not isinstance(preset, str):
+                raise UsageError("steer.preset must be a string")
+            preset_values(preset, require_schema(schema, "steer.preset"))
+    return steering_from(schema, attributes=attributes, preset=preset, values=values)
+
+
+PART_TYPES = {"text": "text", "image": "image", "image_url": "image_url"}  # part type -> the key holding it
+
+
+def messages_from(body: Mapping, limits: Limits) -> list[dict]:
+    """Chat messages: a role and content, a string or a list of parts (text, image) as OpenAI sends them."""
+    messages = body.get("messages")
+    if not isinstance(messages, list) or not messages:
+        raise APIError(400, "messages must be a non-empty list", param="messages")
+    if len(messages) > limits.max_messages:
+        raise APIError(400, f"at most {limits.max_messages} messages per request", param="messages")
+    out = []
+    for i, m in enumerate(messages):
+        if not isinstance(m, dict) or m.get("role") not in ("system", "user", "assistant"):
+            raise APIError(400, f"messages[{i}]: role must be system, user or assistant", param="messages")
+        content = m.get("content")
+        if isinstance(content, list):
+            _check_parts(content, i)
+        elif not isinstance(content, str):
+            raise APIError(400, f"messages[{i}]: content must be a string or a list of parts", param="messages")
+        out.append({"role": m["role"], "content": content})
+    return out
+
+
+def _check_parts(parts: list, i: int) -> None:
+    for k, part in enumerate(parts):
+        kind = part.get("type") if isinstance(part, dict) else None
+        if kind not in PART_TYPES or part.get(PART_TYPES[kind]) is None:
+            raise APIError(400, f"messages[{i}].content[{k}]: a part is {{type: text, text: ...}} or an image part",
+                           param="messages")
+        if kind == "text" and not isinstance(part["text"], str):
+            raise APIError(400, f"messages[{i}].content[{k}].text must be a string", param="messages")
+
+
+def check_text(body: Any) -> None:
+    """Refuse a body holding a string with a lone surrogate (JSON can escape one; no text encoding can
+    write it, so the tokenizer would fail)."""
+    if has_lone_surrogate(body):
+        raise APIError(400, "a string in the request holds a lone surrogate (\\ud800-\\udfff): not valid Unicode text")
+
+
