@@ -48,6 +48,9 @@ FILES = {  # name -> (bytes, what the one-line error says)
 }
 
 
+CLI_CASES = ("cut.jsonl.gz", "quote.csv", "empty.jsonl")  # the others end the same way; each run_cli costs seconds
+
+
 @pytest.mark.parametrize("name", sorted(FILES))
 def test_every_unreadable_file_is_one_line_naming_it(tmp_path, name):
     data, needle = FILES[name]
@@ -56,8 +59,9 @@ def test_every_unreadable_file_is_one_line_naming_it(tmp_path, name):
     with pytest.raises(DataError, match=needle) as err:
         load(path, format="auto" if "jsonl" in name or name.endswith("csv") else "helpsteer")
     assert str(err.value).startswith(str(path)) and "\n" not in str(err.value)
-    out = run_cli("data", "stats", str(path))
-    assert out.returncode == 2 and out.stderr.count("\n") == 1 and needle in out.stderr, out.stderr
+    if name in CLI_CASES:  # the command line shows it as one red line, exit 2
+        out = run_cli("data", "stats", str(path))
+        assert out.returncode == 2 and out.stderr.count("\n") == 1 and needle in out.stderr, out.stderr
 
 
 def test_a_lone_surrogate_is_a_row_skip_invalid_skips(tmp_path):

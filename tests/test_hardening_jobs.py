@@ -17,37 +17,64 @@ def _model(shared_assets) -> str:
     return str(shared_assets / "models/stories260k")
 
 
-def test_batch_refuses_to_resume_with_other_settings_and_never_writes_onto_its_input(tmp_path, shared_assets):
+class EchoEngine:
+    """An engine that answers every prompt with the same words (no model needed)."""
+
+    def __init__(self):
+        from steer.attributes import get_schema
+        from steer.templates import build_template
+
+        self.template = build_template("steerlm", schema=get_schema("helpsteer"))
+        self.calls = 0
+
+    def generate(self, prompts, sampling):
+        from steer.engines.base import Response
+
+        self.calls += 1
+        return [Response("words", [1], "stop", 3, 1, 0.1) for _ in prompts]
+
+
+def test_batch_refuses_to_resume_with_other_settings_and_never_writes_onto_its_input(tmp_path):
+    from steer.engines.base import Sampling
+    from steer.generate import batch
+
     src = tmp_path / "in.jsonl"
     src.write_text("".join(json.dumps({"id": i, "prompt": f"Story {i}"}) + "\n" for i in range(3)))
-    out = tmp_path / "out.jsonl"
-    base = ["batch", _model(shared_assets), "--template", "steerlm", "--input", str(src), "--output", str(out),
-            "--max-new-tokens", "4", "--temperature", "0", "--json"]
-    first = run_cli(*base)
-    assert first.returncode == 0, first.stderr
-    rows = [json.loads(line) for line in out.read_text().splitlines()]
-    assert rows[0]["settings"]["sampling"]["temperature"] == 0 and rows[0]["settings"]["model"] == _model(shared_assets)
-    assert json.loads(run_cli(*base).stdout)["skipped"] == 3  # the same run again: all done
+    out, engine, greedy = tmp_path / "out.jsonl", EchoEngine(), Sampling(temperature=0, max_new_tokens=4)
+    assert batch.run(engine, src, out, greedy, model="m").written == 3
+    row = json.loads(out.read_text().splitlines()[0])
+    assert row["settings"]["sampling"]["temperature"] == 0 and row["settings"]["model"] == "m"
+    assert batch.run(engine, src, out, greedy, model="m").skipped == 3  # the same run again: all done
     before = out.read_bytes()
-    for extra, needle in ((["--temperature", "0.5"], "other sampling.temperature"),
-                          (["--attr", "complexity=4"], "other steering.attributes.complexity"),
-                          (["--max-new-tokens", "5"], "other sampling.max_new_tokens")):
-        changed = run_cli(*[a for a in base if a not in ("--temperature", "0", "--max-new-tokens", "4")], *extra,
-                          *(["--temperature", "0"] if "--temperature" not in extra else []),
-                          *(["--max-new-tokens", "4"] if "--max-new-tokens" not in extra else []))
-        assert changed.returncode == 2 and needle in changed.stderr and "another --output" in changed.stderr, changed.stderr
-        assert changed.stderr.count("\n") == 1  # one line: no progress bar before the refusal
+    for change, needle in (({"sampling": Sampling(temperature=0.5, max_new_tokens=4)}, "other sampling.temperature"),
+                           ({"steering": {"attributes": "complexity=4"}}, "other steering.attributes.complexity"),
+                           ({"model": "other"}, "other model")):
+        args = {"sampling": greedy, "model": "m", **change}
+        with pytest.raises(UsageError, match=needle + ".*another --output"):
+            batch.run(engine, src, out, args.pop("sampling"), **args)
     src.write_text(src.read_text().replace("Story 1", "Story one"))
-    edited = run_cli(*base)
-    assert edited.returncode == 2 and "other prompt" in edited.stderr
+    with pytest.raises(UsageError, match="other prompt"):
+        batch.run(engine, src, out, greedy, model="m")
     assert out.read_bytes() == before  # nothing written by the refused runs
-    onto = run_cli(*[a if a != str(out) else str(src) for a in base])
-    assert onto.returncode == 2 and "never writes onto its input" in onto.stderr
+    with pytest.raises(UsageError, match="never writes onto its input"):
+        batch.run(engine, src, src, greedy)
     unrelated = tmp_path / "notes.jsonl"
     unrelated.write_text('{"note": "mine"}\n{"note": "no newline"}')
     kept = unrelated.read_bytes()
-    refused = run_cli(*[a if a != str(out) else str(unrelated) for a in base])
-    assert refused.returncode == 2 and "not a row this command wrote" in refused.stderr and unrelated.read_bytes() == kept
+    with pytest.raises(UsageError, match="not a row this command wrote"):
+        batch.run(engine, src, unrelated, greedy)
+    assert unrelated.read_bytes() == kept  # not even its unfinished last line was cut
+
+
+def test_cli_batch_refusal_is_one_line_before_any_progress(tmp_path, shared_assets):
+    src = tmp_path / "in.jsonl"
+    src.write_text(json.dumps({"id": 1, "prompt": "Story"}) + "\n")
+    out = tmp_path / "out.jsonl"
+    base = ["batch", _model(shared_assets), "--template", "steerlm", "--input", str(src), "--output", str(out),
+            "--max-new-tokens", "4"]
+    assert run_cli(*base, "--temperature", "0").returncode == 0
+    changed = run_cli(*base, "--temperature", "0.5")
+    assert changed.returncode == 2 and changed.stderr.count("\n") == 1 and "other sampling.temperature" in changed.stderr
 
 
 def test_label_refuses_another_apms_output_and_marks_what_it_wrote(tmp_path):
