@@ -12,6 +12,7 @@ is already in the output, so after any interruption each row is written exactly 
 
 from __future__ import annotations
 
+import hashlib
 import itertools
 import json
 from collections.abc import Iterable, Iterator, Mapping, Sequence
@@ -200,6 +201,8 @@ def run(engine: Engine, input_path: str | Path, output: str | Path, sampling: Sa
     with open(path, "rb") as handle:  # a cheap count for the progress bar; rows are streamed later
         total = sum(1 for line in handle if line.strip()) * max(1, len(list(itertools.product(*points.values()))))
     jobs = iter_jobs(path, schema, points, defaults, getattr(engine, "reads_images", False))
-    settings = {"model": model, "template": engine.template.spec()}
+    template = engine.template
+    settings = {"model": model, "template": {"kind": template.kind, "schema": template.schema.name if template.schema else None,
+                                             "sha256": hashlib.sha256(template.source.encode()).hexdigest()[:16]}}
     return run_batch(engine, jobs, output, sampling, batch_size=batch_size, total=total, progress=progress,
                      settings=settings, inputs=[path])
