@@ -280,7 +280,8 @@ def test_label_cli_writes_canonical_rows_and_resumes_after_sigkill(synth_apm, tm
     assert report["total"] == len(rows) and report["skipped"] >= partial - 1
     labelled = [json.loads(line) for line in out.read_text().splitlines()]
     assert sorted(r["id"] for r in labelled) == sorted(r["id"] for r in rows)  # each exactly once
-    assert all(r["meta"] == {"keep": r["id"]} for r in labelled)
+    # the input's meta is kept; steer adds which APM labelled the record (resume refuses another)
+    assert all(r["meta"] == {"keep": r["id"], "steer_label": {"apm": str(synth_apm), "raw": False}} for r in labelled)
     attrs = [r["messages"][-1]["attributes"] for r in labelled]
     assert all(set(a) == set(synth.SCHEMA.names) and all(isinstance(v, int) and 0 <= v <= 4 for v in a.values())
                for a in attrs)

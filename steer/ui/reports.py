@@ -1,87 +1,13 @@
-"""Every rich Console, Table and Progress of steer lives here; library code never prints."""
+"""What a command found, as tables and lines: data, training, evaluations, the quickstart."""
 
 from __future__ import annotations
 
-import json
-import math
-import sys
-import time
-from collections.abc import Iterable, Mapping
-from dataclasses import dataclass, field
+from collections.abc import Mapping
 from typing import Any
 
-from rich.console import Console
 from rich.table import Table
 
-from steer import events
-
-console = Console(highlight=False, soft_wrap=True)
-err_console = Console(stderr=True, highlight=False, soft_wrap=True)
-
-
-def error(message: str) -> None:
-    """One red line on stderr."""
-    from rich.markup import escape
-
-    err_console.print(f"[bold red]error:[/] {escape(message)}", markup=True, highlight=False)
-
-
-def print_json(data: Any) -> None:
-    """Machine-readable output: one JSON document on stdout, nothing else (a NaN or infinity, which
-    JSON has no word for, is written as null)."""
-    sys.stdout.write(json.dumps(_finite(data), ensure_ascii=False, allow_nan=False) + "\n")
-    sys.stdout.flush()
-
-
-def _finite(value: Any) -> Any:
-    if isinstance(value, float) and not math.isfinite(value):
-        return None
-    if isinstance(value, dict):
-        return {k: _finite(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [_finite(v) for v in value]
-    return value
-
-
-def show(data: Any, as_json: bool, render: Any) -> None:
-    """A command's result: one JSON object with ``--json``, else what ``render`` draws of it."""
-    if as_json:
-        print_json(data)
-    else:
-        render(data)
-
-
-def key_values(data: Mapping[str, Any], title: str | None = None) -> None:
-    """A two-column table (plain enough to paste into a bug report)."""
-    table = Table(title=title, show_header=False, box=None, pad_edge=False)
-    table.add_column(style="bold")
-    table.add_column()
-    for key, value in data.items():
-        table.add_row(str(key), "-" if value is None else str(value))
-    console.print(table)
-
-
-def schema_table(schema: Any, presets: Mapping[str, tuple[str, Mapping[str, int]]]) -> None:
-    """Attributes of a schema and the presets that apply to it."""
-    table = Table(title=f"schema {schema.name}: {schema.description}", title_justify="left")
-    for col in ("attribute", "range", "default", "description"):
-        table.add_column(col)
-    for a in schema.attributes:
-        table.add_row(a.name, f"{a.min}-{a.max}", str(a.default), a.description)
-    console.print(table)
-    if presets:
-        ptable = Table(title="presets", title_justify="left")
-        for col in ("preset", "sets", "description"):
-            ptable.add_column(col)
-        for name, (desc, values) in presets.items():
-            ptable.add_row(name, ",".join(f"{k}:{v}" for k, v in values.items()) or "(defaults)", desc)
-        console.print(ptable)
-
-
-def plain(text: str) -> None:
-    """Text to stdout without markup interpretation."""
-    console.print(text, markup=False, highlight=False)
-
+from steer.ui.console import console, plain
 
 def inspect_example(example: dict, index: int) -> None:
     """One rendered training example: text carrying loss in green, the rest dimmed."""
@@ -157,110 +83,6 @@ def data_stats(stats: dict) -> None:
         plain(f"plot: {stats['plot']}")
 
 
-@dataclass
-class _Line:
-    """One task of :class:`_PlainProgress`."""
-
-    id: int
-    description: str
-    total: float | None
-    completed: float
-    info: str
-    unit: str = ""
-    start: float = field(default_factory=time.monotonic)
-    last: float = 0.0  # when its last line was printed
-    shown: float = -1.0  # the share done its last line showed
-
-    @property
-    def elapsed(self) -> float:
-        return time.monotonic() - self.start
-
-
-class _PlainProgress:
-    """What a rich ``Progress`` does, as plain lines for output that is not a terminal (a log, CI): a
-    line per task when it starts, at each further tenth of its work or 30 s after the last, and at its end."""
-
-    def __init__(self, console: Console) -> None:
-        self.console, self.tasks = console, []
-
-    def start(self) -> None:
-        pass
-
-    def stop(self) -> None:
-        for task in self.tasks:
-            if task.shown != self._share(task):
-                self._print(task)
-
-    def add_task(self, description: str, total: float | None = None, completed: float = 0, info: str = "",
-                 unit: str = "", **_: Any) -> int:
-        self.tasks.append(_Line(len(self.tasks), description, total, completed, info, unit))
-        self._print(self.tasks[-1])
-        return len(self.tasks) - 1
-
-    def update(self, task_id: int, *, completed: float | None = None, total: float | None = None,
-               info: str | None = None) -> None:
-        task = self.tasks[task_id]
-        task.completed = task.completed if completed is None else completed
-        task.total = task.total if total is None else total
-        task.info = task.info if info is None else info
-        share = self._share(task)
-        if share >= 1 > task.shown or share >= task.shown + 0.1 or time.monotonic() - task.last >= 30:
-            self._print(task)
-
-    @staticmethod
-    def _share(task: _Line) -> float:
-        return task.completed / task.total if task.total else 0.0
-
-    def _print(self, task: _Line) -> None:
-        task.last, task.shown = time.monotonic(), self._share(task)
-        count = f"{task.completed:.0f}" + (f"/{task.total:.0f}" if task.total else "")
-        words = [task.description, count, task.unit, task.info, f"{task.elapsed:.0f} s"]
-        self.console.print(" ".join(w for w in words if w), markup=False, highlight=False)
-
-
-def _progress(*columns: Any) -> Any:
-    """A rich ``Progress`` on stderr, or plain progress lines when stderr is not a terminal."""
-    if not err_console.is_terminal:
-        return _PlainProgress(err_console)
-    from rich.progress import Progress
-
-    return Progress(*columns, console=err_console, transient=False)
-
-
-class progress_bar:
-    """A rich progress bar; called with :class:`steer.events.Progress` events (library code never prints)."""
-
-    def __init__(self, description: str, unit: str = "rows") -> None:
-        from rich.progress import BarColumn, MofNCompleteColumn, TextColumn, TimeElapsedColumn, TimeRemainingColumn
-
-        self._progress = _progress(TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(),
-                                   TextColumn(unit), TextColumn("{task.fields[info]}"), TimeElapsedColumn(),
-                                   TimeRemainingColumn())
-        self._description, self._unit, self._task = description, unit, None
-
-    def __enter__(self) -> progress_bar:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        if self._task is not None:
-            self._progress.stop()
-
-    def __call__(self, event: Any) -> None:
-        """Progress so far; with ``tokens`` (generated so far) the bar also shows rows/s and tokens/s.
-        The bar appears with the first event, so an input error found before the work starts is shown
-        alone."""
-        if not isinstance(event, events.Progress):
-            return
-        if self._task is None:
-            self._progress.start()
-            self._task = self._progress.add_task(self._description, total=event.total, info="", unit=self._unit)
-        info = ""
-        elapsed = self._progress.tasks[0].elapsed or 0.0
-        if event.tokens is not None and elapsed > 0:
-            info = f"{event.done / elapsed:.1f} {self._unit}/s  {event.tokens / elapsed:.0f} tokens/s"
-        self._progress.update(self._task, completed=event.done, total=event.total, info=info)
-
-
 def labelled(report: Any, names: list[str], output: str) -> None:
     """The summary line of ``steer label``."""
     plain(f"{report.written} records labelled, {report.skipped} already done; {report.total} in all "
@@ -284,72 +106,6 @@ def prepared(result: Any) -> None:
                   f"rejected {rejected}; {state}: [bold]{result.path}[/]")
 
 
-BAR_UNITS = {"tokenize": "examples", "generate": "answers"}
-
-
-class TrainDisplay:
-    """Live view of a training run, fed by the trainer's events: a bar with loss, lr, tokens/s, ETA
-    (and the quickstart's stages and generation progress)."""
-
-    def __init__(self) -> None:
-        from rich.progress import BarColumn, MofNCompleteColumn, TextColumn, TimeElapsedColumn, TimeRemainingColumn
-
-        self._progress = _progress(TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(),
-                                   TextColumn("{task.fields[info]}"), TimeElapsedColumn(), TextColumn("eta"),
-                                   TimeRemainingColumn())
-        self._bars: dict[str, Any] = {}
-        self._fields = {"loss": "-", "lr": "-", "tok/s": "-", "eval": "-"}
-        self._started = False  # the display starts with the first event (input errors come first, alone)
-
-    def __enter__(self) -> TrainDisplay:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        if self._started:
-            self._progress.stop()
-
-    def _info(self) -> str:
-        f = self._fields
-        return f"loss {f['loss']}  lr {f['lr']}  {f['tok/s']} tok/s  eval {f['eval']}"
-
-    def __call__(self, event: Any) -> None:
-        if not self._started:
-            self._progress.start()
-            self._started = True
-        if isinstance(event, events.Progress):
-            self._bar(event)
-        elif isinstance(event, events.DataReady):
-            self._progress.console.print(
-                f"data: {event.train} train / {event.eval} eval examples, {event.tokens:,} tokens "
-                f"({event.loss:,} {event.loss_unit}){', cached' if event.cached else ''}: {event.path}")
-        elif isinstance(event, events.Stage):
-            self._progress.console.print(f"[bold]{event.index}/{event.count} {event.title}[/]")
-        elif isinstance(event, events.TrainLog):
-            self._log(event.values)
-
-    def _bar(self, event: events.Progress) -> None:
-        """A bar per stage of work (tokenize, train, generate); the training bar also shows loss, lr,
-        tokens/s and the last evaluation loss."""
-        if event.stage not in self._bars:
-            info = self._info() if event.stage == "train" else BAR_UNITS.get(event.stage, "")
-            self._bars[event.stage] = self._progress.add_task(event.stage, total=event.total, completed=event.done, info=info)
-        task = self._bars[event.stage]
-        if event.stage == "train":
-            elapsed = next(t for t in self._progress.tasks if t.id == task).elapsed or 0.0
-            if event.tokens is not None and elapsed > 0:
-                self._fields["tok/s"] = f"{event.tokens / elapsed:,.0f}"
-            self._progress.update(task, completed=event.done, total=event.total, info=self._info())
-        else:
-            self._progress.update(task, completed=event.done, total=event.total)
-
-    def _log(self, values: Mapping[str, float]) -> None:
-        for key, name, fmt in (("loss", "loss", "{:.4f}"), ("learning_rate", "lr", "{:.2e}"), ("eval_loss", "eval", "{:.4f}")):
-            if key in values:
-                self._fields[name] = fmt.format(values[key])
-        if "train" in self._bars:
-            self._progress.update(self._bars["train"], info=self._info())
-
-
 def trained(result: Any) -> None:
     """Summary after ``steer train`` (a :class:`steer.train.loop.RunResult`): loss, the per-attribute
     validation table when the task reports one, the run directory and what to run next."""
@@ -371,63 +127,6 @@ def metrics_table(table: Mapping[str, Mapping[str, float]]) -> None:
     for name, row in table.items():
         out.add_row(name, *("-" if row.get(m) is None else f"{row[m]:.3f}" for m in ("mae", "rmse", "pearson")))
     console.print(out)
-
-
-def stream(piece: str) -> None:
-    """Write streamed model text as it arrives (no markup interpretation)."""
-    console.file.write(piece)
-    console.file.flush()
-
-
-def stream_answer(pieces: Iterable[Any]) -> None:
-    """Show a streamed answer as it arrives, then its dim line; on Ctrl-C or an error the line is
-    ended and the exception passed on."""
-    final = None
-    try:
-        for piece in pieces:
-            if isinstance(piece, str):
-                stream(piece)
-            else:
-                final = piece
-    except BaseException:
-        stream_end(None)
-        raise
-    stream_end(final)
-
-
-def stream_end(response: Any) -> None:
-    """Finish a streamed answer with a dim line: tokens, seconds, tokens/s, why it stopped."""
-    console.file.write("\n")
-    if response is not None:
-        err_console.print(f"[dim]{response.completion_tokens} tokens, {response.seconds:.2f} s, "
-                          f"{response.tokens_per_s:.1f} tokens/s, {response.finish_reason}[/]")
-
-
-def ask(prompt: str) -> str:
-    """Read one line from the user (``input`` so pipes and terminals both work)."""
-    return input(prompt)
-
-
-def dim(message: str) -> None:
-    err_console.print(f"[dim]{message}[/]", highlight=False)
-
-
-def serving(name: str, host: str, port: int, schema: Any) -> None:
-    """The line ``steer serve`` shows before the server's own log."""
-    steering = ", ".join(schema.names) if schema is not None else "values"
-    dim(f"serving {name} on http://{host}:{port}/v1 (steering: {steering})")
-
-
-def vllm_plan(command: str, stop: tuple[str, ...]) -> None:
-    """The ``vllm serve`` command and the stop strings requests to it need."""
-    plain(command)
-    if stop:
-        dim(f"this template's stop strings: {list(stop)} (send them as 'stop' in requests to vLLM)")
-
-
-def chat_banner(model: str, steering: str) -> None:
-    err_console.print(f"[bold]steer chat[/] {model}\n[dim]steering: {steering}\n"
-                      "/help for commands, Ctrl-C stops an answer, /quit or Ctrl-D leaves[/]", highlight=False)
 
 
 def _num(value: float | None, digits: int = 2) -> str:
@@ -536,3 +235,6 @@ def value_matching(result: dict) -> None:
         text = row["value"] if len(row["value"]) <= 70 else row["value"][:67] + "..."
         table.add_row(text, pct(row["win_rate"]))
     console.print(table)
+
+
+__all__ = ['inspect_example', 'inspect_legend', 'inspection', 'load_summary', 'data_stats', 'labelled', 'batch_done', 'prepared', 'trained', 'metrics_table', 'steerability', 'side_effects', 'length_bias', 'samples', 'quickstart', 'value_matching']
