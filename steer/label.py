@@ -20,6 +20,7 @@ from steer.data.records import PreferencePair, Record
 from steer.errors import UsageError
 from steer.events import Events, Progress
 from steer.outputs import BatchReport, append_rows, changed, refuse_stale, resume
+from steer.runs import model_id
 
 
 def _conversations(record: Record) -> list[list[dict]]:
@@ -113,5 +114,5 @@ def run(apm_path: str, source: str, out: str | Path, *, format: str = "auto", sp
     apm = APM.load(apm_path)
     records, loaded = load(source, format=format, split=split, skip_invalid=skip_invalid)
     report = label_records(apm, records, out, raw=raw, batch_size=batch_size, total=len(records), progress=progress,
-                           labelled_by=str(Path(apm_path).resolve()), inputs=(source,))
+                           labelled_by=model_id(apm_path), inputs=(source,))
     return report, apm, sum(loaded.rejected.values())

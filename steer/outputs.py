@@ -69,6 +69,16 @@ def write_text_atomic(path: str | Path, text: str, **checks: Any) -> Path:
     return Path(path)
 
 
+def _json_object(line: str) -> dict | None:
+    """The JSON object on ``line``, or None for anything else (not JSON, nested too deep, an integer
+    too long to convert, not an object)."""
+    try:
+        row = json.loads(line)
+    except (ValueError, RecursionError):  # JSONDecodeError is a ValueError
+        return None
+    return row if isinstance(row, dict) else None
+
+
 def jsonl_with(path: Path, keys: Sequence[str]) -> bool:
     """Whether ``path`` is empty or its first row is a JSON object holding ``keys`` (a file this kind
     of output wrote)."""
@@ -76,11 +86,8 @@ def jsonl_with(path: Path, keys: Sequence[str]) -> bool:
         first = next((line for line in handle if line.strip()), None)
     if first is None:
         return True
-    try:
-        row = json.loads(first)
-    except json.JSONDecodeError:
-        return False
-    return isinstance(row, dict) and all(k in row for k in keys)
+    row = _json_object(first)
+    return row is not None and all(k in row for k in keys)
 
 
 def written_rows(path: Path, field: str) -> dict[str, dict]:
@@ -93,11 +100,8 @@ def written_rows(path: Path, field: str) -> dict[str, dict]:
     for number, line in enumerate(data[: data.rfind(b"\n") + 1].decode("utf-8", errors="replace").splitlines(), start=1):
         if not line.strip():
             continue
-        try:
-            row = json.loads(line)
-        except (json.JSONDecodeError, RecursionError, ValueError):
-            row = None
-        if not isinstance(row, dict) or field not in row:
+        row = _json_object(line)
+        if row is None or field not in row:
             raise UsageError(f"{path}:{number}: not a row this command wrote (no {field!r}); "
                              "give another --output, or remove the file to start over")
         rows[str(row[field])] = row

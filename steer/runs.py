@@ -17,7 +17,7 @@ from typing import Any
 from steer.attributes import Schema, get_schema
 from steer.errors import TemplateError, UsageError
 from steer.outputs import write_text_atomic
-from steer.templates import TEMPLATE_KINDS, SteerTemplate, for_tokenizer
+from steer.templates import SteerTemplate, for_tokenizer
 
 RUN_FILE = "steer.json"
 RECIPE_FILE = "recipe.yaml"  # the resolved recipe a run was trained with
@@ -85,6 +85,13 @@ def missing_folder(name: str | Path) -> bool:
     if path.is_dir():
         return False
     return path.is_absolute() or text.startswith((".", "~")) or path.exists() or text.count("/") > 1
+
+
+def model_id(model: str | Path) -> str:
+    """What a job records as the model it used (and a resume compares): a local folder's absolute
+    path, so ``./run`` and ``run`` agree, or a hub id as given."""
+    folder = Path(model).expanduser()
+    return str(folder.resolve()) if folder.is_dir() else str(model)
 
 
 def resolve(model: str | Path) -> ModelRef:
@@ -173,8 +180,6 @@ def ensure_padding(tokenizer: Any) -> Any:
 def model_template(tokenizer: Any, spec: dict | None, *, kind: str | None = None, schema: str | None = None) -> SteerTemplate:
     """The steering template of a model: the one it was trained with (its tokenizer's chat template and
     ``steer.json``), or ``kind`` built over its own chat template (``--template`` overrides both)."""
-    if kind is not None and kind not in TEMPLATE_KINDS:
-        raise UsageError(f"--template {kind}: unknown template (known: {', '.join(TEMPLATE_KINDS)})", field="template")
     if spec is not None and kind is None:
         t = spec["template"]
         built = get_schema(schema) if schema is not None else Schema.from_dict(t["schema"]) if t.get("schema") else None
@@ -185,5 +190,5 @@ def model_template(tokenizer: Any, spec: dict | None, *, kind: str | None = None
     built = get_schema(schema or "helpsteer") if chosen != "janus" or schema else None
     try:
         return for_tokenizer(chosen, built, tokenizer)
-    except TemplateError as err:  # a steer-wrapped template asked to wrap again, or no chat template
-        raise UsageError(f"--template {chosen}: {err}") from None
+    except (TemplateError, UsageError) as err:  # an unknown kind, a steer-wrapped template asked to wrap again,
+        raise UsageError(f"--template {chosen}: {err}", field="template") from None  # or no chat template

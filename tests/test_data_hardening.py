@@ -16,6 +16,7 @@ from hypothesis import strategies as st
 from steer.attributes import SCHEMAS, Attribute, Schema
 from steer.data.loader import FORMATS, load
 from steer.data.records import DataError
+from steer.errors import UsageError
 from tests import fixtures
 from tests.conftest import run_cli
 
@@ -45,6 +46,8 @@ FILES = {  # name -> (bytes, what the one-line error says)
     "empty.jsonl": (b"", "no rows"),
     "surrogate.jsonl": (json.dumps({**GOOD, "response": "a \\ud800 b"}).replace("\\\\", "\\").encode() + b"\n",
                         "lone surrogate"),
+    # deep enough that a recursive walk for surrogates overflows, shallow enough for json to parse
+    "deep-surrogate.jsonl": (b'{"messages": ' + b"[" * 600 + b'"\\ud800"' + b"]" * 600 + b"}\n", "lone surrogate"),
 }
 
 
@@ -182,6 +185,18 @@ def test_rejects_never_overwrite_an_input_a_link_or_a_file_they_did_not_write(tm
     again = run_cli("data", "stats", str(data), "--skip-invalid", "--rejects", str(fresh), "--json")
     assert again.returncode == 0 and len(fresh.read_text().splitlines()) == 1  # its own file: replaced, not appended
     assert [p.name for p in fresh.parent.iterdir()] == ["rejects.jsonl"]  # no temporary file left behind
+
+
+def test_any_first_line_that_is_not_one_of_our_rows_is_not_ours(tmp_path):
+    from steer.outputs import jsonl_with, written_rows
+
+    for name, text in (("huge.jsonl", "9" * 5000), ("deep.jsonl", "[" * 100_000 + "]" * 100_000),
+                       ("list.jsonl", "[1]"), ("notjson.jsonl", "hello")):
+        path = tmp_path / name
+        path.write_text(text + "\n")
+        assert not jsonl_with(path, ["row"])
+        with pytest.raises(UsageError, match=f"{name}:1: not a row this command wrote"):
+            written_rows(path, "row")
 
 
 def test_a_failed_load_leaves_the_old_rejects_file_whole(tmp_path):

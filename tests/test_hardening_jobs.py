@@ -66,6 +66,24 @@ def test_batch_refuses_to_resume_with_other_settings_and_never_writes_onto_its_i
     assert unrelated.read_bytes() == kept  # not even its unfinished last line was cut
 
 
+def test_batch_rows_that_are_not_text_are_bad_rows_and_a_folder_is_the_same_model_however_named(tmp_path, monkeypatch):
+    from steer.engines.base import Sampling
+    from steer.generate import batch
+
+    src = tmp_path / "in.jsonl"
+    src.write_bytes(b'{"id": 1, "prompt": "fine"}\n{"id": 2, "prompt": "caf\xe9"}\n{"id": 3, "prompt": "a \\ud800 b"}\n')
+    (tmp_path / "run").mkdir()
+    monkeypatch.chdir(tmp_path)
+    out, engine, greedy = tmp_path / "out.jsonl", EchoEngine(), Sampling(temperature=0, max_new_tokens=4)
+    report = batch.run(engine, src, out, greedy, model="run")
+    assert (report.written, report.errors) == (1, 2)
+    errors = [json.loads(line) for line in batch.errors_path(out).read_text().splitlines()]
+    assert [e["line"] for e in errors] == [2, 3] and "not UTF-8" in errors[0]["reason"]
+    assert "lone surrogate" in errors[1]["reason"]
+    assert json.loads(out.read_text())["settings"]["model"] == str(tmp_path / "run")
+    assert batch.run(engine, src, out, greedy, model="./run").skipped == 1  # not refused as another model
+
+
 def test_cli_batch_refusal_is_one_line_before_any_progress(tmp_path, shared_assets):
     src = tmp_path / "in.jsonl"
     src.write_text(json.dumps({"id": 1, "prompt": "Story"}) + "\n")
@@ -226,3 +244,12 @@ def test_help_shows_plain_metavars_and_long_jobs_print_lines_without_a_terminal(
     assert any(line.startswith("tokenize ") for line in lines)
     assert [line.split()[1] for line in lines if line.startswith("train ")][-1] == "4/4"
     assert not any("\x1b[" in line for line in lines)  # no terminal control codes in a log
+
+
+def test_resuming_drops_the_metrics_logged_after_the_checkpoint_and_any_row_it_cannot_place(tmp_path):
+    from steer.train.loop import METRICS_FILE, trim_metrics
+
+    path = tmp_path / METRICS_FILE
+    path.write_text('{"step": 5, "loss": 1.0}\n{"step": null}\n{"step": 12, "loss": 0.5}\n{"step": 1')
+    trim_metrics(tmp_path, 10)
+    assert path.read_text() == '{"step": 5, "loss": 1.0}\n'

@@ -65,6 +65,24 @@ def test_idle_connections_never_block_health_or_requests_and_are_closed(server):
             s.close()
 
 
+def test_a_kept_alive_connection_that_trickles_its_next_headers_is_closed(server):
+    """The header deadline starts again after each response: one quick request does not buy a
+    connection the right to trickle the next request's headers forever."""
+    _, base = server
+    sock = socket.create_connection(("127.0.0.1", _port(base)))
+    sock.sendall(b"GET /health HTTP/1.1\r\nHost: x\r\n\r\n")
+    sock.settimeout(TIMEOUT * 10)
+    answer = b""
+    while b"}" not in answer:  # the whole /health reply
+        answer += sock.recv(4096)
+    assert answer.startswith(b"HTTP/1.1 200"), answer[:200]
+    sock.sendall(b"GET /health HTTP/1.1\r\nHost")  # and never the rest
+    try:
+        assert _closed(sock, TIMEOUT * 15)
+    finally:
+        sock.close()
+
+
 def test_a_body_that_trickles_in_gets_408_and_others_are_served_meanwhile(server):
     import httpx
 
@@ -109,6 +127,8 @@ DEEP = '{"messages": ' + "[" * 100_000 + "]" * 100_000 + "}"
     ({"messages": [{"role": "user", "content": [{"type": "text", "text": 5}]}]}, 400, "must be a string"),
     ({"messages": [{"role": "user", "content": [{"kind": "text"}]}]}, 400, "a part is"),
     ('{"messages": [{"role": "user", "content": "a \\ud800 b"}]}', 400, "lone surrogate"),
+    ('{"messages": ' + "[" * 600 + '"\\ud800"' + "]" * 600 + "}", 400, "lone surrogate"),
+    ('{"messages": ' + "[" * 400 + "]" * 400 + "}", 400, "messages"),
     ('{"messages": [{"role": "user", "content": "hi"}], "steer": {"values": ["\\udfff"]}}', 400, "lone surrogate"),
     ('{"messages": [{"role": "user", "content": "hi"}], "temperature": NaN}', 400, "finite"),
     ({"messages": [{"role": "user", "content": "hi"}], "top_p": 1e309}, 400, "finite"),
@@ -179,7 +199,7 @@ def test_the_batcher_drops_requests_whose_client_left_and_drain_refuses_the_wait
 
     from steer.engines.base import Response, Sampling
     from steer.serve.app import APIError, Server
-    from steer.serve.batcher import Batcher, ServerClosing, Ticket
+    from steer.serve.batcher import Batcher, ClientGone, ServerClosing, Ticket
 
     release, seen = threading.Event(), []
 
@@ -217,9 +237,12 @@ def test_the_batcher_drops_requests_whose_client_left_and_drain_refuses_the_wait
 
     with pytest.raises((asyncio.TimeoutError, TimeoutError)):
         asyncio.run(ask())
+    dropped = server.submit(Ticket("dropped", Sampling(seed=6)))
+    dropped.cancel.set()
     release.set()
+    assert isinstance(dropped.future.exception(5), ClientGone)  # answered, so nothing waits on it
     time.sleep(0.3)
-    assert "left" not in seen  # the request of the client that left was never generated
+    assert "left" not in seen and "dropped" not in seen  # requests of clients that left never run
     server.drain()
     with pytest.raises(APIError) as err:
         server.submit(Ticket("after", Sampling()))
@@ -238,3 +261,17 @@ def test_the_vllm_command_carries_the_key_in_its_environment_only(tmp_path, shar
         "serve", str(shared_assets / "models/stories260k"), "--template", "steerlm", "--engine", "vllm", "--print-command",
         "--api-key", "sk-secret", env={"XDG_CACHE_HOME": str(tmp_path)})
     assert shown.returncode == 0 and "sk-secret" not in shown.stdout + shown.stderr
+
+
+def test_an_empty_or_unreadable_key_is_refused_not_served_open(tmp_path, shared_assets):
+    from tests.conftest import run_cli
+
+    model = str(shared_assets / "models/stories260k")
+    empty, binary = tmp_path / "empty.key", tmp_path / "binary.key"
+    empty.write_text("  \n")
+    binary.write_bytes(b"\xff\xfe")
+    for args, needle in ((("--api-key-file", str(empty)), "the file is empty"),
+                         (("--api-key-file", str(binary)), "not UTF-8"), (("--api-key", " "), "--api-key is empty")):
+        result = run_cli("serve", model, "--template", "steerlm", "--engine", "vllm", "--print-command", *args,
+                         env={"XDG_CACHE_HOME": str(tmp_path)})
+        assert result.returncode == 2 and needle in result.stderr and "Traceback" not in result.stderr, result.stderr

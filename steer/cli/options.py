@@ -121,16 +121,31 @@ def loading_options(fn: Callable) -> Callable:
     return option_group("loading", LOADING, lambda **kw: kw)(fn)
 
 
+# read by transformers, huggingface_hub and datasets when they are imported
+QUIET_ENV = {"TRANSFORMERS_VERBOSITY": "error", "HF_HUB_DISABLE_PROGRESS_BARS": "1",
+             "HF_DATASETS_DISABLE_PROGRESS_BARS": "1"}
+
+
 def quiet_libraries() -> None:
-    """Keep transformers/datasets chatter (load bars, advisory warnings) off the user's terminal."""
+    """Keep transformers/datasets chatter (load bars, advisory warnings) off the user's terminal.
+
+    Through their environment variables, so that a command never imports a library (datasets costs
+    a second) only to quiet it; one already imported is told directly."""
+    import sys
     import warnings
 
-    import datasets
-    import transformers
+    if os.environ.get("STEER_DEBUG") == "1":
+        return
+    for name, value in QUIET_ENV.items():
+        os.environ.setdefault(name, value)
+    if "transformers" in sys.modules:
+        import transformers
 
-    if os.environ.get("STEER_DEBUG") != "1":
         transformers.logging.set_verbosity_error()
         transformers.utils.logging.disable_progress_bar()
+    if "datasets" in sys.modules:
+        import datasets
+
         datasets.disable_progress_bars()
-        warnings.filterwarnings("ignore", category=UserWarning)
-        warnings.filterwarnings("ignore", category=FutureWarning)
+    warnings.filterwarnings("ignore", category=UserWarning)
+    warnings.filterwarnings("ignore", category=FutureWarning)

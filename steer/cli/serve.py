@@ -40,6 +40,12 @@ def serve(
             api_key = Path(api_key_file).read_text(encoding="utf-8").strip()
         except OSError as err:
             raise UsageError(f"--api-key-file {api_key_file}: {err.strerror}") from None
+        except UnicodeDecodeError:
+            raise UsageError(f"--api-key-file {api_key_file}: not UTF-8 text") from None
+        if not api_key:
+            raise UsageError(f"--api-key-file {api_key_file}: the file is empty (an empty key would let anyone in)")
+    elif api_key is not None and not api_key.strip():
+        raise UsageError("--api-key is empty (an empty key would let anyone in); leave it out to serve without one")
     engine, template, schema = model_options["engine"], model_options["template"], model_options["schema"]
     if engine == "vllm":
         from steer.engines.vllm import INSTALL

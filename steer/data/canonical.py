@@ -79,9 +79,10 @@ def _scores(value: Any, column: str) -> dict[str, float] | None:
     return out
 
 
-def _alternating(messages: list[Message], column: str, *, ends_with: str) -> None:
+def alternating(messages: list[Message], column: str, *, ends_with: str) -> None:
+    """Refuse turns that do not alternate user/assistant from a user turn to an ``ends_with`` one."""
     roles = [m.role for m in messages]
-    if any(a == b for a, b in zip(roles, roles[1:])) or roles[0] != "user" or roles[-1] != ends_with:
+    if not roles or any(a == b for a, b in zip(roles, roles[1:])) or roles[0] != "user" or roles[-1] != ends_with:
         raise DataError("malformed turns", f"turns must alternate user/assistant, start with user and end with {ends_with}",
                         column=column)
 
@@ -98,7 +99,7 @@ def convert(row: Mapping, key: str, schema: Schema | None = None) -> Record:
         raise DataError("wrong type", "meta must be an object", column="meta")
     if row.get("type") == "preference" or "chosen" in row:
         prompt = _messages(fields.get(row, "prompt"), "prompt", schema)
-        _alternating(prompt, "prompt", ends_with="user")
+        alternating(prompt, "prompt", ends_with="user")
         labels = row.get("labels") or {}
         if not isinstance(labels, Mapping):
             raise DataError("wrong type", "labels must be an object", column="labels")
@@ -108,5 +109,5 @@ def convert(row: Mapping, key: str, schema: Schema | None = None) -> Record:
     if row.get("type") not in (None, "sft"):
         raise DataError("wrong type", f"type must be sft or preference, got {row.get('type')!r}", column="type")
     messages = _messages(fields.get(row, "messages"), "messages", schema)
-    _alternating(messages, "messages", ends_with="assistant")
+    alternating(messages, "messages", ends_with="assistant")
     return Conversation(messages=messages, **common)

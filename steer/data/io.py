@@ -19,7 +19,7 @@ import lzma
 import re
 import sys
 import zlib
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, Any
@@ -30,7 +30,7 @@ _OPENERS = {".gz": gzip.open, ".xz": lzma.open, ".bz2": bz2.open}
 LOCAL_KINDS = ("jsonl", "json", "parquet", "csv")
 # a JSON \u escape of a UTF-16 surrogate: only lines holding one can hold a lone surrogate
 _SURROGATE_ESCAPE = re.compile(r"\\u[dD][89abcdefABCDEF]")
-csv.field_size_limit(min(sys.maxsize, 2**31 - 1))  # long responses are fields of many MB
+_CSV_FIELD_LIMIT = min(sys.maxsize, 2**31 - 1)  # long responses are fields of many MB
 
 Row = tuple[int, dict | DataError]
 
@@ -61,7 +61,7 @@ def _open_binary(path: Path, compression: str | None) -> IO[bytes]:
     return _OPENERS[compression](path, "rb") if compression else open(path, "rb")
 
 
-def _text(line: bytes, where: str, number: int) -> str:
+def decode_line(line: bytes, where: str, number: int | None) -> str:
     """One line as text; not UTF-8 is a ``DataError`` naming the line."""
     try:
         return line.decode("utf-8")
@@ -73,22 +73,25 @@ def _text(line: bytes, where: str, number: int) -> str:
 def _lines(handle: IO[bytes], where: str) -> Iterator[str]:
     """The lines of a binary file as text, each decoded on its own so an error names its line."""
     for number, line in enumerate(handle, start=1):
-        yield _text(line, where, number)
+        yield decode_line(line, where, number)
 
 
 def has_lone_surrogate(value: Any) -> bool:
     """Whether a string inside ``value`` (nested lists and dicts too) holds a lone UTF-16 surrogate,
-    which JSON can escape but no text encoding can write."""
-    if isinstance(value, str):
-        try:
-            value.encode("utf-8")
-        except UnicodeEncodeError:
-            return True
-        return False
-    if isinstance(value, dict):
-        return any(has_lone_surrogate(k) or has_lone_surrogate(v) for k, v in value.items())
-    if isinstance(value, list):
-        return any(has_lone_surrogate(v) for v in value)
+    which JSON can escape but no text encoding can write. Walks with a stack: any depth JSON parsed."""
+    stack = [value]
+    while stack:
+        item = stack.pop()
+        if isinstance(item, str):
+            try:
+                item.encode("utf-8")
+            except UnicodeEncodeError:
+                return True
+        elif isinstance(item, dict):
+            stack.extend(item.keys())
+            stack.extend(item.values())
+        elif isinstance(item, list):
+            stack.extend(item)
     return False
 
 
@@ -114,28 +117,27 @@ def _object(value: Any, where: str, number: int) -> dict:
     return value
 
 
-def _row(text: str, where: str, number: int, lenient: bool) -> dict | DataError:
+def _row_or_error(read: Callable[[], dict], lenient: bool) -> dict | DataError:
+    """``read()``'s row; a row it cannot read is raised, or with ``lenient`` returned in its place."""
     try:
-        return _object(decode_json(text, where, number), where, number)
+        return read()
     except DataError as err:
         if lenient:
             return err
         raise
 
 
+def _row(text: str, where: str, number: int, lenient: bool) -> dict | DataError:
+    return _row_or_error(lambda: _object(decode_json(text, where, number), where, number), lenient)
+
+
 def _jsonl(path: Path, compression: str | None, lenient: bool) -> Iterator[Row]:
+    where = str(path)
     with _open_binary(path, compression) as handle:
         for number, raw in enumerate(handle, start=1):
-            if not raw.strip():
-                continue
-            try:
-                line = _text(raw, str(path), number)
-            except DataError as err:
-                if not lenient:
-                    raise
-                yield number, err
-                continue
-            yield number, _row(line, str(path), number, lenient)
+            if raw.strip():
+                yield number, _row_or_error(
+                    lambda: _object(decode_json(decode_line(raw, where, number), where, number), where, number), lenient)
 
 
 def _json(path: Path, compression: str | None, lenient: bool) -> Iterator[Row]:
@@ -159,11 +161,7 @@ def _json(path: Path, compression: str | None, lenient: bool) -> Iterator[Row]:
     if not isinstance(data, list):
         raise DataError("invalid json", "a .json file must hold a list of row objects", where=str(path))
     for number, row in enumerate(data, start=1):
-        if isinstance(row, dict) or not lenient:
-            yield number, _object(row, str(path), number)
-        else:
-            yield number, DataError("invalid json", f"a row must be a JSON object, got {type(row).__name__}",
-                                    where=str(path), row=number)
+        yield number, _row_or_error(lambda: _object(row, str(path), number), lenient)
 
 
 def _parquet(path: Path, compression: str | None, lenient: bool) -> Iterator[Row]:
@@ -184,6 +182,7 @@ def _parquet(path: Path, compression: str | None, lenient: bool) -> Iterator[Row
 def _csv(path: Path, compression: str | None, lenient: bool) -> Iterator[Row]:
     """CSV rows as strings (the loaders convert each cell: no guessing of a column's type from a chunk);
     a row with more or fewer fields than the header is refused. Line numbers count the header as 1."""
+    csv.field_size_limit(_CSV_FIELD_LIMIT)
     with _open_binary(path, compression) as handle:
         reader = csv.reader(_lines(handle, str(path)), strict=True)
         try:
@@ -197,13 +196,14 @@ def _csv(path: Path, compression: str | None, lenient: bool) -> Iterator[Row]:
                 if len(fields) == len(header):
                     yield number, dict(zip(header, fields))
                     continue
-                err = DataError("malformed row", f"{len(fields)} fields, the header has {len(header)}",
-                                where=str(path), row=number)
-                if not lenient:
-                    raise err
-                yield number, err
+                yield number, _row_or_error(lambda: _ragged(fields, header, str(path), number), lenient)
         except csv.Error as err:
             raise DataError("unreadable file", f"malformed CSV ({err})", where=str(path), row=reader.line_num) from None
+
+
+def _ragged(fields: list[str], header: list[str], where: str, number: int) -> dict:
+    """Refuses a CSV row whose field count is not the header's (always raises)."""
+    raise DataError("malformed row", f"{len(fields)} fields, the header has {len(header)}", where=where, row=number)
 
 
 _READERS = {"jsonl": _jsonl, "json": _json, "parquet": _parquet, "csv": _csv}

@@ -15,7 +15,7 @@ from collections.abc import Mapping
 
 from steer.attributes import SCHEMAS, Schema
 from steer.data import fields
-from steer.data.canonical import attributes
+from steer.data.canonical import alternating, attributes
 from steer.data.records import Conversation, DataError, Message
 
 SFT_COLUMNS = ("system", "conversations")
@@ -58,10 +58,7 @@ def convert_sft(row: Mapping, key: str, schema: Schema | None = None) -> Convers
             raise DataError("wrong type", f"label must be an attribute string or null, got {label!r}", column=f"{where}.label")
         attrs = parse_label(label, f"{where}.label", schema) if role == "assistant" and label else None
         messages.append(Message(role, text, attrs))
-    roles = [m.role for m in messages]
-    if not roles or roles[0] != "user" or roles[-1] != "assistant" or any(a == b for a, b in zip(roles, roles[1:])):
-        raise DataError("malformed turns", "turns must alternate User/Assistant, start with User and end with Assistant",
-                        column="conversations")
+    alternating(messages, "conversations", ends_with="assistant")
     meta = {"dataset": row["dataset"]} if isinstance(row.get("dataset"), str) else {}
     return Conversation(id=key, messages=messages, system=fields.optional_text(row, "system"), meta=meta)
 
@@ -87,10 +84,7 @@ def _turns(text: str) -> tuple[str, list[Message]]:
 def convert_rm(row: Mapping, key: str, schema: Schema | None = None) -> Conversation:
     """One NeMo regression reward-model example: the conversation, the labels on its last reply."""
     system, messages = _turns(fields.text(row, "text"))
-    roles = [m.role for m in messages]
-    if not roles or roles[0] != "user" or roles[-1] != "assistant" or any(a == b for a, b in zip(roles, roles[1:])):
-        raise DataError("malformed turns", "turns must alternate User/Assistant and end with the rated reply",
-                        column="text")
+    alternating(messages, "text", ends_with="assistant")  # the last reply is the rated one
     label = fields.get(row, "label")
     if not isinstance(label, list) or len(label) != len(NINE):
         raise DataError("wrong type", f"label must be a list of {len(NINE)} values in NeMo's order ({', '.join(NINE)})",

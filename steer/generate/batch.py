@@ -21,12 +21,13 @@ from pathlib import Path
 from typing import Any
 
 from steer.attributes import Schema, require_schema
-from steer.data.io import decode_json
+from steer.data.io import decode_json, decode_line
 from steer.data.records import DataError
 from steer.engines.base import Engine, Sampling
 from steer.errors import UsageError
 from steer.events import Events, Progress
 from steer.outputs import BatchReport, append_rows, changed, refuse_stale, resume
+from steer.runs import model_id
 from steer.steering import Steering, content_images, parse_attributes, row_messages, steering_from, steering_prompt
 
 
@@ -72,10 +73,10 @@ def parse_grid(items: Sequence[str], schema: Schema | None) -> dict[str, list[in
     return grid
 
 
-def _parse_row(line: str, where: str, schema: Schema | None, seen: set[str], defaults: Steering,
+def _parse_row(line: bytes, where: str, schema: Schema | None, seen: set[str], defaults: Steering,
                reads_images: bool) -> tuple[dict, list[dict], Steering]:
-    try:
-        row = decode_json(line, where, None)  # a lone surrogate, say, is a bad row here, not a crash mid-batch
+    try:  # not UTF-8, or a lone surrogate, is a bad row here, not a crash mid-batch
+        row = decode_json(decode_line(line, where, None), where, None)
     except DataError as err:
         raise UsageError(str(err)) from None
     if not isinstance(row, dict) or "id" not in row:
@@ -106,14 +107,14 @@ def iter_jobs(path: str | Path, schema: Schema | None, grid: dict[str, list[int]
     defaults = defaults or Steering()
     seen: set[str] = set()
     points = [dict(zip(grid, combo)) for combo in itertools.product(*grid.values())] if grid else [{}]
-    with open(path, encoding="utf-8") as handle:
+    with open(path, "rb") as handle:
         for n, line in enumerate(handle, start=1):
             if not line.strip():
                 continue
             try:
                 row, messages, steering = _parse_row(line, f"{path}:{n}", schema, seen, defaults, reads_images)
             except UsageError as err:
-                yield BadRow(n, str(err), line.rstrip("\n"))
+                yield BadRow(n, str(err), line.decode("utf-8", "replace").rstrip("\n"))
                 continue
             for point in points:
                 yield Job(row, messages, steering_from(schema, attributes=point, base=steering), point)
@@ -202,7 +203,7 @@ def run(engine: Engine, input_path: str | Path, output: str | Path, sampling: Sa
         total = sum(1 for line in handle if line.strip()) * max(1, len(list(itertools.product(*points.values()))))
     jobs = iter_jobs(path, schema, points, defaults, getattr(engine, "reads_images", False))
     template = engine.template
-    settings = {"model": model, "template": {"kind": template.kind, "schema": template.schema.name if template.schema else None,
+    settings = {"model": model_id(model) if model else None, "template": {"kind": template.kind, "schema": template.schema.name if template.schema else None,
                                              "sha256": hashlib.sha256(template.source.encode()).hexdigest()[:16]}}
     return run_batch(engine, jobs, output, sampling, batch_size=batch_size, total=total, progress=progress,
                      settings=settings, inputs=[path])

@@ -17,8 +17,8 @@ from typing import Any
 
 from steer.engines.base import Prompt, Response, Sampling, check_context, text_prompts
 from steer.errors import SteerError, UsageError
-from steer.serve.batcher import Batcher, QueueFull, ServerClosing, Ticket
-from steer.serve.requests import APIError, Limits, check_text, messages_from, request_steering, sampling_from
+from steer.serve.batcher import Batcher, ClientGone, QueueFull, ServerClosing, Ticket
+from steer.serve.requests import APIError, Limits, messages_from, request_steering, sampling_from
 from steer.steering import steering_prompt
 
 
@@ -96,13 +96,15 @@ class Server:
         job = self.submit(Ticket(prompt, sampling))
         future = asyncio.wrap_future(job.future)
         try:
-            while gone is not None and not future.done():
+            while gone is not None and not future.done() and not job.cancel.is_set():
                 await asyncio.wait({future}, timeout=0.5)
                 if not future.done() and await gone():
-                    job.cancel.set()
+                    job.cancel.set()  # the batcher drops it (ClientGone), or it is running and finishes
             return await future
         except ServerClosing:
             raise closing() from None
+        except ClientGone:
+            raise APIError(499, "the client closed the connection before its request ran") from None
         finally:
             if not job.future.done():
                 job.cancel.set()  # cancelled (the client left, or the server's grace ran out): never run it
@@ -197,12 +199,12 @@ def create_app(server: Server) -> Any:
         declared = request.headers.get("content-length")
         if declared and declared.isdigit() and int(declared) > server.limits.max_body_bytes:
             raise APIError(413, f"request body over {server.limits.max_body_bytes} bytes")
-        raw = b""
+        raw = bytearray()
         async for part in request.stream():
             raw += part
             if len(raw) > server.limits.max_body_bytes:
                 raise APIError(413, f"request body over {server.limits.max_body_bytes} bytes")
-        return raw
+        return bytes(raw)
 
     async def read_json(request: Request) -> Any:
         server.check_key(request.headers.get("authorization"))
@@ -216,7 +218,6 @@ def create_app(server: Server) -> Any:
             raise APIError(400, "invalid JSON body: not UTF-8") from None
         except DataError as err:
             raise APIError(400, f"invalid JSON body: {err.detail}") from None
-        check_text(data)
         return data
 
     async def completion(request: Request, chat: bool) -> Any:

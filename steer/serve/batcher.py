@@ -1,7 +1,8 @@
 """A bounded request queue in front of one engine: a worker thread takes what is waiting, batches
 requests with the same sampling settings into one ``engine.generate`` call, and streams the rest.
 
-A request whose client has gone (its ``cancel`` is set) is dropped before it runs; on shutdown
+A request whose client has gone (its ``cancel`` is set) is dropped before it runs (answered with
+:class:`ClientGone`, so nothing waits on it); on shutdown
 (:meth:`Batcher.drain`) every request still waiting is answered with :class:`ServerClosing` (a 503)
 at once, and only what is already running finishes.
 """
@@ -24,6 +25,10 @@ class QueueFull(Exception):
 
 class ServerClosing(Exception):
     """The server is shutting down: the request was not started (a 503)."""
+
+
+class ClientGone(Exception):
+    """The request's client left before it ran, so it never will (its ``cancel`` was set)."""
 
 
 @dataclass
@@ -103,6 +108,7 @@ class Batcher:
             except queue.Empty:
                 return batch, None
             if job is not None and job.cancel.is_set():
+                job.refuse(ClientGone())
                 continue
             if job is None or job.on_piece is not None or job.sampling != first.sampling:
                 return batch, job
@@ -117,6 +123,7 @@ class Batcher:
             if job is None:
                 return
             if job.cancel.is_set():  # its client went away while it waited
+                job.refuse(ClientGone())
                 continue
             if job.on_piece is not None:
                 self._stream(job)

@@ -1,5 +1,5 @@
 """Running the app under uvicorn so that no client can stall the others: a connection that has not
-sent its request headers within the timeout is closed (idle and slow clients cannot pile up), the
+sent its request headers within the timeout (of opening, or of its last response) is closed (idle and slow clients cannot pile up), the
 number of connections does not turn into 503s, and SIGTERM answers every waiting request with a 503
 at once while the ones already running finish."""
 
@@ -11,17 +11,28 @@ from typing import Any
 
 def guarded_protocol(timeout_s: float) -> type:
     """uvicorn's HTTP/1.1 protocol, closing a connection that sends no complete request headers
-    within ``timeout_s`` seconds of opening."""
+    within ``timeout_s`` seconds of opening, or of its previous response (keep-alive)."""
     from uvicorn.protocols.http.h11_impl import H11Protocol
 
     class Guarded(H11Protocol):
         def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
             super().connection_made(transport)
+            self._arm()
+
+        def _arm(self) -> None:
+            # a request whose headers are complete gets a new cycle; the same cycle at the deadline
+            # means no request has begun since the deadline was set
+            self._armed_cycle = self.cycle
             self._deadline = self.loop.call_later(timeout_s, self._close_if_idle)
 
         def _close_if_idle(self) -> None:
-            if self.cycle is None and not self.transport.is_closing():  # no request has begun
+            if self.cycle is self._armed_cycle and not self.transport.is_closing():
                 self.transport.close()
+
+        def on_response_complete(self) -> None:
+            super().on_response_complete()
+            self._deadline.cancel()
+            self._arm()
 
         def connection_lost(self, exc: Exception | None) -> None:
             self._deadline.cancel()

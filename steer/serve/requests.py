@@ -11,7 +11,6 @@ from dataclasses import dataclass
 from typing import Any
 
 from steer.attributes import preset_values, require_schema
-from steer.data.io import has_lone_surrogate
 from steer.engines.base import Sampling
 from steer.errors import UsageError
 from steer.steering import Steering, blame, parse_attributes, parse_values, steering_from
@@ -144,12 +143,3 @@ def _check_parts(parts: list, i: int) -> None:
                            param="messages")
         if kind == "text" and not isinstance(part["text"], str):
             raise APIError(400, f"messages[{i}].content[{k}].text must be a string", param="messages")
-
-
-def check_text(body: Any) -> None:
-    """Refuse a body holding a string with a lone surrogate (JSON can escape one; no text encoding can
-    write it, so the tokenizer would fail)."""
-    if has_lone_surrogate(body):
-        raise APIError(400, "a string in the request holds a lone surrogate (\\ud800-\\udfff): not valid Unicode text")
-
-

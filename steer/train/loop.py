@@ -80,23 +80,27 @@ def is_main_process() -> bool:
 
 
 COMPLETE = "steer-complete"  # written into a checkpoint once everything in it is saved
-WEIGHTS = ("model.safetensors", "adapter_model.safetensors", "model.safetensors.index.json", "pytorch_model.bin",
-           "apm_head.safetensors")
+WEIGHTS = ("*.safetensors", "model.safetensors.index.json", "pytorch_model.bin")  # patterns
 
 
-def checkpoint_problem(folder: Path) -> str | None:
+def _marks_checkpoints(run_dir: Path) -> bool:
+    """Whether steer wrote the checkpoints in ``run_dir`` (one of them carries the mark)."""
+    return any((p / COMPLETE).is_file() for p in run_dir.glob("checkpoint-*"))
+
+
+def checkpoint_problem(folder: Path, marked_run: bool) -> str | None:
     """Why ``folder`` cannot be resumed from (None: it can). steer marks a checkpoint complete once it
-    is saved; one without the mark (written by other tools) must hold a readable trainer state and weights."""
+    is saved, so in a ``marked_run`` one without the mark is incomplete; in a run of other tools a
+    checkpoint must hold a readable trainer state and weights."""
     if (folder / COMPLETE).is_file():
         return None
     try:
         json.loads((folder / "trainer_state.json").read_text(encoding="utf-8"))
     except (OSError, ValueError):
         return "no readable trainer_state.json (it was being written when the run stopped)"
-    if not any((folder / name).is_file() for name in WEIGHTS) and not any(folder.glob("*.safetensors")):
+    if not any(any(folder.glob(pattern)) for pattern in WEIGHTS):
         return "no model weights"
-    marked = [p for p in folder.parent.glob("checkpoint-*") if (p / COMPLETE).is_file()]
-    return "not marked complete (the run stopped while saving it)" if marked else None
+    return "not marked complete (the run stopped while saving it)" if marked_run else None
 
 
 def _step(folder: Path) -> int:
@@ -111,17 +115,18 @@ def find_checkpoint(run_dir: Path, resume: str | bool) -> str:
     if not target.is_dir():
         raise UsageError(f"--resume: {target} is not a directory")
     if target.name.startswith("checkpoint-") or (target / "trainer_state.json").exists():
-        problem = checkpoint_problem(target)
+        problem = checkpoint_problem(target, _marks_checkpoints(target.parent))
         if problem:
             raise UsageError(f"--resume: {target} cannot be resumed from: {problem}")
         return str(target)
     found = sorted((p for p in target.glob("checkpoint-*") if p.is_dir() and _step(p) >= 0), key=_step, reverse=True)
     if not found:
         raise UsageError(f"--resume: no checkpoint-N folder in {target} (nothing to resume)")
+    marked = _marks_checkpoints(target)
     for folder in found:
-        if checkpoint_problem(folder) is None:
+        if checkpoint_problem(folder, marked) is None:
             return str(folder)
-    raise UsageError(f"--resume: no complete checkpoint in {target} ({found[0].name}: {checkpoint_problem(found[0])})")
+    raise UsageError(f"--resume: no complete checkpoint in {target} ({found[0].name}: {checkpoint_problem(found[0], marked)})")
 
 
 def trim_metrics(run_dir: Path, step: int) -> None:
@@ -137,8 +142,8 @@ def trim_metrics(run_dir: Path, step: int) -> None:
 def _logged_at(line: str) -> float:
     try:
         return float(json.loads(line).get("step", 0))
-    except (ValueError, AttributeError):
-        return float("inf")  # a line cut short by the kill
+    except (ValueError, AttributeError, TypeError):
+        return float("inf")  # a line cut short by the kill, or not a metrics row
 
 
 def check_adapter(folder: Path) -> None:
@@ -337,8 +342,6 @@ def train(recipe: Recipe, task: Task, *, resume: str | bool | None = None, event
 
     run_dir = Path(recipe.train.output_dir)
     checkpoint = find_checkpoint(run_dir, resume) if resume else None
-    if checkpoint and is_main_process():
-        trim_metrics(run_dir, _step(Path(checkpoint)))
     if checkpoint is None and run_dir.is_dir() and any(run_dir.glob("checkpoint-*")):
         raise UsageError(f"{run_dir} already holds checkpoints: pass --resume to continue, "
                          "or --set train.output_dir=... for a new run")
@@ -346,6 +349,8 @@ def train(recipe: Recipe, task: Task, *, resume: str | bool | None = None, event
     args = training_arguments(recipe, run_dir, has_eval, **task.arguments)
     encoder = recipe_encoder(recipe, task)  # the tokenizer is loaded once, here
     preflight(recipe, encoder.tokenizer)  # before any data is prepared or file written
+    if checkpoint and is_main_process():
+        trim_metrics(run_dir, _step(Path(checkpoint)))
     tokenizer, template = encoder.tokenizer, encoder.template
     train_ds, eval_ds = _datasets(recipe, task, encoder, events, args)
     tokenizer.chat_template = template.source
