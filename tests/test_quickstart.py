@@ -41,3 +41,20 @@ def test_quickstart_fast_steers(quickstart_fast):
         assert text in result.stdout, text
     again = run_cli("quickstart", "--fast", "--out", str(out))
     assert again.returncode == 2 and "already holds" in again.stderr
+
+
+def test_the_real_recipe_file_is_the_real_quickstarts_recipe(tmp_path):
+    """recipes/real/smollm2-steerlm.yaml trains what ``steer quickstart --real`` trains (its data aside:
+    the quickstart draws ``rows`` of the same corpus)."""
+    from steer import quickstart_real
+    from steer.config import load_recipe
+
+    from_file = load_recipe(REPO / "recipes/real/smollm2-steerlm.yaml").model_dump()
+    embedded = quickstart_real.recipe(tmp_path, quickstart_real.DEFAULT).model_dump()
+    for section in ("model", "template"):
+        assert from_file[section] == embedded[section], section
+    assert {k: v for k, v in from_file["data"].items() if k not in ("sources", "cache_dir")} == \
+        {k: v for k, v in embedded["data"].items() if k not in ("sources", "cache_dir")}
+    assert {k: v for k, v in from_file["train"].items() if k != "output_dir"} == \
+        {k: v for k, v in embedded["train"].items() if k != "output_dir"}
+    assert (REPO / from_file["data"]["sources"][0]["path"]).resolve() == quickstart_real.TRAIN_FILE.resolve()

@@ -25,10 +25,11 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
-def _start(model: str, *args: str) -> tuple[subprocess.Popen, str]:
+def _start(model: str, *args: str, template: str | None = "steerlm") -> tuple[subprocess.Popen, str]:
     port = _free_port()
     env = {**os.environ, "PYTHONPATH": str(REPO)}
-    proc = subprocess.Popen([sys.executable, "-m", "steer.cli", "serve", model, "--template", "steerlm", "--port", str(port),
+    chosen = ["--template", template] if template else []
+    proc = subprocess.Popen([sys.executable, "-m", "steer.cli", "serve", model, *chosen, "--port", str(port),
                              *args], env=env, cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     base = f"http://127.0.0.1:{port}"
     import httpx

@@ -25,7 +25,9 @@ def eval_steerability(
     model: ModelArg,
     prompts: Annotated[str, typer.Option("--prompts", help="JSONL rows with 'prompt' or 'messages' (steer data synth writes prompts.jsonl).")],
     attrs: Annotated[list[str], typer.Option("--attr", help="Attribute to sweep (repeatable; default: those the judge measures).")] = [],  # noqa: B006
-    judge: Annotated[str, typer.Option("--judge", help="length (verbosity), fkgl (complexity), oracle (synthetic prompts) or apm:PATH.")] = "oracle",
+    judge: Annotated[str, typer.Option("--judge", help="length (verbosity), fkgl (complexity), oracle (synthetic prompts) or apm:PATH; several joined by commas (length,fkgl).")] = "oracle",
+    by: Annotated[str, typer.Option("--by", help="attributes (the model's conditioning) or instructions (the prompting baseline: an instruction per level as the system message; any chat model).")] = "attributes",
+    instructions: Annotated[Optional[str], typer.Option("--instructions", help="JSON {attribute: {level: instruction}} for --by instructions (default: steer's built-in table for verbosity and complexity).")] = None,
     max_new_tokens: MaxNewOpt = 128,
     batch_size: BatchOpt = 64,
     engine: EngineOpt = "hf",
@@ -40,7 +42,8 @@ def eval_steerability(
 
     result = _with_bar(as_json, lambda events: evaluate(
         model, prompts, judge=judge, attributes=attrs, max_new_tokens=max_new_tokens, batch_size=batch_size,
-        engine=engine, template=template, schema=schema, plot_path=plot_path, events=events))
+        engine=engine, template=template, schema=schema, by=by, instructions=instructions, plot_path=plot_path,
+        events=events))
     if as_json:
         ui.print_json(result)
     else:

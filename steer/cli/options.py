@@ -34,7 +34,7 @@ ModelArg = Annotated[str, typer.Argument(help="A steer run directory, an exporte
 SystemOpt = Annotated[Optional[str], typer.Option("--system", help="System message.")]
 ValueOpt = Annotated[list[str], typer.Option("--value", help="A value statement, Janus-style (repeatable).")]
 EngineOpt = Annotated[str, typer.Option("--engine", help="hf (transformers) or vllm.")]
-TemplateOpt = Annotated[Optional[str], typer.Option("--template", help="Override the steering format: steerlm, chat or janus.")]
+TemplateOpt = Annotated[Optional[str], typer.Option("--template", help="Override the steering format: steerlm, chat (an attribute line in the model's own template) or janus (value statements only; the default for a model steer did not train).")]
 ModelSchemaOpt = Annotated[Optional[str], typer.Option("--schema", help="Attribute schema (default: the model's own).")]
 TemperatureOpt = Annotated[float, typer.Option("--temperature", help="0 is greedy.")]
 MaxNewOpt = Annotated[int, typer.Option("--max-new-tokens")]
@@ -123,7 +123,8 @@ def loading_options(fn: Callable) -> Callable:
 
 # read by transformers, huggingface_hub and datasets when they are imported
 QUIET_ENV = {"TRANSFORMERS_VERBOSITY": "error", "HF_HUB_DISABLE_PROGRESS_BARS": "1",
-             "HF_DATASETS_DISABLE_PROGRESS_BARS": "1"}
+             "HF_DATASETS_DISABLE_PROGRESS_BARS": "1",
+             "TQDM_DISABLE": "1"}  # bars that call tqdm directly (transformers' GGUF reader)
 
 
 def quiet_libraries() -> None:

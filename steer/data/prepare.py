@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 import random
 import shutil
 from collections import Counter
@@ -27,6 +26,7 @@ from steer.data.loader import LoadReport, load
 from steer.data.records import Conversation, DataError, Record
 from steer.errors import UsageError
 from steer.events import Events, Progress
+from steer.models import cache_home
 from steer.templates import SteerTemplate
 
 CHUNK = 512
@@ -88,10 +88,10 @@ class Prepared:
 
 
 def cache_root(data: DataConfig) -> Path:
-    """The recipe's cache folder, else $STEER_CACHE/prepared, else ~/.cache/steer/prepared."""
+    """The recipe's cache folder, else steer's cache (``models.cache_home``) ``/prepared``."""
     if data.cache_dir:
         return Path(data.cache_dir)
-    return Path(os.environ.get("STEER_CACHE", Path.home() / ".cache" / "steer")) / "prepared"
+    return cache_home() / "prepared"
 
 
 def _digest_path(path: Path, h: Any) -> None:

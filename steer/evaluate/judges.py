@@ -73,7 +73,21 @@ def apm_judge(path: str, batch_size: int = 16) -> tuple[Judge, tuple[str, ...]]:
 
 
 def make_judge(spec: str) -> tuple[Judge, tuple[str, ...] | None]:
-    """The judge for ``spec`` and the attributes it measures (None: every attribute of the schema)."""
+    """The judge for ``spec`` and the attributes it measures (None: every attribute of the schema);
+    judges joined by commas (``length,fkgl``) run together, their findings merged."""
+    if "," in spec:
+        parts = [make_judge(part.strip()) for part in spec.split(",")]
+        if any(measured is None for _, measured in parts):
+            raise UsageError(f"--judge {spec}: only judges of named attributes combine (length, fkgl, apm:PATH)")
+
+        def joined(rows: Sequence[Mapping[str, Any]], texts: Sequence[str]) -> list[dict[str, Any]]:
+            found: list[dict[str, Any]] = [{} for _ in texts]
+            for judge, _ in parts:
+                for into, more in zip(found, judge(rows, texts)):
+                    into.update(more)
+            return found
+
+        return joined, tuple(name for _, measured in parts for name in measured or ())
     if spec == "length":
         return _each(lambda row, text: {"verbosity": len(text)}), ("verbosity",)
     if spec == "fkgl":

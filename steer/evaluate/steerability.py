@@ -12,9 +12,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from steer.attributes import Schema, require_schema
+from steer.attributes import Schema, get_schema, require_schema
 from steer.engines.base import Sampling
 from steer.errors import UsageError
+from steer.evaluate.instructions import check as check_instructions
+from steer.evaluate.instructions import load as load_instructions
 from steer.evaluate.judges import Judge
 from steer.events import Events, Progress
 from steer.stats import spearman
@@ -23,23 +25,30 @@ from steer.steering import Steering, row_messages, steering_from, steering_promp
 
 @dataclass(frozen=True)
 class Request:
-    """One generation of a sweep: ``attribute`` set to ``level``, the others at their defaults."""
+    """One generation of a sweep: ``attribute`` set to ``level``, the others at their defaults; or,
+    for the prompting baseline, ``instruction`` as the system message instead of any attribute."""
 
     attribute: str
     level: int
     prompt_index: int
     attributes: dict[str, int] = field(hash=False, compare=False)
+    instruction: str | None = None
 
 
-def sweep(schema: Schema, n_prompts: int, names: Sequence[str] | None = None) -> Iterator[Request]:
-    """Every (attribute, level, prompt) of the sweep, the attribute's whole range at each prompt."""
+def sweep(schema: Schema, n_prompts: int, names: Sequence[str] | None = None,
+          instructions: Mapping[str, Mapping[int, str]] | None = None) -> Iterator[Request]:
+    """Every (attribute, level, prompt) of the sweep, the attribute's whole range at each prompt
+    (``instructions``: each level asked for by its instruction, not by an attribute)."""
     defaults = schema.defaults()
     for attr in schema.attributes:
         if names and attr.name not in names:
             continue
         for level in range(attr.min, attr.max + 1):
             for i in range(n_prompts):
-                yield Request(attr.name, level, i, {**defaults, attr.name: level})
+                if instructions is not None:
+                    yield Request(attr.name, level, i, {}, instructions[attr.name][level])
+                else:
+                    yield Request(attr.name, level, i, {**defaults, attr.name: level})
 
 
 def read_prompts(path: str) -> list[dict]:
@@ -76,8 +85,9 @@ def generate(engine: Any, rows: Sequence[Mapping[str, Any]], requests: Sequence[
              events: Events | None = None, batch: int = 100) -> list[str]:
     """The engine's answer to every request of a sweep (rows hold ``prompt`` or ``messages``)."""
     schema = engine.template.schema
-    jobs = [(row_messages(dict(rows[r.prompt_index]), "prompt"), steering_from(schema, attributes=r.attributes))
-            for r in requests]
+    jobs = [(row_messages(dict(rows[r.prompt_index]), "prompt"),
+             steering_from(schema, system=r.instruction) if r.instruction is not None
+             else steering_from(schema, attributes=r.attributes)) for r in requests]
     return answer(engine, jobs, sampling, events, batch)
 
 
@@ -92,35 +102,55 @@ class Sweep:
 
 
 def run(engine: Any, rows: Sequence[Mapping[str, Any]], judge: Judge, names: Sequence[str], sampling: Sampling, *,
-        events: Events | None = None, batch: int = 64) -> Sweep:
+        events: Events | None = None, batch: int = 64,
+        instructions: Mapping[str, Mapping[int, str]] | None = None) -> Sweep:
     """Sweep ``names`` (each over its range, the others at their defaults) on every prompt row, generate
-    with ``engine``, judge every answer, and summarise requested against realised."""
-    schema = require_schema(engine.template.schema, "attributes")
+    with ``engine``, judge every answer, and summarise requested against realised. With
+    ``instructions`` each level is asked for in the system message (a model without an attribute
+    schema sweeps HelpSteer's ranges)."""
+    schema = sweep_schema(engine.template.schema, instructions is not None)
     for name in names:
         schema.get(name)  # an unknown name is a one-line error with a suggestion
-    requests = list(sweep(schema, len(rows), names))
+    if instructions is not None:
+        check_instructions(instructions, schema, list(names))
+    requests = list(sweep(schema, len(rows), names, instructions))
     texts = generate(engine, rows, requests, sampling, events, batch)
     judged = judge([rows[r.prompt_index] for r in requests], texts)
     return Sweep(requests, texts, judged, summarize(requests, judged, schema))
 
 
+def sweep_schema(schema: Schema | None, instructed: bool) -> Schema:
+    """The ranges a sweep walks: the model's schema; for the prompting baseline on a model without
+    one, HelpSteer's (verbosity and complexity 0-4)."""
+    if instructed and schema is None:
+        return get_schema("helpsteer")
+    return require_schema(schema, "attributes")
+
+
 def evaluate(model: str, prompts: str, *, judge: str = "oracle", attributes: Sequence[str] = (), max_new_tokens: int = 128,
              batch_size: int = 64, engine: str = "hf", template: str | None = None, schema: str | None = None,
-             plot_path: str | None = None, events: Events | None = None) -> dict:
+             by: str = "attributes", instructions: str | None = None, plot_path: str | None = None,
+             events: Events | None = None) -> dict:
     """``steer eval steerability``: load the judge, the prompts and the model, sweep (greedy), judge,
-    summarise, and plot when asked."""
+    summarise, and plot when asked. ``by``: ``attributes`` (steer's conditioning) or ``instructions``
+    (the prompting baseline: an instruction per level in the system message)."""
     from steer.engines.load import load_engine
     from steer.evaluate.judges import make_judge
 
+    if by not in ("attributes", "instructions"):
+        raise UsageError(f"--by must be attributes or instructions, not {by!r}", field="by")
+    if instructions is not None and by != "instructions":
+        raise UsageError("--instructions needs --by instructions", field="instructions")
+    table = load_instructions(instructions) if by == "instructions" else None
     judge_fn, measured = make_judge(judge)
     rows = read_prompts(prompts)
     loaded = load_engine(model, engine=engine, template=template, schema=schema)
-    sch = require_schema(loaded.template.schema, "attributes")
+    sch = sweep_schema(loaded.template.schema, table is not None)
     names = list(attributes) or list(measured or sch.names)
     result = run(loaded, rows, judge_fn, names, Sampling(temperature=0.0, max_new_tokens=max_new_tokens),
-                 events=events, batch=batch_size)
+                 events=events, batch=batch_size, instructions=table)
     png = plot(result.summary, result.requests, result.judged, plot_path) if plot_path else None
-    return {"model": model, "judge": judge, "prompts": len(rows), "attributes": result.summary, "plot": png}
+    return {"model": model, "judge": judge, "by": by, "prompts": len(rows), "attributes": result.summary, "plot": png}
 
 
 def monotonicity_violations(means: Sequence[float | None]) -> int:

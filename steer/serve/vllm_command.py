@@ -4,21 +4,21 @@ template and LoRA adapter wired in, so production traffic runs on vLLM's own Ope
 from __future__ import annotations
 
 import hashlib
-import os
 import shlex
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from steer.models import cache_home
 from steer.runs import TEMPLATE_FILE, ModelRef, load_tokenizer, model_template, resolve
 
 
 def template_file(model: str, source: str) -> Path:
     """A file holding the steering chat template: the model's own (``chat_template.jinja``) when it is
-    that template, else a copy in steer's cache (``$XDG_CACHE_HOME/steer/templates``)."""
+    that template, else a copy in steer's cache (``models.cache_home()/templates``)."""
     own = Path(model) / TEMPLATE_FILE
     if own.is_file() and own.read_text(encoding="utf-8") == source:
         return own
-    cache = Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "steer" / "templates"
+    cache = cache_home() / "templates"
     cache.mkdir(parents=True, exist_ok=True)
     path = cache / f"{hashlib.sha256(source.encode()).hexdigest()[:16]}.jinja"
     if not path.is_file():

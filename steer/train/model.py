@@ -54,9 +54,13 @@ def load_base(cfg: ModelConfig, *, packing: bool, quantize: bool = False, backbo
 
 
 def model_ref(name: str | None) -> str | None:
-    """A local directory made absolute (adapter configs and steer.json point at it); a hub id as given."""
+    """A local directory made absolute (adapter configs and steer.json point at it), a known alias
+    its pulled folder; a hub id as given."""
     from pathlib import Path
 
+    from steer.models import local_path
+
+    name = local_path(name) if name else name
     return str(Path(name).resolve()) if name and Path(name).is_dir() else name
 
 

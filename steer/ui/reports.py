@@ -220,6 +220,38 @@ def quickstart(report: Mapping[str, Any], out: str, plot: str | None) -> None:
     console.print(f"  steer chat {model}")
 
 
+def real_quickstart(report: Mapping[str, Any], out: str, plots: list[str]) -> None:
+    """``steer quickstart --real``: the prompting baseline and SteerLM side by side, samples, costs."""
+    s = report["settings"]
+    console.print(f"\n[bold]{report['model']}[/]: verbosity and complexity asked for at 0..4 on {s['prompts']} held-out "
+                  "prompts (greedy); realised verbosity = characters, complexity = Flesch-Kincaid grade.")
+    table = Table(title_justify="left")
+    table.add_column("attribute")
+    table.add_column("steered by")
+    for level in range(5):
+        table.add_column(f"= {level}", justify="right")
+    table.add_column("Spearman", justify="right")
+    for name in ("verbosity", "complexity"):
+        for method, key in (("instructions (untrained)", "baseline"), ("SteerLM attributes", "steerlm")):
+            row = report[key][name]
+            means = {lv["requested"]: lv["realised"] for lv in row["levels"]}
+            table.add_row(name, method, *[_num(means.get(level), 0 if name == "verbosity" else 1) for level in range(5)],
+                          _num(row["spearman"]))
+    console.print(table)
+    prompt = report["samples"]["prompt"]
+    for key, title in (("baseline", "prompted"), ("steerlm", "SteerLM")):
+        rows = {f"{name} ({title})": {int(k): v for k, v in texts.items()} for name, texts in report["samples"][key].items()}
+        samples(prompt, {k: v for k, v in rows.items() if k.startswith("verbosity")})
+    t = report["timings"]
+    console.print(f"time: model {t['pull_s']:.0f} s, baseline sweep {t['baseline_s']:.0f} s, training {t['train_s']:.0f} s, "
+                  f"SteerLM sweep {t['steerlm_s']:.0f} s, total {t['total_s']:.0f} s")
+    console.print(f"report: [bold]{out}/report.json[/]   plots: " + "  ".join(f"[bold]{p}[/]" for p in plots))
+    console.print("\n[bold]Next[/]:")
+    console.print(f"  steer generate {report['run']} \"{prompt}\" --attr verbosity=0")
+    console.print(f"  steer generate {report['run']} \"{prompt}\" --attr verbosity=4 --attr complexity=4")
+    console.print(f"  steer chat {report['run']}")
+
+
 def value_matching(result: dict) -> None:
     """``steer eval values``: matched vs mismatched statements, overall and per statement."""
     pct = lambda x: "-" if x is None else f"{100 * x:.1f}%"  # noqa: E731
@@ -237,4 +269,27 @@ def value_matching(result: dict) -> None:
     console.print(table)
 
 
-__all__ = ['inspect_example', 'inspect_legend', 'inspection', 'load_summary', 'data_stats', 'labelled', 'batch_done', 'prepared', 'trained', 'metrics_table', 'steerability', 'side_effects', 'length_bias', 'samples', 'quickstart', 'value_matching']
+def models_table(rows: Any, home: str) -> None:
+    """``steer models list``: each alias, its source and whether it is pulled (and as which dtype)."""
+    table = Table(title_justify="left")
+    for column in ("alias", "source", "pulled", "about"):
+        table.add_column(column)
+    for row in rows:
+        table.add_row(row.alias, row.source, row.dtype or "[dim]no[/]", row.about)
+    console.print(table)
+    plain(f"pulled models live in {home} (set STEER_MODELS to move them)")
+
+
+def pulled(record: Mapping[str, Any]) -> None:
+    """What ``steer models pull`` left, and how to use it."""
+    state = "already pulled" if record["reused"] else "pulled"
+    plain(f"{record['alias']} {state}: {record['path']} ({record['dtype']}, {record['parameters']:,} parameters, "
+          f"{record['license']})")
+    check = record.get("check") or {}
+    if check and not check.get("equal"):
+        plain(f"note: in {record['dtype']} the greedy answer to {check['prompt']!r} is {check['converted']!r}; "
+              f"the GGUF file's is {check['gguf']!r}")
+    plain(f'try: steer generate {record["alias"]} "What is the capital of France?"')
+
+
+__all__ = ['inspect_example', 'inspect_legend', 'inspection', 'load_summary', 'data_stats', 'labelled', 'batch_done', 'prepared', 'trained', 'metrics_table', 'steerability', 'side_effects', 'length_bias', 'samples', 'quickstart', 'value_matching', 'models_table', 'pulled', 'real_quickstart']
