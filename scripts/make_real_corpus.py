@@ -72,7 +72,7 @@ def main() -> None:
     parser.add_argument("--out", default=str(Path(__file__).parent.parent / "steer" / "corpora"))
     parser.add_argument("--max-new-tokens", type=int, default=128)
     parser.add_argument("--batch", type=int, default=16)
-    parser.add_argument("--limit", type=int, default=96, help="the first N training prompts (0: all)")
+    parser.add_argument("--limit", type=int, default=0, help="only the first N training prompts (0: all of them)")
     args = parser.parse_args()
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)

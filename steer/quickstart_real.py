@@ -100,6 +100,7 @@ def samples(result: Any, prompt_index: int = 0) -> dict[str, dict[int, str]]:
 def run(out: Path, settings: Settings = DEFAULT, events: Events | None = None) -> dict:
     """The whole real quickstart; returns the report (also written to ``out/report.json``)."""
     from steer.models import path as path_of
+    from steer.outputs import write_text_atomic
     from steer.models import pull, pulled
     from steer.train import train
 
@@ -135,7 +136,7 @@ def run(out: Path, settings: Settings = DEFAULT, events: Events | None = None) -
                                       "instruction": r.instruction, "text": t, "realised": j}
                                      for r, t, j in zip(res.requests, res.texts, res.judged)]
                               for name, res in (("baseline", baseline), ("steerlm", steered))}}
-    (out / "report.json").write_text(json.dumps(report, indent=2), encoding="utf-8")
+    write_text_atomic(out / "report.json", json.dumps(report, indent=2))
     return report
 
 

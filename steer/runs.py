@@ -16,7 +16,7 @@ from typing import Any
 
 from steer.attributes import Schema, get_schema
 from steer.errors import TemplateError, UsageError
-from steer.models import local_path
+from steer.models import local_path, stamp
 from steer.outputs import write_text_atomic
 from steer.templates import SteerTemplate, for_tokenizer
 
@@ -90,9 +90,13 @@ def missing_folder(name: str | Path) -> bool:
 
 def model_id(model: str | Path) -> str:
     """What a job records as the model it used (and a resume compares): a local folder's absolute
-    path, so ``./run`` and ``run`` agree, or a hub id as given (a known alias: its pulled folder)."""
+    path, so ``./run`` and ``run`` agree, or a hub id as given. A pulled model (by alias or folder) adds
+    its dtype and pull time, so a re-pull is another model."""
     folder = Path(local_path(str(model))).expanduser()
-    return str(folder.resolve()) if folder.is_dir() else str(model)
+    if not folder.is_dir():
+        return str(model)
+    pull = stamp(folder)
+    return f"{folder.resolve()} ({pull})" if pull else str(folder.resolve())
 
 
 def resolve(model: str | Path) -> ModelRef:

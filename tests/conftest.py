@@ -86,7 +86,7 @@ def real_model() -> Path:
     if models.pulled(REAL_MODEL) is None:
         try:
             models.pull(REAL_MODEL)
-        except UsageError as err:
+        except (UsageError, OSError) as err:
             pytest.skip(f"{REAL_MODEL} cannot be pulled here: {err}")
     return models.path(REAL_MODEL)
 

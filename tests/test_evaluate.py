@@ -212,3 +212,5 @@ def test_instruction_files_and_judge_combinations_are_checked(tmp_path):
         make_judge("length,oracle")
     with pytest.raises(UsageError, match="unknown judge"):
         make_judge("length,vibes")
+    with pytest.raises(UsageError, match="more than one judge measures verbosity"):
+        make_judge("length,fkgl,length")

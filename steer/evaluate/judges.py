@@ -79,6 +79,10 @@ def make_judge(spec: str) -> tuple[Judge, tuple[str, ...] | None]:
         parts = [make_judge(part.strip()) for part in spec.split(",")]
         if any(measured is None for _, measured in parts):
             raise UsageError(f"--judge {spec}: only judges of named attributes combine (length, fkgl, apm:PATH)")
+        names = [name for _, measured in parts for name in measured or ()]
+        twice = sorted({name for name in names if names.count(name) > 1})
+        if twice:
+            raise UsageError(f"--judge {spec}: more than one judge measures {', '.join(twice)}")
 
         def joined(rows: Sequence[Mapping[str, Any]], texts: Sequence[str]) -> list[dict[str, Any]]:
             found: list[dict[str, Any]] = [{} for _ in texts]
@@ -87,7 +91,7 @@ def make_judge(spec: str) -> tuple[Judge, tuple[str, ...] | None]:
                     into.update(more)
             return found
 
-        return joined, tuple(name for _, measured in parts for name in measured or ())
+        return joined, tuple(names)
     if spec == "length":
         return _each(lambda row, text: {"verbosity": len(text)}), ("verbosity",)
     if spec == "fkgl":

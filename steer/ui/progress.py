@@ -161,7 +161,10 @@ class TrainDisplay:
 
     def _bar(self, event: events.Progress) -> None:
         """A bar per stage of work (tokenize, train, generate); the training bar also shows loss, lr,
-        tokens/s and the last evaluation loss."""
+        tokens/s and the last evaluation loss. A stage that starts again after finishing (the real
+        quickstart's second sweep) gets a bar, and a clock, of its own."""
+        if event.stage in self._bars and event.done == 0 and self._finished(self._bars[event.stage]):
+            del self._bars[event.stage]
         if event.stage not in self._bars:
             info = self._info() if event.stage == "train" else BAR_UNITS.get(event.stage, "")
             self._bars[event.stage] = self._progress.add_task(event.stage, total=event.total, completed=event.done, info=info)
@@ -173,6 +176,10 @@ class TrainDisplay:
             self._progress.update(task, completed=event.done, total=event.total, info=self._info())
         else:
             self._progress.update(task, completed=event.done, total=event.total)
+
+    def _finished(self, task_id: Any) -> bool:
+        task = next(t for t in self._progress.tasks if t.id == task_id)
+        return bool(task.total) and task.completed >= task.total
 
     def _log(self, values: Mapping[str, float]) -> None:
         for key, name, fmt in (("loss", "loss", "{:.4f}"), ("learning_rate", "lr", "{:.2e}"), ("eval_loss", "eval", "{:.4f}")):

@@ -283,8 +283,9 @@ def models_table(rows: Any, home: str) -> None:
 def pulled(record: Mapping[str, Any]) -> None:
     """What ``steer models pull`` left, and how to use it."""
     state = "already pulled" if record["reused"] else "pulled"
-    plain(f"{record['alias']} {state}: {record['path']} ({record['dtype']}, {record['parameters']:,} parameters, "
-          f"{record['license']})")
+    facts = [record.get("dtype"), f"{record['parameters']:,} parameters" if record.get("parameters") else None,
+             record.get("license")]
+    plain(f"{record.get('alias')} {state}: {record['path']} ({', '.join(f for f in facts if f)})")
     check = record.get("check") or {}
     if check and not check.get("equal"):
         plain(f"note: in {record['dtype']} the greedy answer to {check['prompt']!r} is {check['converted']!r}; "
