@@ -86,12 +86,18 @@ def pulled(alias: str) -> dict | None:
     """The pull record (``steer-model.json``) of ``alias``, or None when it has not been pulled (or
     its folder has lost its weights or config since)."""
     folder = models_home() / alias
+    record = _record(folder)
+    complete = (folder / "config.json").is_file() and any(folder.glob("*.safetensors"))
+    return record if complete else None
+
+
+def _record(folder: Path) -> dict | None:
+    """``steer-model.json`` of ``folder`` when it is a readable JSON object."""
     try:
         record = json.loads((folder / MARKER).read_text(encoding="utf-8"))
     except (OSError, ValueError):
         return None
-    complete = (folder / "config.json").is_file() and any(folder.glob("*.safetensors"))
-    return record if isinstance(record, dict) and complete else None
+    return record if isinstance(record, dict) else None
 
 
 def local_path(name: str) -> str:
@@ -106,11 +112,8 @@ def local_path(name: str) -> str:
 
 def stamp(folder: Path) -> str | None:
     """What tells two pulls into the same folder apart (dtype and time), for a folder steer pulled."""
-    try:
-        record = json.loads((folder / MARKER).read_text(encoding="utf-8"))
-    except (OSError, ValueError):
-        return None
-    return f"{record.get('dtype')}, pulled {record.get('pulled_at')}" if isinstance(record, dict) else None
+    record = _record(folder)
+    return f"{record.get('dtype')}, pulled {record.get('pulled_at')}" if record else None
 
 
 @dataclass(frozen=True)
