@@ -1,10 +1,13 @@
-"""Benchmark: `steer batch` (hf engine) vs a plain per-prompt `transformers` generate loop, same run.
+"""Benchmark: `steer batch` (hf engine) vs the peers a user would write with plain `transformers`:
+batched `model.generate` (same batch size, left padding) and a per-prompt generate loop, same run.
 
-The same tiny model (../shared/assets/models/stories260k, SteerLM format), 256 steered prompts,
-greedy decoding, the same max_new_tokens. Each side runs in its own process (peak RSS per side).
-Also times `steer generate` end to end (process start to last token) for one prompt.
+The same model, the same steered prompts (of mixed lengths), greedy decoding, the same max_new_tokens.
+Each side runs in its own process (peak RSS per side). Also times `steer generate` end to end
+(process start to last token) for one prompt. ``--model`` takes a folder or an alias: the tiny
+../shared/assets/models/stories260k (SteerLM format) by default, or smollm2-135m-instruct (its own
+chat template); ``--peers`` picks the peers (the loop is slow on a real model).
 
-    python bench/generate.py [--prompts 256] [--max-new-tokens 64] [--batch-size 64] [--out bench/results/generate.json]
+    python bench/generate.py [--model M] [--prompts 256] [--max-new-tokens 64] [--batch-size 64] [--peers batched,loop]
 """
 
 from __future__ import annotations
@@ -26,20 +29,27 @@ MODEL = ROOT.parent / "shared/assets/models/stories260k"
 TOPICS = ("a dog", "the sea", "a small robot", "two friends", "a rainy day", "a lost key", "the moon", "a garden")
 
 
-def write_prompts(path: Path, n: int) -> None:
+def write_prompts(path: Path, n: int, steered: bool) -> None:
+    """Prompts of mixed lengths; with ``steered`` each asks for a verbosity level (a SteerLM model)."""
     with open(path, "w") as handle:
         for i in range(n):
-            row = {"id": i, "prompt": f"Tell me a story about {TOPICS[i % len(TOPICS)]}" + " please" * (i % 5),
-                   "attributes": {"verbosity": i % 5}}
+            row = {"id": i, "prompt": f"Tell me a story about {TOPICS[i % len(TOPICS)]}" + " please" * (i % 5)}
+            if steered:
+                row["attributes"] = {"verbosity": i % 5}
             handle.write(json.dumps(row) + "\n")
 
 
-def run_steer(prompts: Path, out: Path, max_new: int, batch: int) -> dict:
+def template_kind(model: str) -> str | None:
+    """steerlm for the tiny model (no chat template), else the model's own (None)."""
+    return "steerlm" if model == str(MODEL) else None
+
+
+def run_steer(model: str, prompts: Path, out: Path, max_new: int, batch: int) -> dict:
     from steer.generate.batch import iter_jobs, run_batch
     from steer.engines.base import Sampling
     from steer.engines.load import load_engine
 
-    engine = load_engine(str(MODEL), template="steerlm")
+    engine = load_engine(model, template=template_kind(model), dtype="float32")
     start = time.perf_counter()
     run_batch(engine, iter_jobs(prompts, engine.template.schema, {}), out, Sampling(temperature=0, max_new_tokens=max_new),
               batch_size=batch)
@@ -48,42 +58,58 @@ def run_steer(prompts: Path, out: Path, max_new: int, batch: int) -> dict:
     return {"seconds": seconds, "tokens": tokens}
 
 
-def run_loop(prompts: Path, max_new: int) -> dict:
+def run_peer(model: str, prompts: Path, max_new: int, batch: int) -> dict:
+    """Plain transformers: ``model.generate`` on ``batch`` prompts at a time (left padding), or one at a
+    time when ``batch`` is 1; the prompts rendered by steer's template, as the user would."""
     import torch
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
-    from steer.runs import model_template
+    from steer.runs import model_template, resolve
     from steer.steering import Steering, steering_prompt
 
-    tok = AutoTokenizer.from_pretrained(str(MODEL))
-    model = AutoModelForCausalLM.from_pretrained(str(MODEL)).eval()
-    template = model_template(tok, None, kind="steerlm")
+    folder = resolve(model).weights
+    tok = AutoTokenizer.from_pretrained(folder, padding_side="left")
+    tok.pad_token = tok.pad_token or tok.eos_token
+    lm = AutoModelForCausalLM.from_pretrained(folder, dtype=torch.float32).eval()
+    template = model_template(tok, None, kind=template_kind(model))
     rows = [json.loads(line) for line in prompts.read_text().splitlines()]
-    texts = [steering_prompt(template, [{"role": "user", "content": r["prompt"]}], Steering(r["attributes"])).text for r in rows]
+    texts = [steering_prompt(template, [{"role": "user", "content": r["prompt"]}], Steering(r.get("attributes", {}))).text
+             for r in rows]
+    stops = list(template.stop) or None
     start = time.perf_counter()
     tokens = 0
     with torch.inference_mode():
-        for text in texts:
-            enc = tok(text, add_special_tokens=False, return_tensors="pt")
-            out = model.generate(**enc, max_new_tokens=max_new, do_sample=False, stop_strings=["<extra_id_1>"],
-                                 tokenizer=tok, pad_token_id=tok.eos_token_id)
-            tokens += out.shape[1] - enc["input_ids"].shape[1]
+        for i in range(0, len(texts), batch):
+            enc = tok(texts[i:i + batch], add_special_tokens=False, return_tensors="pt", padding=True)
+            out = lm.generate(**enc, max_new_tokens=max_new, do_sample=False, stop_strings=stops,
+                              tokenizer=tok, pad_token_id=tok.pad_token_id)
+            for row in out[:, enc["input_ids"].shape[1]:].tolist():
+                ends = [n for n, t in enumerate(row) if t in (tok.eos_token_id, tok.pad_token_id)]
+                tokens += ends[0] + 1 if ends else len(row)
     return {"seconds": time.perf_counter() - start, "tokens": tokens}
+
+
+NAMES = {"steer": "steer batch (hf)", "batched": "batched model.generate", "loop": "per-prompt generate loop"}
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--model", default=str(MODEL))
     parser.add_argument("--prompts", type=int, default=256)
     parser.add_argument("--max-new-tokens", type=int, default=64)
     parser.add_argument("--batch-size", type=int, default=64)
-    parser.add_argument("--out", default=str(ROOT / "bench/results/generate.json"))
+    parser.add_argument("--peers", default="batched,loop")
+    parser.add_argument("--out", default=None, help="JSON results (default bench/results/generate[-MODEL].json)")
     parser.add_argument("--one", help=argparse.SUPPRESS)
     parser.add_argument("--workdir", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.one:
         work = Path(args.workdir)
-        result = (run_steer(work / "prompts.jsonl", work / "out.jsonl", args.max_new_tokens, args.batch_size)
-                  if args.one == "steer" else run_loop(work / "prompts.jsonl", args.max_new_tokens))
+        if args.one == "steer":
+            result = run_steer(args.model, work / "prompts.jsonl", work / "out.jsonl", args.max_new_tokens, args.batch_size)
+        else:
+            result = run_peer(args.model, work / "prompts.jsonl", args.max_new_tokens,
+                              args.batch_size if args.one == "batched" else 1)
         result["peak_rss_mb"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
         print(json.dumps(result))
         return
@@ -91,10 +117,10 @@ def main() -> None:
 
     results = {}
     with tempfile.TemporaryDirectory() as tmp:
-        write_prompts(Path(tmp) / "prompts.jsonl", args.prompts)
-        for kind in ("steer", "loop"):
-            proc = subprocess.run([sys.executable, __file__, "--one", kind, "--workdir", tmp, "--max-new-tokens",
-                                   str(args.max_new_tokens), "--batch-size", str(args.batch_size)],
+        write_prompts(Path(tmp) / "prompts.jsonl", args.prompts, steered=template_kind(args.model) is not None)
+        for kind in ("steer", *[p for p in args.peers.split(",") if p]):
+            proc = subprocess.run([sys.executable, __file__, "--one", kind, "--workdir", tmp, "--model", args.model,
+                                   "--max-new-tokens", str(args.max_new_tokens), "--batch-size", str(args.batch_size)],
                                   capture_output=True, text=True)
             if proc.returncode != 0:
                 sys.exit(f"{kind} failed:\n{proc.stderr[-4000:]}")
@@ -102,23 +128,26 @@ def main() -> None:
             r["tokens_per_s"] = r["tokens"] / r["seconds"]
             results[kind] = r
         start = time.perf_counter()
-        one = subprocess.run([sys.executable, "-m", "steer", "generate", str(MODEL), "Tell me a story about a dog",
-                              "--template", "steerlm", "--temperature", "0", "--max-new-tokens", str(args.max_new_tokens),
-                              "--json"], capture_output=True, text=True, cwd=ROOT, env={**os.environ, "PYTHONPATH": str(ROOT)})
+        chosen = ["--template", template_kind(args.model)] if template_kind(args.model) else []
+        one = subprocess.run([sys.executable, "-m", "steer", "generate", args.model, "Tell me a story about a dog", *chosen,
+                              "--temperature", "0", "--max-new-tokens", str(args.max_new_tokens), "--json"],
+                             capture_output=True, text=True, cwd=ROOT, env={**os.environ, "PYTHONPATH": str(ROOT)})
         end_to_end = time.perf_counter() - start
         if one.returncode != 0:
             sys.exit(f"steer generate failed:\n{one.stderr[-2000:]}")
-    ratio = results["steer"]["tokens_per_s"] / results["loop"]["tokens_per_s"]
-    out = {"results": results, "steer_over_loop": ratio, "generate_end_to_end_s": end_to_end, "prompts": args.prompts,
-           "max_new_tokens": args.max_new_tokens, "batch_size": args.batch_size,
+    ratios = {f"steer_over_{k}": results["steer"]["tokens_per_s"] / r["tokens_per_s"] for k, r in results.items() if k != "steer"}
+    out = {"model": args.model, "results": results, **ratios, "generate_end_to_end_s": end_to_end, "prompts": args.prompts,
+           "max_new_tokens": args.max_new_tokens, "batch_size": args.batch_size, "date": time.strftime("%Y-%m-%d"),
            "machine": {"cpus": os.cpu_count(), "platform": platform.platform(), "torch": torch.__version__}}
-    print(f"{'':24}{'output tok/s':>14}{'tokens':>9}{'seconds':>9}{'peak RSS MB':>13}")
+    print(f"{'':26}{'output tok/s':>14}{'tokens':>9}{'seconds':>9}{'peak RSS MB':>13}")
     for kind, r in results.items():
-        name = "steer batch (hf)" if kind == "steer" else "per-prompt generate loop"
-        print(f"{name:24}{r['tokens_per_s']:>14,.0f}{r['tokens']:>9,}{r['seconds']:>9.1f}{r['peak_rss_mb']:>13,.0f}")
-    print(f"steer / loop: {ratio:.1f}x (target >= 8x); steer generate end to end: {end_to_end:.1f} s")
-    Path(args.out).parent.mkdir(parents=True, exist_ok=True)
-    Path(args.out).write_text(json.dumps(out, indent=2))
+        print(f"{NAMES[kind]:26}{r['tokens_per_s']:>14,.0f}{r['tokens']:>9,}{r['seconds']:>9.1f}{r['peak_rss_mb']:>13,.0f}")
+    print("  ".join(f"{k.replace('_over_', ' / ')}: {v:.2f}x" for k, v in ratios.items())
+          + f"; steer generate end to end: {end_to_end:.1f} s")
+    name = "generate" if args.model == str(MODEL) else f"generate-{Path(args.model).name}"
+    path = Path(args.out or ROOT / "bench/results" / f"{name}.json")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(out, indent=2))
 
 
 if __name__ == "__main__":
