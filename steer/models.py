@@ -143,6 +143,11 @@ def path(alias: str) -> Path:
     return Path(local_path(known(alias).alias))
 
 
+def ensure(alias: str, events: Events | None = None) -> Path:
+    """The folder of ``alias``: the pull there in whatever dtype, else a fresh (float32) pull."""
+    return models_home() / alias if pulled(alias) is not None else pull(alias, events=events).path
+
+
 @dataclass(frozen=True)
 class Pulled:
     """The result of ``pull``: the folder, its record, and whether it was already there."""

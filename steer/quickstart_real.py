@@ -99,9 +99,8 @@ def samples(result: Any, prompt_index: int = 0) -> dict[str, dict[int, str]]:
 
 def run(out: Path, settings: Settings = DEFAULT, events: Events | None = None) -> dict:
     """The whole real quickstart; returns the report (also written to ``out/report.json``)."""
-    from steer.models import path as path_of
+    from steer.models import ensure
     from steer.outputs import write_text_atomic
-    from steer.models import pull, pulled
     from steer.train import train
 
     emit = events or (lambda event: None)
@@ -114,7 +113,7 @@ def run(out: Path, settings: Settings = DEFAULT, events: Events | None = None) -
         clock = time.perf_counter()
 
     emit(Stage(1, 4, f"the real model ({MODEL})"))
-    model_path = str(pull(MODEL).path) if pulled(MODEL) is None else str(path_of(MODEL))  # any pulled dtype will do
+    model_path = str(ensure(MODEL))
     prompts = make_data(out, settings)
     lap("pull_s")
     emit(Stage(2, 4, "prompting baseline: an instruction per level, untrained model"))

@@ -83,12 +83,10 @@ def real_model() -> Path:
     from steer import models
     from steer.errors import UsageError
 
-    if models.pulled(REAL_MODEL) is None:
-        try:
-            models.pull(REAL_MODEL)
-        except (UsageError, OSError) as err:
-            pytest.skip(f"{REAL_MODEL} cannot be pulled here: {err}")
-    return models.path(REAL_MODEL)
+    try:
+        return models.ensure(REAL_MODEL)
+    except (UsageError, OSError) as err:
+        pytest.skip(f"{REAL_MODEL} cannot be pulled here: {err}")
 
 
 @pytest.fixture(scope="session")
