@@ -44,21 +44,31 @@ def template_kind(model: str) -> str | None:
     return "steerlm" if model == str(MODEL) else None
 
 
-def run_steer(model: str, prompts: Path, out: Path, max_new: int, batch: int) -> dict:
+def run_steer(model: str, prompts: Path, out: Path, max_new: int, batch: int, dtype: str = "float32") -> dict:
     from steer.generate.batch import iter_jobs, run_batch
     from steer.engines.base import Sampling
     from steer.engines.load import load_engine
 
-    engine = load_engine(model, template=template_kind(model), dtype="float32")
+    engine = load_engine(model, template=template_kind(model), dtype=dtype)
+    greedy = Sampling(temperature=0, max_new_tokens=max_new)
     start = time.perf_counter()
-    run_batch(engine, iter_jobs(prompts, engine.template.schema, {}), out, Sampling(temperature=0, max_new_tokens=max_new),
-              batch_size=batch)
+    run_batch(engine, iter_jobs(prompts, engine.template.schema, {}), out, greedy, batch_size=batch)
     seconds = time.perf_counter() - start
-    tokens = sum(json.loads(line)["completion_tokens"] for line in out.read_text().splitlines())
-    return {"seconds": seconds, "tokens": tokens}
+    lengths = [json.loads(line)["completion_tokens"] for line in out.read_text().splitlines()]
+    # what `steer chat` shows first: the streamed answer to one prompt (time to first token)
+    first = [r for r in engine.stream(engine.template.prompt([{"role": "user", "content": "Tell me a story"}]), greedy)
+             if not isinstance(r, str)][0]
+    return {"seconds": seconds, "tokens": sum(lengths), "lengths": length_stats(lengths),
+            "chat_first_token_s": first.first_token_seconds}
 
 
-def run_peer(model: str, prompts: Path, max_new: int, batch: int) -> dict:
+def length_stats(lengths: list[int]) -> dict:
+    """Output lengths: min, median, max (mixed lengths are where dropping finished rows pays)."""
+    ordered = sorted(lengths)
+    return {"min": ordered[0], "median": ordered[len(ordered) // 2], "max": ordered[-1]} if ordered else {}
+
+
+def run_peer(model: str, prompts: Path, max_new: int, batch: int, dtype: str = "float32") -> dict:
     """Plain transformers: ``model.generate`` on ``batch`` prompts at a time (left padding), or one at a
     time when ``batch`` is 1; the prompts rendered by steer's template, as the user would."""
     import torch
@@ -70,23 +80,24 @@ def run_peer(model: str, prompts: Path, max_new: int, batch: int) -> dict:
     folder = resolve(model).weights
     tok = AutoTokenizer.from_pretrained(folder, padding_side="left")
     tok.pad_token = tok.pad_token or tok.eos_token
-    lm = AutoModelForCausalLM.from_pretrained(folder, dtype=torch.float32).eval()
+    device = "cuda" if torch.cuda.is_available() else "cpu"
+    lm = AutoModelForCausalLM.from_pretrained(folder, dtype=getattr(torch, dtype)).to(device).eval()
     template = model_template(tok, None, kind=template_kind(model))
     rows = [json.loads(line) for line in prompts.read_text().splitlines()]
     texts = [steering_prompt(template, [{"role": "user", "content": r["prompt"]}], Steering(r.get("attributes", {}))).text
              for r in rows]
     stops = list(template.stop) or None
     start = time.perf_counter()
-    tokens = 0
+    lengths = []
     with torch.inference_mode():
         for i in range(0, len(texts), batch):
-            enc = tok(texts[i:i + batch], add_special_tokens=False, return_tensors="pt", padding=True)
+            enc = tok(texts[i:i + batch], add_special_tokens=False, return_tensors="pt", padding=True).to(device)
             out = lm.generate(**enc, max_new_tokens=max_new, do_sample=False, stop_strings=stops,
                               tokenizer=tok, pad_token_id=tok.pad_token_id)
             for row in out[:, enc["input_ids"].shape[1]:].tolist():
                 ends = [n for n, t in enumerate(row) if t in (tok.eos_token_id, tok.pad_token_id)]
-                tokens += ends[0] + 1 if ends else len(row)
-    return {"seconds": time.perf_counter() - start, "tokens": tokens}
+                lengths.append(ends[0] if ends else len(row))  # as steer counts: the EOS is not output
+    return {"seconds": time.perf_counter() - start, "tokens": sum(lengths), "lengths": length_stats(lengths)}
 
 
 NAMES = {"steer": "steer batch (hf)", "batched": "batched model.generate", "loop": "per-prompt generate loop"}
@@ -99,6 +110,7 @@ def main() -> None:
     parser.add_argument("--max-new-tokens", type=int, default=64)
     parser.add_argument("--batch-size", type=int, default=64)
     parser.add_argument("--peers", default="batched,loop")
+    parser.add_argument("--dtype", default="float32", choices=["float32", "bfloat16"])
     parser.add_argument("--out", default=None, help="JSON results (default bench/results/generate[-MODEL].json)")
     parser.add_argument("--one", help=argparse.SUPPRESS)
     parser.add_argument("--workdir", help=argparse.SUPPRESS)
@@ -106,10 +118,11 @@ def main() -> None:
     if args.one:
         work = Path(args.workdir)
         if args.one == "steer":
-            result = run_steer(args.model, work / "prompts.jsonl", work / "out.jsonl", args.max_new_tokens, args.batch_size)
+            result = run_steer(args.model, work / "prompts.jsonl", work / "out.jsonl", args.max_new_tokens, args.batch_size,
+                               args.dtype)
         else:
             result = run_peer(args.model, work / "prompts.jsonl", args.max_new_tokens,
-                              args.batch_size if args.one == "batched" else 1)
+                              args.batch_size if args.one == "batched" else 1, args.dtype)
         result["peak_rss_mb"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
         print(json.dumps(result))
         return
@@ -120,7 +133,8 @@ def main() -> None:
         write_prompts(Path(tmp) / "prompts.jsonl", args.prompts, steered=template_kind(args.model) is not None)
         for kind in ("steer", *[p for p in args.peers.split(",") if p]):
             proc = subprocess.run([sys.executable, __file__, "--one", kind, "--workdir", tmp, "--model", args.model,
-                                   "--max-new-tokens", str(args.max_new_tokens), "--batch-size", str(args.batch_size)],
+                                   "--max-new-tokens", str(args.max_new_tokens), "--batch-size", str(args.batch_size),
+                                   "--dtype", args.dtype],
                                   capture_output=True, text=True)
             if proc.returncode != 0:
                 sys.exit(f"{kind} failed:\n{proc.stderr[-4000:]}")
@@ -143,7 +157,8 @@ def main() -> None:
     for kind, r in results.items():
         print(f"{NAMES[kind]:26}{r['tokens_per_s']:>14,.0f}{r['tokens']:>9,}{r['seconds']:>9.1f}{r['peak_rss_mb']:>13,.0f}")
     print("  ".join(f"{k.replace('_over_', ' / ')}: {v:.2f}x" for k, v in ratios.items())
-          + f"; steer generate end to end: {end_to_end:.1f} s")
+          + f"; steer generate end to end: {end_to_end:.1f} s; chat time to first token: "
+          f"{results['steer']['chat_first_token_s']:.3f} s; output lengths {results['steer']['lengths']}")
     name = "generate" if args.model == str(MODEL) else f"generate-{Path(args.model).name}"
     path = Path(args.out or ROOT / "bench/results" / f"{name}.json")
     path.parent.mkdir(parents=True, exist_ok=True)

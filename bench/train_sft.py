@@ -1,18 +1,32 @@
-"""Benchmark: SFT throughput of steer vs TRL's SFTTrainer (default, and with its own packing), same run.
+"""Benchmark: SFT throughput of steer vs TRL's SFTTrainer, at several model shapes, same run.
 
-One tiny Llama (tied embeddings, GPT-2 tokenizer from ../shared/assets), the same HelpSteer-shaped,
-variable-length examples (rendered and tokenized once by `steer data prepare`, so every trainer sees
-the same token ids), the same optimiser settings and about the same tokens per step:
+Shapes (Llama, tied embeddings, from config; the same HelpSteer-shaped, variable-length examples,
+rendered and tokenized once by `steer data prepare`, so every trainer sees the same token ids):
 
-- steer: `steer.train.train` (padding-free packing, per-example SDPA);
-- trl-default: `trl.SFTTrainer` with its defaults (a batch padded to its longest example);
-- trl-packing: `SFTConfig(packing=True)` (best-fit-decreasing packing into max_length rows).
+- ``realistic``: hidden 512, 8 layers, 8 heads, intermediate 1408, the 32k Mistral v1 tokenizer from
+  ../shared/assets (42.1 M parameters; the LM head is 39% of them, as in small real models);
+- ``tiny``: hidden 128, 4 layers, the 50k GPT-2 tokenizer (7.5 M parameters, 85% of them the LM
+  head: the shape where a fused head flatters most).
 
-Each trainer runs in its own process (clean peak memory). Useful tokens are non-padding tokens;
-throughput is measured after warm-up steps. The matmul bound is 6 x parameters x tokens over the
-fp32 matmul FLOP/s measured in the same run.
+Trainers, each in its own process (clean peak memory), about the same tokens per step:
 
-    python bench/train_sft.py [--rows 400] [--steps 14] [--warmup 4] [--out bench/results/train_sft.json]
+- ``steer``: `steer.train.train` (padding-free packing, per-example SDPA, chunked fused LM head +
+  loss on the positions that carry loss), float32;
+- ``steer-bf16``: the same with ``train.mixed_precision: bf16`` (autocast over float32 weights);
+- ``trl-default``: `trl.SFTTrainer` as it comes on CPU (bf16 autocast, gradient checkpointing, a
+  batch padded to its longest example);
+- ``trl-best``: TRL at its best here: ``packing=True`` (best-fit decreasing, which turns on
+  ``padding_free``), gradient checkpointing off, bf16 autocast;
+- ``trl-best-fp32``: the same in float32 (like for like with ``steer``).
+
+TRL 1.16 computes its entropy and token-accuracy metrics inside its fused LM head (no switch turns
+them off); Liger kernels need Triton (GPU only). Useful tokens are non-padding tokens, counted after
+warm-up steps. The matmul bound is 6 x parameters per token at the fp32 (and bf16) matmul rate
+measured in the same run, the best of three medians before and after the trainers. A profile of
+steer's step at each shape (``bench/sft_profile.py``) says where the time and the memory go.
+
+    python bench/train_sft.py [--shapes realistic,tiny] [--trainers steer,steer-bf16,...] [--rows 400]
+        [--steps 8] [--warmup 2] [--timeout 1800] [--out bench/results/train_sft.json]
 """
 
 from __future__ import annotations
@@ -33,21 +47,38 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "bench"))
 
-TOKENIZER = ROOT.parent / "shared/assets/tokenizers/gpt2"
-MODEL = {"model_type": "llama", "hidden_size": 128, "intermediate_size": 512, "num_hidden_layers": 4,
-         "num_attention_heads": 4, "num_key_value_heads": 4, "vocab_size": 50304, "max_position_embeddings": 1024,
-         "tie_word_embeddings": True}
+ASSETS = ROOT.parent / "shared/assets/tokenizers"
+SHAPES = {
+    "realistic": {"tokenizer": ASSETS / "mistral-v1", "model": {
+        "model_type": "llama", "hidden_size": 512, "intermediate_size": 1408, "num_hidden_layers": 8,
+        "num_attention_heads": 8, "num_key_value_heads": 8, "vocab_size": 32000, "max_position_embeddings": 1024,
+        "tie_word_embeddings": True}},
+    "tiny": {"tokenizer": ASSETS / "gpt2", "model": {
+        "model_type": "llama", "hidden_size": 128, "intermediate_size": 512, "num_hidden_layers": 4,
+        "num_attention_heads": 4, "num_key_value_heads": 4, "vocab_size": 50304, "max_position_embeddings": 1024,
+        "tie_word_embeddings": True}},
+}
+TRAINERS = ("steer", "steer-bf16", "trl-default", "trl-best", "trl-best-fp32")
 MAX_LENGTH = 1024
 EXAMPLES_PER_STEP = 8
 
 
-def recipe(data: Path, cache: Path, out: Path, steps: int) -> dict:
-    return {"model": {"from_scratch": MODEL, "tokenizer": str(TOKENIZER)},
-            "data": {"sources": [{"path": str(data), "format": "helpsteer"}], "max_length": MAX_LENGTH,
+def make_recipe(model: dict | str, tokenizer: str, data: Path, cache: Path, out: Path, steps: int, *,
+                method: str = "full", bf16: bool = False, dtype: str = "auto", max_length: int = MAX_LENGTH) -> dict:
+    """The benchmark's SFT recipe: ``model`` a from-scratch config dict or a model folder."""
+    source = {"from_scratch": model} if isinstance(model, dict) else {"name_or_path": model}
+    return {"model": {**source, "tokenizer": tokenizer, "dtype": dtype},
+            "data": {"sources": [{"path": str(data), "format": "helpsteer"}], "max_length": max_length,
                      "cache_dir": str(cache)},
-            "train": {"method": "full", "max_steps": steps, "batch_size": EXAMPLES_PER_STEP, "learning_rate": 1e-3,
+            "train": {"method": method, "max_steps": steps, "batch_size": EXAMPLES_PER_STEP, "learning_rate": 1e-3,
                       "lr_scheduler": "constant", "save_steps": 10_000, "logging_steps": 1, "seed": 0,
-                      "output_dir": str(out)}}
+                      "output_dir": str(out), **({"mixed_precision": "bf16"} if bf16 else {})}}
+
+
+def recipe(shape: str, data: Path, cache: Path, out: Path, steps: int, bf16: bool = False) -> dict:
+    spec = SHAPES[shape]
+    return make_recipe(spec["model"], str(spec["tokenizer"]), data, cache, out, steps,
+                       bf16=bf16, dtype="float32")
 
 
 def timing_callback(warmup: int, record: dict):
@@ -64,7 +95,49 @@ def timing_callback(warmup: int, record: dict):
     return Timer()
 
 
-def run_one(kind: str, workdir: Path, steps: int, warmup: int) -> dict:
+def trl_sft_trainer(kind: str, cfg, tokenizer: str, out: Path, steps: int, callbacks: list, *, lora: bool = False):
+    """TRL's SFTTrainer in one of its configurations (see the module docstring), on steer's prepared ids;
+    ``lora``: with the recipe's LoRA settings as its ``peft_config``."""
+    import datasets
+    import torch
+    import transformers
+    from trl import SFTConfig, SFTTrainer
+
+    from steer.train import prepare
+    from steer.train.model import load_base
+
+    ds = datasets.load_from_disk(str(prepare(cfg).path)).select_columns(["input_ids"])
+    tok = transformers.AutoTokenizer.from_pretrained(tokenizer)
+    if tok.eos_token is None:  # the GPT-2 asset is a bare tokenizer.json
+        tok.eos_token = "<|endoftext|>"
+    tok.pad_token = tok.pad_token or tok.eos_token
+    transformers.set_seed(0)
+    model = load_base(cfg.model, packing=False)
+    packing = kind != "trl-default"
+    max_length = cfg.data.max_length
+    # about the same tokens per step: packed rows are max_length long, padded examples ~ the mean length
+    mean = statistics.mean(len(x) for x in ds["input_ids"])
+    batch = max(1, round(EXAMPLES_PER_STEP * mean / max_length)) if packing else EXAMPLES_PER_STEP
+    settings = {} if kind == "trl-default" else {"packing": True, "gradient_checkpointing": False,
+                                                 "bf16": kind == "trl-best"}
+    peft = None
+    if lora:
+        from peft import LoraConfig
+
+        lc = cfg.train.lora
+        peft = LoraConfig(r=lc.r, lora_alpha=lc.alpha, lora_dropout=lc.dropout, target_modules=lc.target_modules,
+                          task_type="CAUSAL_LM")
+    args = SFTConfig(output_dir=str(out), max_steps=steps, per_device_train_batch_size=batch,
+                     learning_rate=1e-3, lr_scheduler_type="constant", logging_steps=1, save_strategy="no",
+                     report_to=[], use_cpu=not torch.cuda.is_available(), seed=0, max_length=max_length,
+                     include_num_input_tokens_seen="non_padding", disable_tqdm=True, dataset_num_proc=1, **settings)
+    trainer = SFTTrainer(model=model, args=args, train_dataset=ds, processing_class=tok, callbacks=callbacks,
+                         peft_config=peft)
+    return trainer, batch, {"packing": args.packing, "padding_free": trainer.padding_free,
+                            "gradient_checkpointing": args.gradient_checkpointing, "bf16": args.bf16}
+
+
+def run_one(kind: str, shape: str, workdir: Path, steps: int, warmup: int) -> dict:
     """Train with one trainer in this process; return throughput and peak memory."""
     import torch
 
@@ -72,49 +145,56 @@ def run_one(kind: str, workdir: Path, steps: int, warmup: int) -> dict:
 
     torch.manual_seed(0)
     record: dict = {}
-    cfg = validate_recipe(recipe(workdir / "data.jsonl", workdir / "cache", workdir / kind, steps))
-    if kind == "steer":
+    cfg = validate_recipe(recipe(shape, workdir / "data.jsonl", workdir / f"cache-{shape}",
+                                 workdir / f"{shape}-{kind}", steps, bf16=kind == "steer-bf16"))
+    timer = timing_callback(warmup, record)
+    settings: dict = {"packing": True, "padding_free": True, "gradient_checkpointing": False,
+                      "bf16": kind == "steer-bf16"}
+    batch = EXAMPLES_PER_STEP
+    if kind.startswith("steer"):
         from steer.train import train
 
-        train(cfg, callbacks=[timing_callback(warmup, record)])
+        train(cfg, callbacks=[timer])
     else:
-        import datasets
-        import transformers
-        from trl import SFTConfig, SFTTrainer
-
-        from steer.train import prepare
-        from steer.train.model import load_base
-
-        ds = datasets.load_from_disk(str(prepare(cfg).path)).select_columns(["input_ids"])
-        tok = transformers.AutoTokenizer.from_pretrained(str(TOKENIZER))
-        tok.eos_token = tok.pad_token = "<|endoftext|>"  # the asset has a bare tokenizer.json
-        transformers.set_seed(0)
-        model = load_base(cfg.model, packing=False)
-        packing = kind == "trl-packing"
-        # about the same tokens per step: packed rows are max_length long, padded examples ~ the mean length
-        mean = statistics.mean(len(x) for x in ds["input_ids"])
-        batch = max(1, round(EXAMPLES_PER_STEP * mean / MAX_LENGTH)) if packing else EXAMPLES_PER_STEP
-        args = SFTConfig(output_dir=str(workdir / kind), max_steps=steps, per_device_train_batch_size=batch,
-                         learning_rate=1e-3, lr_scheduler_type="constant", logging_steps=1, save_strategy="no",
-                         report_to=[], use_cpu=True, seed=0, max_length=MAX_LENGTH, packing=packing,
-                         include_num_input_tokens_seen="non_padding", disable_tqdm=True, dataset_num_proc=1)
-        trainer = SFTTrainer(model=model, args=args, train_dataset=ds, processing_class=tok,
-                             callbacks=[timing_callback(warmup, record)])
+        trainer, batch, settings = trl_sft_trainer(kind, cfg, str(SHAPES[shape]["tokenizer"]),
+                                                   workdir / f"{shape}-{kind}", steps, [timer])
         trainer.train()
-        record["batch"] = batch
     seconds = record["t1"] - record["t0"]
     tokens = record["tok1"] - record["tok0"]
     return {"trainer": kind, "tokens": tokens, "seconds": seconds, "tokens_per_s": tokens / seconds,
-            "steps_timed": record["steps"], "batch": record.get("batch", EXAMPLES_PER_STEP),
+            "steps_timed": record["steps"], "batch": batch, "settings": settings,
             "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}
 
 
-def matmul_flops(n: int = 1024, repeats: int = 20, rounds: int = 3) -> float:
-    """fp32 matmul FLOP/s of an n x n product on this machine: the best of ``rounds`` medians (a
-    single reading on this VM has come out 40% low)."""
+def run_profile(shape: str, workdir: Path) -> dict:
+    """steer's step at ``shape``, in float32 and in bf16 autocast: time per part and memory (bench/sft_profile.py)."""
+    import datasets
     import torch
 
-    a, b = torch.randn(n, n), torch.randn(n, n)
+    import sft_profile
+    from steer.config import validate_recipe
+    from steer.train import prepare
+    from steer.train.model import load_base
+    from steer.train.packing import PackedCollator
+
+    baseline = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    cfg = validate_recipe(recipe(shape, workdir / "data.jsonl", workdir / f"cache-{shape}", workdir / "p", 1))
+    ds = datasets.load_from_disk(str(prepare(cfg).path))
+    batch = PackedCollator()([ds[i] for i in range(EXAMPLES_PER_STEP)])
+    torch.manual_seed(0)
+    model = load_base(cfg.model, packing=True)
+    out = {"memory": sft_profile.memory(model, batch, baseline_rss_mb=baseline)}
+    out["float32"] = sft_profile.profile_step(model, batch)
+    out["bf16"] = sft_profile.profile_step(model, batch, bf16=True)
+    return out
+
+
+def matmul_flops(n: int = 1024, repeats: int = 20, rounds: int = 3, dtype: str = "float32") -> float:
+    """Matmul FLOP/s of an n x n product on this machine: the best of ``rounds`` medians (a single
+    reading on this VM has come out 40% low)."""
+    import torch
+
+    a, b = torch.randn(n, n, dtype=getattr(torch, dtype)), torch.randn(n, n, dtype=getattr(torch, dtype))
     for _ in range(3):
         a @ b
     medians = []
@@ -128,66 +208,128 @@ def matmul_flops(n: int = 1024, repeats: int = 20, rounds: int = 3) -> float:
     return 2 * n**3 / min(medians)
 
 
-def parameters() -> int:
+def parameters(shape: str) -> int:
     from transformers import AutoConfig, AutoModelForCausalLM
 
-    spec = dict(MODEL)
+    spec = dict(SHAPES[shape]["model"])
     model = AutoModelForCausalLM.from_config(AutoConfig.for_model(spec.pop("model_type"), **spec))
     return sum(p.numel() for p in model.parameters())
 
 
+def subprocess_json(args: list[str], timeout: float, script: str = __file__) -> dict:
+    """``script`` (this one by default) with ``args`` in a fresh process: its last stdout line as JSON
+    (``{}`` when that is not JSON), or an error record."""
+    if timeout < 5:
+        return {"error": "skipped: the time budget was spent"}
+    try:
+        proc = subprocess.run([sys.executable, script, *args], capture_output=True, text=True, timeout=timeout,
+                              env={**os.environ, "TOKENIZERS_PARALLELISM": "false"})
+    except subprocess.TimeoutExpired:
+        return {"error": f"did not finish in {timeout:.0f} s"}
+    if proc.returncode != 0:
+        lines = proc.stderr.strip().splitlines()
+        return {"error": lines[-1] if lines else f"exit {proc.returncode}"}
+    try:
+        return json.loads(proc.stdout.strip().splitlines()[-1])
+    except (json.JSONDecodeError, IndexError):
+        return {}
+
+
+def summarise(results: dict, params: int, flops: dict) -> dict:
+    """Ratios against the TRL peers and fractions of the matmul bound."""
+    rate = {k: r.get("tokens_per_s") for k, r in results.items()}
+    ratio = lambda a, b: rate[a] / rate[b] if rate.get(a) and rate.get(b) else None  # noqa: E731
+    best_trl = max((k for k in results if k.startswith("trl") and rate.get(k)), key=lambda k: rate[k], default=None)
+    best_steer = max((k for k in results if k.startswith("steer") and rate.get(k)), key=lambda k: rate[k], default=None)
+    bound = {dtype: f / (6 * params) for dtype, f in flops.items()}
+    return {"best_trl": best_trl, "best_steer": best_steer,
+            "steer_best_over_trl_best": ratio(best_steer, best_trl) if best_trl and best_steer else None,
+            "steer_over_trl_best_fp32": ratio("steer", "trl-best-fp32"),
+            "steer_bf16_over_trl_best": ratio("steer-bf16", "trl-best"),
+            "steer_over_trl_default": ratio("steer", "trl-default"),
+            "bound_tokens_per_s": bound,
+            "steer_fraction_of_fp32_bound": rate["steer"] / bound["float32"] if rate.get("steer") else None,
+            "steer_bf16_fraction_of_bf16_bound": rate["steer-bf16"] / bound["bfloat16"] if rate.get("steer-bf16") else None}
+
+
+def render(shape: str, block: dict) -> None:
+    print(f"\n== {shape}: {block['parameters']:,} parameters")
+    print(f"{'trainer':15}{'useful tok/s':>14}{'batch':>7}{'peak RSS MB':>13}")
+    for kind, r in block["results"].items():
+        if "error" in r:
+            print(f"{kind:15}  {r['error']}")
+            continue
+        print(f"{kind:15}{r['tokens_per_s']:>14,.0f}{r['batch']:>7}{r['peak_rss_mb']:>13,.0f}")
+    s = block["summary"]
+    for key, value in s.items():
+        if isinstance(value, float):
+            print(f"{key}: {value:.2f}")
+    print("bound tok/s: " + ", ".join(f"{k} {v:,.0f}" for k, v in s["bound_tokens_per_s"].items()))
+    prof = block.get("profile", {})
+    for dtype in ("float32", "bf16"):
+        if dtype in prof:
+            p = prof[dtype]
+            shares = ", ".join(f"{k} {100 * v:.0f}%" for k, v in p["shares"].items())
+            print(f"profile {dtype}: step {p['step_s']:.2f} s for {p['tokens']} tokens: {shares}")
+    if "memory" in prof:
+        print("memory MB: " + ", ".join(f"{k[:-3]} {v:,.0f}" for k, v in prof["memory"].items()))
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--shapes", default="realistic,tiny")
+    parser.add_argument("--trainers", default=",".join(TRAINERS))
     parser.add_argument("--rows", type=int, default=400)
-    parser.add_argument("--steps", type=int, default=14)
-    parser.add_argument("--warmup", type=int, default=4)
+    parser.add_argument("--steps", type=int, default=8)
+    parser.add_argument("--warmup", type=int, default=2)
+    parser.add_argument("--timeout", type=float, default=1800, help="seconds per trainer before it counts as not finished")
+    parser.add_argument("--no-profile", action="store_true")
     parser.add_argument("--out", default=str(ROOT / "bench/results/train_sft.json"))
     parser.add_argument("--one", help=argparse.SUPPRESS)
+    parser.add_argument("--shape", help=argparse.SUPPRESS)
     parser.add_argument("--workdir", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.one:
-        print(json.dumps(run_one(args.one, Path(args.workdir), args.steps, args.warmup)))
+        work = Path(args.workdir)
+        result = (run_profile(args.shape, work) if args.one == "profile"
+                  else run_one(args.one, args.shape, work, args.steps, args.warmup))
+        print(json.dumps(result))
         return
     import torch
+    import transformers
 
     from data_prepare import make_rows
 
-    flops_before = matmul_flops()  # measured before and after the runs: the machine drifts, the faster one counts
+    shapes, trainers = args.shapes.split(","), args.trainers.split(",")
+    unknown = [s for s in shapes if s not in SHAPES] + [t for t in trainers if t not in TRAINERS]
+    if unknown:
+        sys.exit(f"unknown shape or trainer: {', '.join(unknown)}")
+    before = {d: matmul_flops(dtype=d) for d in ("float32", "bfloat16")}
+    out: dict = {"shapes": {}}
     with tempfile.TemporaryDirectory() as tmp:
         work = Path(tmp)
         make_rows(work / "data.jsonl", args.rows, seed=1)
-        results = {}
-        for kind in ("steer", "trl-default", "trl-packing"):
-            proc = subprocess.run([sys.executable, __file__, "--one", kind, "--workdir", tmp, "--steps", str(args.steps),
-                                   "--warmup", str(args.warmup)], capture_output=True, text=True,
-                                  env={**os.environ, "TOKENIZERS_PARALLELISM": "false"})
-            if proc.returncode != 0:
-                sys.exit(f"{kind} failed:\n{proc.stderr[-4000:]}")
-            results[kind] = json.loads(proc.stdout.strip().splitlines()[-1])
-    flops_after = matmul_flops()
-    flops = max(flops_before, flops_after)  # the higher bound: the conservative fraction
-    params = parameters()
-    bound = flops / (6 * params)
-    steer = results["steer"]["tokens_per_s"]
-    summary = {"steer_over_trl_default": steer / results["trl-default"]["tokens_per_s"],
-               "steer_over_trl_packing": steer / results["trl-packing"]["tokens_per_s"],
-               "matmul_flops": flops, "matmul_flops_before_after": [flops_before, flops_after], "parameters": params, "bound_tokens_per_s": bound,
-               "steer_fraction_of_bound": steer / bound}
+        for shape in shapes:
+            common = ["--shape", shape, "--workdir", tmp, "--steps", str(args.steps), "--warmup", str(args.warmup)]
+            results = {kind: subprocess_json(["--one", kind, *common], args.timeout) for kind in trainers}
+            block = {"results": results, "parameters": parameters(shape), "model": SHAPES[shape]["model"],
+                     "tokenizer": SHAPES[shape]["tokenizer"].name}
+            if not args.no_profile:
+                block["profile"] = subprocess_json(["--one", "profile", *common], args.timeout)
+            out["shapes"][shape] = block
+    after = {d: matmul_flops(dtype=d) for d in ("float32", "bfloat16")}
+    flops = {d: max(before[d], after[d]) for d in before}  # the higher bound: the conservative fraction
+    for shape, block in out["shapes"].items():
+        block["summary"] = summarise(block["results"], block["parameters"], flops)
+        render(shape, block)
     import trl
-    import transformers
 
-    out = {"results": results, **summary, "rows": args.rows, "steps": args.steps, "warmup": args.warmup,
-           "model": MODEL, "max_length": MAX_LENGTH,
-           "machine": {"cpus": os.cpu_count(), "platform": platform.platform(), "torch": torch.__version__,
-                       "transformers": transformers.__version__, "trl": trl.__version__}}
-    print(f"{'trainer':14}{'useful tok/s':>14}{'batch':>7}{'peak RSS MB':>13}")
-    for kind, r in results.items():
-        print(f"{kind:14}{r['tokens_per_s']:>14,.0f}{r['batch']:>7}{r['peak_rss_mb']:>13,.0f}")
-    print(f"steer / trl-default: {summary['steer_over_trl_default']:.2f}x (target >= 1.3)")
-    print(f"steer / trl-packing: {summary['steer_over_trl_packing']:.2f}x (target >= 1.0)")
-    print(f"matmul bound: {bound:,.0f} tok/s ({params:,} params, {flops / 1e9:.1f} GFLOP/s fp32, the faster of "
-          f"{flops_before / 1e9:.1f} before and {flops_after / 1e9:.1f} after); "
-          f"steer at {100 * summary['steer_fraction_of_bound']:.0f}% (target >= 70%)")
+    out.update({"matmul_flops": flops, "matmul_flops_before_after": [before, after], "rows": args.rows,
+                "steps": args.steps, "warmup": args.warmup, "max_length": MAX_LENGTH, "date": time.strftime("%Y-%m-%d"),
+                "machine": {"cpus": os.cpu_count(), "platform": platform.platform(), "torch": torch.__version__,
+                            "transformers": transformers.__version__, "trl": trl.__version__}})
+    print("matmul GFLOP/s: " + ", ".join(f"{d} {f / 1e9:.0f} (before {before[d] / 1e9:.0f}, after {after[d] / 1e9:.0f})"
+                                          for d, f in flops.items()))
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)
     Path(args.out).write_text(json.dumps(out, indent=2))
 

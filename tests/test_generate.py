@@ -60,6 +60,57 @@ def test_hf_engine_batches_streams_and_stops(shared_assets):
         engine.generate(["word " * 600], greedy)
 
 
+def test_batches_drop_finished_rows_and_give_generates_tokens(shared_assets):
+    """steer's decoder (finished rows leave the batch) gives model.generate's greedy tokens for every row of
+    a batch whose answers end at different steps (an EOS, a stop string, the token limit), and seeded
+    sampling is repeatable and top_k 1 is greedy."""
+    import torch
+    from transformers import StopStringCriteria
+
+    from steer.engines import decode
+    from steer.engines.hf import HFEngine
+
+    engine = HFEngine.load(_model(shared_assets), template="steerlm")
+    model, tok = engine.model, engine.tokenizer
+    assert decode.usable(model)
+    tok.padding_side = "left"
+    texts = ["Once upon a time", "Tom had a red ball. One day", "The cat", "Lily and her mom went to the park. They saw"]
+    enc = tok(texts, add_special_tokens=False, return_tensors="pt", padding=True)
+    # this tiny model never ends a story within 60 tokens: let a full stop end a sequence, as EOS would
+    eos = {tok(".", add_special_tokens=False)["input_ids"][-1]}
+    with torch.inference_mode():
+        reference = model.generate(**enc, max_new_tokens=60, do_sample=False, pad_token_id=tok.pad_token_id,
+                                   eos_token_id=sorted(eos))
+        ours = decode.decode(model, enc["input_ids"], enc["attention_mask"], max_new_tokens=60, eos=eos)
+    width = enc["input_ids"].shape[1]
+    for row, got in zip(reference[:, width:].tolist(), ours):
+        ended = [i for i, t in enumerate(row) if t in eos]
+        assert got == (row[: ended[0] + 1] if ended else row)
+    assert len({len(r) for r in ours}) > 1  # the rows really finished at different steps
+    eos = decode.eos_ids(model, tok)
+    with torch.inference_mode():
+        ours = decode.decode(model, enc["input_ids"], enc["attention_mask"], max_new_tokens=60, eos=eos)
+    stop = StopStringCriteria(tokenizer=tok, stop_strings=[","])
+    with torch.inference_mode():
+        cut = decode.decode(model, enc["input_ids"], enc["attention_mask"], max_new_tokens=60, eos=eos, stop=stop)
+    for full, short in zip(ours, cut):
+        assert full[: len(short)] == short and "," not in tok.decode(short[:-1])
+        assert "," in tok.decode(short) or short == full  # cut at the token that completes the stop string
+    with torch.inference_mode():
+        torch.manual_seed(5)
+        a = decode.decode(model, enc["input_ids"], enc["attention_mask"], max_new_tokens=20, eos=eos, temperature=1.0)
+        torch.manual_seed(5)
+        b = decode.decode(model, enc["input_ids"], enc["attention_mask"], max_new_tokens=20, eos=eos, temperature=1.0)
+        k1 = decode.decode(model, enc["input_ids"], enc["attention_mask"], max_new_tokens=20, eos=eos, temperature=0.8,
+                           top_k=1)
+    assert a == b and k1 == [r[:20] for r in ours]
+    model.generation_config.repetition_penalty = 1.3  # logits processing this decoder does not do: generate's path
+    try:
+        assert not decode.usable(model)
+    finally:
+        model.generation_config.repetition_penalty = 1.0
+
+
 def test_cli_generate(shared_assets):
     model = _model(shared_assets)
     out = run_cli("generate", model, "Once upon a time", "--template", "steerlm", "--attr", "verbosity=1",

@@ -365,3 +365,52 @@ def test_resume_last_takes_the_newest_complete_checkpoint_and_metrics_stay_singl
     (empty / "checkpoint-2").mkdir(parents=True)
     with pytest.raises(UsageError, match="no complete checkpoint"):
         find_checkpoint(empty, True)
+
+
+def test_bf16_mixed_precision_autocasts_on_cpu_over_float32_weights(tmp_path, shared_assets):
+    """train.mixed_precision bf16 on CPU: the linear layers run in bfloat16 while the weights stay float32
+    and the loss falls; fp16 on CPU is refused before any work."""
+    import torch
+    from transformers import TrainerCallback
+
+    from steer.train import train
+
+    seen: dict = {}
+
+    class Probe(TrainerCallback):
+        def on_train_begin(self, args, state, control, model=None, **kw):
+            layer = model.model.layers[0].mlp.down_proj
+            layer.register_forward_hook(lambda mod, inp, out: seen.setdefault("out", out.dtype) and None)
+            seen["weight"] = layer.weight.dtype
+
+    recipe = validate_recipe(_recipe(tmp_path, shared_assets, mixed_precision="bf16"))
+    result = train(recipe, callbacks=[Probe()])
+    assert seen == {"weight": torch.float32, "out": torch.bfloat16}
+    losses = _losses(tmp_path / "run")
+    assert result.steps == 6 and all(math.isfinite(x) for x in losses) and losses[-1] < losses[0]
+    with pytest.raises(UsageError, match="fp16 needs a CUDA GPU"):
+        train(validate_recipe(_recipe(tmp_path, shared_assets, out="run16", mixed_precision="fp16")))
+    assert not (tmp_path / "run16").exists()
+
+
+@pytest.mark.parametrize("autocast", [False, True])
+def test_fused_loss_equals_cross_entropy_of_the_full_logits(autocast):
+    """The chunked fused LM-head loss gives cross_entropy's loss and gradients (float32: to 1e-5); under
+    bf16 autocast its matmuls run in bfloat16 like the model's layers, within bf16's precision."""
+    from steer.train.fused_ce import linear_cross_entropy
+
+    torch.manual_seed(0)
+    hidden = torch.randn(70, 16, requires_grad=True)
+    weight = (torch.randn(50, 16) / 4).requires_grad_()
+    targets = torch.randint(0, 50, (70,))
+    with torch.autocast("cpu", dtype=torch.bfloat16, enabled=autocast):
+        ours = linear_cross_entropy(hidden, weight, targets, chunk=32)
+    ours.backward()
+    got = (ours.detach(), hidden.grad.clone(), weight.grad.clone())
+    hidden.grad = weight.grad = None
+    expected = torch.nn.functional.cross_entropy(hidden @ weight.T, targets, reduction="sum")
+    expected.backward()
+    tol = {"rtol": 3e-2, "atol": 3e-2} if autocast else {"rtol": 1e-5, "atol": 1e-5}
+    for a, b in zip(got, (expected.detach(), hidden.grad, weight.grad)):
+        torch.testing.assert_close(a, b, **tol)
+    assert got[1].dtype == got[2].dtype == torch.float32

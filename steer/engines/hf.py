@@ -94,10 +94,27 @@ class HFEngine:
         enc = enc.to(self.model.device)
         with self.lock, torch.inference_mode():
             start = time.perf_counter()
-            out = self.model.generate(**enc, **self._kwargs(sampling))
+            rows = self._decode(enc, sampling)
             seconds = time.perf_counter() - start
-        width = enc["input_ids"].shape[1]
-        return [self._finish(row[width:].tolist(), sampling, n, seconds, None) for row, n in zip(out, lengths)]
+        return [self._finish(ids, sampling, n, seconds, None) for ids, n in zip(rows, lengths)]
+
+    def _decode(self, enc: Any, sampling: Sampling) -> list[list[int]]:
+        """New token ids per prompt: steer's decoder, which drops finished rows from the batch
+        (:mod:`steer.engines.decode`), or ``model.generate`` where that does not apply."""
+        from steer.engines import decode
+
+        kwargs = self._kwargs(sampling)  # seeds the generator too
+        if len(enc["input_ids"]) == 1 or not decode.usable(self.model):
+            width = enc["input_ids"].shape[1]
+            return [row[width:].tolist() for row in self.model.generate(**enc, **kwargs)]
+        stop = None
+        if kwargs.get("stop_strings"):
+            from transformers import StopStringCriteria
+
+            stop = StopStringCriteria(tokenizer=self.tokenizer, stop_strings=kwargs["stop_strings"])
+        return decode.decode(self.model, enc["input_ids"], enc["attention_mask"], max_new_tokens=sampling.max_new_tokens,
+                             eos=decode.eos_ids(self.model, self.tokenizer), stop=stop, temperature=sampling.temperature,
+                             top_k=sampling.top_k, top_p=sampling.top_p)
 
     def stream(self, prompt: Prompt | str, sampling: Sampling,
                cancel: threading.Event | None = None) -> Iterator[str | Response]:

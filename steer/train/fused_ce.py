@@ -27,14 +27,20 @@ class LinearCrossEntropy(torch.autograd.Function):
         grad_h = torch.empty_like(hidden) if need_h else None
         grad_w = torch.zeros(weight.shape, dtype=torch.float32, device=weight.device) if need_w else None
         loss = torch.zeros((), dtype=torch.float32, device=hidden.device)
+        # under autocast the three matmuls run in its dtype (bf16: AMX on CPU, tensor cores on GPU), as
+        # the model's own linear layers do; the softmax and the sums stay float32
+        device = hidden.device.type
+        low = torch.get_autocast_dtype(device) if torch.is_autocast_enabled(device) else None
+        w = weight.to(low) if low is not None else weight
         # float32 inputs: one logits buffer for every chunk (a fresh [chunk, vocab] tensor per chunk
         # costs page faults); other dtypes compute in their own dtype and upcast per chunk
         buffer = (torch.empty((min(chunk, hidden.shape[0]), weight.shape[0]), dtype=torch.float32, device=hidden.device)
-                  if hidden.dtype == weight.dtype == torch.float32 else None)
+                  if low is None and hidden.dtype == weight.dtype == torch.float32 else None)
         for start in range(0, hidden.shape[0], chunk):
             h, t = hidden[start:start + chunk], targets[start:start + chunk]
+            hc = h.to(w.dtype)
             logits = (torch.mm(h, weight.T, out=buffer[: h.shape[0]]) if buffer is not None
-                      else (h @ weight.T).float())  # [c, vocab], float32
+                      else (hc @ w.T).float())  # [c, vocab], float32
             picked = logits.gather(1, t[:, None]).squeeze(1)
             peak = logits.amax(dim=1, keepdim=True)
             probs = logits.sub_(peak).exp_()  # in place from here on: the buffer becomes the softmax
@@ -44,8 +50,10 @@ class LinearCrossEntropy(torch.autograd.Function):
                 continue
             probs.div_(total)[torch.arange(t.shape[0], device=t.device), t] -= 1.0  # d loss / d logits
             if need_h:
-                grad_h[start:start + chunk] = (probs.to(weight.dtype) @ weight).to(hidden.dtype)
-            if need_w:
+                grad_h[start:start + chunk] = (probs.to(w.dtype) @ w).to(hidden.dtype)
+            if need_w and low is not None:
+                grad_w += probs.T.to(low) @ hc
+            elif need_w:
                 grad_w.addmm_(probs.T, h.float())
         ctx.save_for_backward(grad_h, grad_w)
         ctx.weight_dtype = weight.dtype

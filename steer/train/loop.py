@@ -184,6 +184,17 @@ def _strategy(recipe: Recipe) -> dict:
     return {"deepspeed": dist.config}
 
 
+def _precision(recipe: Recipe, cuda: bool) -> tuple[bool, bool]:
+    """``(bf16, fp16)`` autocast for the Trainer: ``train.mixed_precision``, or with ``auto`` the model's
+    dtype on a GPU and none on CPU (where bf16 autocast is opt-in: it only pays off with AMX/AVX512-BF16)."""
+    mode = recipe.train.mixed_precision
+    if mode == "auto":
+        mode = {"bfloat16": "bf16", "float16": "fp16"}.get(recipe.model.dtype, "no") if cuda else "no"
+    if mode == "fp16" and not cuda:
+        raise UsageError("train.mixed_precision fp16 needs a CUDA GPU; use bf16 (or no) on CPU")
+    return mode == "bf16", mode == "fp16"
+
+
 def training_arguments(recipe: Recipe, run_dir: Path, has_eval: bool, **overrides: Any) -> Any:
     """``transformers.TrainingArguments`` for a recipe (the distributed strategy included)."""
     import torch
@@ -192,7 +203,7 @@ def training_arguments(recipe: Recipe, run_dir: Path, has_eval: bool, **override
     t = recipe.train
     cuda = torch.cuda.is_available()
     world = int(os.environ.get("WORLD_SIZE", "1"))
-    dtype = recipe.model.dtype
+    bf16, fp16 = _precision(recipe, cuda)
     eval_steps = t.eval_steps if has_eval else None
     return TrainingArguments(**{**dict(
         output_dir=str(run_dir), per_device_train_batch_size=t.batch_size, per_device_eval_batch_size=t.batch_size,
@@ -203,7 +214,7 @@ def training_arguments(recipe: Recipe, run_dir: Path, has_eval: bool, **override
         eval_strategy="steps" if eval_steps else "no", eval_steps=eval_steps, logging_steps=t.logging_steps,
         logging_first_step=True, report_to=["tensorboard"] if t.tensorboard else [], disable_tqdm=True,
         remove_unused_columns=False, include_num_input_tokens_seen="all" if recipe.data.packing else "non_padding",
-        use_cpu=not cuda, bf16=cuda and dtype == "bfloat16", fp16=cuda and dtype == "float16",
+        use_cpu=not cuda, bf16=bf16, fp16=fp16,
         ddp_backend="gloo" if world > 1 and not cuda else None, ddp_find_unused_parameters=False, dataloader_num_workers=0,
         prediction_loss_only=True), **_strategy(recipe), **overrides})
 
