@@ -29,13 +29,22 @@ MODEL = ROOT.parent / "shared/assets/models/stories260k"
 TOPICS = ("a dog", "the sea", "a small robot", "two friends", "a rainy day", "a lost key", "the moon", "a garden")
 
 
+# for a chat model: everyday questions asked for answers of very different lengths (mixed output lengths)
+QUESTIONS = ROOT / "steer/corpora/prompts-heldout.jsonl"
+STYLES = ("Answer in one word: {q}", "{q} Answer in one short sentence.", "{q}", "Explain in detail: {q}")
+
+
 def write_prompts(path: Path, n: int, steered: bool) -> None:
-    """Prompts of mixed lengths; with ``steered`` each asks for a verbosity level (a SteerLM model)."""
+    """Prompts of mixed lengths; with ``steered`` each asks for a verbosity level (the SteerLM model),
+    else everyday questions, each asked for a one-word, one-sentence, plain or detailed answer."""
+    questions = [json.loads(line)["prompt"] for line in QUESTIONS.read_text().splitlines()]
     with open(path, "w") as handle:
         for i in range(n):
-            row = {"id": i, "prompt": f"Tell me a story about {TOPICS[i % len(TOPICS)]}" + " please" * (i % 5)}
             if steered:
-                row["attributes"] = {"verbosity": i % 5}
+                row = {"id": i, "prompt": f"Tell me a story about {TOPICS[i % len(TOPICS)]}" + " please" * (i % 5),
+                       "attributes": {"verbosity": i % 5}}
+            else:
+                row = {"id": i, "prompt": STYLES[i % len(STYLES)].format(q=questions[(i // len(STYLES)) % len(questions)])}
             handle.write(json.dumps(row) + "\n")
 
 

@@ -157,7 +157,7 @@ class PromptedEngine:
         self.template = build_template(template_kind, schema=None, base=base)
         self.seen: list[str] = []
 
-    def generate(self, prompts, sampling):
+    def generate(self, prompts, sampling, slots=None):
         import re
 
         from steer.engines.base import Response

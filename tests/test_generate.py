@@ -76,32 +76,39 @@ def test_batches_drop_finished_rows_and_give_generates_tokens(shared_assets):
     tok.padding_side = "left"
     texts = ["Once upon a time", "Tom had a red ball. One day", "The cat", "Lily and her mom went to the park. They saw"]
     enc = tok(texts, add_special_tokens=False, return_tensors="pt", padding=True)
+    ids = tok(texts, add_special_tokens=False)["input_ids"]
     # this tiny model never ends a story within 60 tokens: let a full stop end a sequence, as EOS would
     eos = {tok(".", add_special_tokens=False)["input_ids"][-1]}
     with torch.inference_mode():
         reference = model.generate(**enc, max_new_tokens=60, do_sample=False, pad_token_id=tok.pad_token_id,
                                    eos_token_id=sorted(eos))
-        ours = decode.decode(model, enc["input_ids"], enc["attention_mask"], max_new_tokens=60, eos=eos)
+        ours = decode.decode(model, ids, pad_id=tok.pad_token_id, max_new_tokens=60, eos=eos)
     width = enc["input_ids"].shape[1]
     for row, got in zip(reference[:, width:].tolist(), ours):
         ended = [i for i, t in enumerate(row) if t in eos]
         assert got == (row[: ended[0] + 1] if ended else row)
     assert len({len(r) for r in ours}) > 1  # the rows really finished at different steps
+    texts2 = texts + ["A big dog ran", "Sam found a shell on the beach. He"]
+    ids2 = tok(texts2, add_special_tokens=False)["input_ids"]
+    with torch.inference_mode():
+        alone = [decode.decode(model, [p], pad_id=tok.pad_token_id, max_new_tokens=60, eos=eos)[0] for p in ids2]
+        refilled = decode.decode(model, ids2, pad_id=tok.pad_token_id, max_new_tokens=60, eos=eos, slots=2)
+    assert refilled == alone and alone[:4] == ours  # prompts joined into a running batch: the same tokens
     eos = decode.eos_ids(model, tok)
     with torch.inference_mode():
-        ours = decode.decode(model, enc["input_ids"], enc["attention_mask"], max_new_tokens=60, eos=eos)
+        ours = decode.decode(model, ids, pad_id=tok.pad_token_id, max_new_tokens=60, eos=eos)
     stop = StopStringCriteria(tokenizer=tok, stop_strings=[","])
     with torch.inference_mode():
-        cut = decode.decode(model, enc["input_ids"], enc["attention_mask"], max_new_tokens=60, eos=eos, stop=stop)
+        cut = decode.decode(model, ids, pad_id=tok.pad_token_id, max_new_tokens=60, eos=eos, stop=stop)
     for full, short in zip(ours, cut):
         assert full[: len(short)] == short and "," not in tok.decode(short[:-1])
         assert "," in tok.decode(short) or short == full  # cut at the token that completes the stop string
     with torch.inference_mode():
         torch.manual_seed(5)
-        a = decode.decode(model, enc["input_ids"], enc["attention_mask"], max_new_tokens=20, eos=eos, temperature=1.0)
+        a = decode.decode(model, ids, pad_id=tok.pad_token_id, max_new_tokens=20, eos=eos, temperature=1.0)
         torch.manual_seed(5)
-        b = decode.decode(model, enc["input_ids"], enc["attention_mask"], max_new_tokens=20, eos=eos, temperature=1.0)
-        k1 = decode.decode(model, enc["input_ids"], enc["attention_mask"], max_new_tokens=20, eos=eos, temperature=0.8,
+        b = decode.decode(model, ids, pad_id=tok.pad_token_id, max_new_tokens=20, eos=eos, temperature=1.0)
+        k1 = decode.decode(model, ids, pad_id=tok.pad_token_id, max_new_tokens=20, eos=eos, temperature=0.8,
                            top_k=1)
     assert a == b and k1 == [r[:20] for r in ours]
     model.generation_config.repetition_penalty = 1.3  # logits processing this decoder does not do: generate's path

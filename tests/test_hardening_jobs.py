@@ -27,7 +27,7 @@ class EchoEngine:
         self.template = build_template("steerlm", schema=get_schema("helpsteer"))
         self.calls = 0
 
-    def generate(self, prompts, sampling):
+    def generate(self, prompts, sampling, slots=None):
         from steer.engines.base import Response
 
         self.calls += 1

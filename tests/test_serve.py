@@ -160,7 +160,7 @@ def test_full_queue_answers_503_with_retry_after():
     class Slow:
         template = None
 
-        def generate(self, prompts, sampling):
+        def generate(self, prompts, sampling, slots=None):
             release.wait(10)
             return [Response("ok", [1], "stop", 1, 1, 0.1) for _ in prompts]
 

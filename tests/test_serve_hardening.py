@@ -206,7 +206,7 @@ def test_the_batcher_drops_requests_whose_client_left_and_drain_refuses_the_wait
     class Slow:
         template = None
 
-        def generate(self, prompts, sampling):
+        def generate(self, prompts, sampling, slots=None):
             seen.extend(p.text if hasattr(p, "text") else p for p in prompts)
             release.wait(10)
             return [Response("ok", [1], "stop", 1, 1, 0.1) for _ in prompts]

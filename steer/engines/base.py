@@ -90,8 +90,9 @@ class Engine(Protocol):
     context_length: int | None
     reads_images: bool  # False: prompts with image parts are refused (text_prompts)
 
-    def generate(self, prompts: Sequence[Prompt | str], sampling: Sampling) -> list[Response]:
-        """Complete each (already rendered) prompt."""
+    def generate(self, prompts: Sequence[Prompt | str], sampling: Sampling, slots: int | None = None) -> list[Response]:
+        """Complete each (already rendered) prompt; at most ``slots`` decode at once (None: the
+        engine's own choice), a finished one's slot going to the next."""
 
     def stream(self, prompt: Prompt | str, sampling: Sampling, cancel: Any = None) -> Iterator[str | Response]:
         """Yield text pieces as they are decoded, then the final :class:`Response` (``cancel``: a

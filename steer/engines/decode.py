@@ -1,10 +1,12 @@
-"""Batched decoding that drops a row from the batch as soon as it is finished.
+"""Batched decoding that drops a row from the batch as soon as it is finished and refills its slot.
 
 ``model.generate`` keeps every row of a batch in every step until the last one is done: with answers
 of mixed lengths (one stops after 20 tokens, another runs to 200) most of a batch's compute goes
 into rows that are already finished. Here a row leaves the batch (its KV cache, mask and position)
 the step it emits an end-of-sequence token or completes a stop string, so a step costs what the
-unfinished rows cost. The math per row is ``generate``'s (left padding, the same position ids,
+unfinished rows cost; as soon as a slot is free, the next waiting prompt is prefilled on its own
+and joined to the running batch (the narrower KV cache left-padded and masked, exactly as
+left-padded prompts are), so the batch stays full: continuous batching over transformers' cache. The math per row is ``generate``'s (left padding, the same position ids,
 greedy argmax, or temperature -> top-k -> top-p sampling with ``transformers``' own warpers), so
 greedy answers are the same tokens.
 
@@ -64,56 +66,128 @@ def _warpers(temperature: float, top_k: int, top_p: float) -> Any:
     return warpers
 
 
-def decode(model: Any, input_ids: Any, attention_mask: Any, *, max_new_tokens: int, eos: set[int],
-           stop: Any = None, temperature: float = 0.0, top_k: int = 0, top_p: float = 1.0) -> list[list[int]]:
-    """New token ids per row of a left-padded batch ``input_ids`` ``[B, L]`` (``attention_mask`` the same
-    shape), each up to and including its end-of-sequence token or the token that completes a stop
-    string (``stop``: a ``StopStringCriteria``), at most ``max_new_tokens``."""
+class _Rows:
+    """The rows decoding now: their KV cache, attention mask ``[R, W]``, last position ``[R, 1]``, the
+    logits of their next token ``[R, V]`` and which prompt each row is (``index``)."""
+
+    def __init__(self, cache: Any, mask: Any, position: Any, logits: Any, index: list[int]) -> None:
+        self.cache, self.mask, self.position, self.logits, self.index = cache, mask, position, logits, index
+
+    def keep(self, keep: Any) -> None:
+        """Only the rows ``keep`` (indices) stay; columns that are padding for every row left go too."""
+        self.cache.batch_select_indices(keep)
+        self.mask, self.position, self.logits = self.mask[keep], self.position[keep], self.logits[keep]
+        self.index = [self.index[i] for i in keep.tolist()]
+        lead = int((self.mask.cumsum(dim=1) == 0).all(dim=0).sum())
+        if lead and lead < self.mask.shape[1]:
+            self.mask = self.mask[:, lead:]
+            for layer in self.cache.layers:
+                layer.keys, layer.values = layer.keys[..., lead:, :], layer.values[..., lead:, :]
+
+    def join(self, other: _Rows) -> None:
+        """Add ``other``'s rows: the narrower cache is left-padded (masked), as left-padded prompts are."""
+        import torch
+
+        wide = max(self.mask.shape[1], other.mask.shape[1])
+        for rows in (self, other):
+            extra = wide - rows.mask.shape[1]
+            if extra:
+                rows.mask = torch.cat([rows.mask.new_zeros((rows.mask.shape[0], extra)), rows.mask], dim=1)
+                for layer in rows.cache.layers:
+                    pad = layer.keys.new_zeros((*layer.keys.shape[:2], extra, layer.keys.shape[3]))
+                    layer.keys, layer.values = torch.cat([pad, layer.keys], 2), torch.cat([pad, layer.values], 2)
+        for mine, theirs in zip(self.cache.layers, other.cache.layers):
+            mine.keys, mine.values = torch.cat([mine.keys, theirs.keys]), torch.cat([mine.values, theirs.values])
+        self.mask = torch.cat([self.mask, other.mask])
+        self.position = torch.cat([self.position, other.position])
+        self.logits = torch.cat([self.logits, other.logits])
+        self.index += other.index
+
+
+def _cache_argument(model: Any) -> str:
     import inspect
 
+    # transformers 5.24 renamed past_key_values to cache (the old name warns until 5.40)
+    base = model.get_base_model() if hasattr(model, "get_base_model") else model  # PEFT passes **kwargs on
+    return "cache" if "cache" in inspect.signature(base.forward).parameters else "past_key_values"
+
+
+def _prefill(model: Any, prompts: list[list[int]], index: list[int], pad_id: int, device: Any) -> _Rows:
+    """Run ``prompts`` (left-padded into one batch) through the model into a fresh cache."""
     import torch
     from transformers import DynamicCache
 
-    device = input_ids.device
-    warpers = _warpers(temperature, top_k, top_p) if temperature > 0 else None
-    eos_t = torch.tensor(sorted(eos), device=device) if eos else None
+    width = max(len(p) for p in prompts)
+    ids = torch.tensor([[pad_id] * (width - len(p)) + p for p in prompts], device=device)
+    mask = torch.tensor([[0] * (width - len(p)) + [1] * len(p) for p in prompts], device=device)
+    positions = (mask.cumsum(-1) - 1).masked_fill_(mask == 0, 1)
     try:
         cache = DynamicCache(config=model.config)
     except TypeError:  # transformers before the cache took the model's config
         cache = DynamicCache()
-    mask = attention_mask
-    positions = (mask.long().cumsum(-1) - 1).masked_fill_(mask == 0, 1)
-    # transformers 5.24 renamed past_key_values to cache (the old name warns until 5.40)
-    name = "cache" if "cache" in inspect.signature(model.forward).parameters else "past_key_values"
-    out = model(input_ids=input_ids, attention_mask=mask, position_ids=positions, use_cache=True, logits_to_keep=1,
-                **{name: cache})
-    alive = torch.arange(input_ids.shape[0], device=device)  # the original row of each row still decoding
-    generated = input_ids.new_empty((input_ids.shape[0], 0))
-    results: list[list[int]] = [[] for _ in range(input_ids.shape[0])]
-    for step in range(max_new_tokens):
-        logits = out.logits[:, -1, :].float()
+    out = model(input_ids=ids, attention_mask=mask, position_ids=positions, use_cache=True, logits_to_keep=1,
+                **{_cache_argument(model): cache})
+    return _Rows(cache, mask, positions[:, -1:], out.logits[:, -1, :].float(), list(index))
+
+
+def _joinable(cache: Any) -> bool:
+    """Whether rows can be added to this cache (plain growing layers, no sliding windows or states)."""
+    from transformers.cache_utils import DynamicLayer
+
+    return all(type(layer) is DynamicLayer for layer in getattr(cache, "layers", [None]))
+
+
+def decode(model: Any, prompts: list[list[int]], *, pad_id: int, max_new_tokens: int, eos: set[int],
+           stop: Any = None, temperature: float = 0.0, top_k: int = 0, top_p: float = 1.0,
+           slots: int | None = None) -> list[list[int]]:
+    """New token ids for each prompt (token ids), each up to and including its end-of-sequence token or
+    the token that completes a stop string (``stop``: a ``StopStringCriteria``), at most
+    ``max_new_tokens``. At most ``slots`` rows decode at once (all when None); a finished row leaves
+    at once and the next waiting prompt is prefilled into its slot (measured: refilling every free slot
+    beats waiting for a quarter of them, since a step's cost on CPU barely falls with fewer rows)."""
+    import torch
+
+    device = model.device
+    slots = slots or len(prompts)
+    warpers = _warpers(temperature, top_k, top_p) if temperature > 0 else None
+    eos_t = torch.tensor(sorted(eos), device=device) if eos else None
+    waiting = list(range(len(prompts)))[::-1]
+    results: list[list[int]] = [[] for _ in prompts]
+    rows: _Rows | None = None
+    refill = True
+    while waiting or rows is not None:
+        free = slots - (len(rows.index) if rows else 0)
+        if waiting and (rows is None or (refill and free >= 1)):
+            take = [waiting.pop() for _ in range(min(free, len(waiting)))]
+            new = _prefill(model, [prompts[i] for i in take], take, pad_id, device)
+            if rows is None:
+                rows, refill = new, _joinable(new.cache)
+            else:
+                rows.join(new)
+        assert rows is not None
         if warpers is None:
-            tokens = logits.argmax(dim=-1)
+            tokens = rows.logits.argmax(dim=-1)
         else:
-            scores = warpers(generated, logits)
+            scores = warpers(None, rows.logits)
             tokens = torch.multinomial(torch.softmax(scores, dim=-1), num_samples=1).squeeze(1)
-        generated = torch.cat([generated, tokens[:, None]], dim=1)
         done = torch.isin(tokens, eos_t) if eos_t is not None else torch.zeros_like(tokens, dtype=torch.bool)
+        for row, token in zip(rows.index, tokens.tolist()):
+            results[row].append(token)
         if stop is not None:
-            done |= stop(generated, None).to(device)
-        if step == max_new_tokens - 1:
-            done[:] = True
-        for row, ids in zip(alive[done].tolist(), generated[done].tolist()):
-            results[row] = ids
+            # the last tokens of prompt + answer, right-aligned (a stop string may start in the prompt, as in generate)
+            tails = [(prompts[r] + results[r])[-64:] for r in rows.index]
+            tail = torch.tensor([[pad_id] * (64 - len(t)) + t for t in tails], device=device)
+            done |= stop(tail, None).to(device)
+        done |= torch.tensor([len(results[r]) >= max_new_tokens for r in rows.index], device=device)
         if bool(done.all()):
-            break
-        if bool(done.any()):  # drop the finished rows: the next steps cost only what is left
-            keep = torch.nonzero(~done).squeeze(1)
-            cache.batch_select_indices(keep)
-            alive, generated, mask, tokens = alive[keep], generated[keep], mask[keep], tokens[keep]
-            positions = positions[keep]
-        mask = torch.cat([mask, mask.new_ones((mask.shape[0], 1))], dim=1)
-        positions = positions[:, -1:] + 1
-        out = model(input_ids=tokens[:, None], attention_mask=mask, position_ids=positions, use_cache=True,
-                    **{name: cache})
+            rows = None
+            continue
+        if bool(done.any()):
+            rows.keep(torch.nonzero(~done).squeeze(1))
+            tokens = tokens[~done]
+        rows.mask = torch.cat([rows.mask, rows.mask.new_ones((rows.mask.shape[0], 1))], dim=1)
+        rows.position = rows.position + 1
+        out = model(input_ids=tokens[:, None], attention_mask=rows.mask, position_ids=rows.position, use_cache=True,
+                    **{_cache_argument(model): rows.cache})
+        rows.logits = out.logits[:, -1, :].float()
     return results

@@ -81,40 +81,46 @@ class HFEngine:
         text, stopped = self.template.finish(text, sampling.stop, stopped)
         return Response(text, ids, "stop" if stopped else "length", prompt_tokens, len(ids), seconds, first)
 
-    def generate(self, prompts: Sequence[Prompt | str], sampling: Sampling) -> list[Response]:
-        """Batched generation (left padding); each prompt is already rendered and steered."""
+    def generate(self, prompts: Sequence[Prompt | str], sampling: Sampling, slots: int | None = None) -> list[Response]:
+        """Batched generation; each prompt is already rendered and steered. At most ``slots`` prompts
+        decode at once (all when None), a finished one's slot going to the next."""
         import torch
 
         tok = self.tokenizer
-        tok.padding_side = "left"
-        enc = tok(text_prompts(prompts), add_special_tokens=False, return_tensors="pt", padding=True)
-        lengths = enc["attention_mask"].sum(dim=1).tolist()
-        for n in lengths:
-            check_context(n, sampling.max_new_tokens, self.context_length)
-        enc = enc.to(self.model.device)
+        ids = tok(text_prompts(prompts), add_special_tokens=False)["input_ids"]
+        for row in ids:
+            check_context(len(row), sampling.max_new_tokens, self.context_length)
         with self.lock, torch.inference_mode():
             start = time.perf_counter()
-            rows = self._decode(enc, sampling)
+            rows = self._decode(ids, sampling, slots)
             seconds = time.perf_counter() - start
-        return [self._finish(ids, sampling, n, seconds, None) for ids, n in zip(rows, lengths)]
+        return [self._finish(new, sampling, len(row), seconds, None) for new, row in zip(rows, ids)]
 
-    def _decode(self, enc: Any, sampling: Sampling) -> list[list[int]]:
-        """New token ids per prompt: steer's decoder, which drops finished rows from the batch
-        (:mod:`steer.engines.decode`), or ``model.generate`` where that does not apply."""
+    def _decode(self, ids: list[list[int]], sampling: Sampling, slots: int | None) -> list[list[int]]:
+        """New token ids per prompt: steer's decoder, which drops finished rows and refills their slots
+        (:mod:`steer.engines.decode`), or ``model.generate`` (left padding, ``slots`` at a time) where
+        that does not apply."""
         from steer.engines import decode
 
+        tok = self.tokenizer
         kwargs = self._kwargs(sampling)  # seeds the generator too
-        if len(enc["input_ids"]) == 1 or not decode.usable(self.model):
-            width = enc["input_ids"].shape[1]
-            return [row[width:].tolist() for row in self.model.generate(**enc, **kwargs)]
-        stop = None
-        if kwargs.get("stop_strings"):
-            from transformers import StopStringCriteria
+        if len(ids) > 1 and decode.usable(self.model):
+            stop = None
+            if kwargs.get("stop_strings"):
+                from transformers import StopStringCriteria
 
-            stop = StopStringCriteria(tokenizer=self.tokenizer, stop_strings=kwargs["stop_strings"])
-        return decode.decode(self.model, enc["input_ids"], enc["attention_mask"], max_new_tokens=sampling.max_new_tokens,
-                             eos=decode.eos_ids(self.model, self.tokenizer), stop=stop, temperature=sampling.temperature,
-                             top_k=sampling.top_k, top_p=sampling.top_p)
+                stop = StopStringCriteria(tokenizer=tok, stop_strings=kwargs["stop_strings"])
+            return decode.decode(self.model, ids, pad_id=tok.pad_token_id, max_new_tokens=sampling.max_new_tokens,
+                                 eos=decode.eos_ids(self.model, tok), stop=stop, temperature=sampling.temperature,
+                                 top_k=sampling.top_k, top_p=sampling.top_p, slots=slots)
+        tok.padding_side = "left"
+        out: list[list[int]] = []
+        step = slots or len(ids)
+        for i in range(0, len(ids), step):
+            enc = tok.pad({"input_ids": ids[i:i + step]}, padding=True, return_tensors="pt").to(self.model.device)
+            width = enc["input_ids"].shape[1]
+            out += [row[width:].tolist() for row in self.model.generate(**enc, **kwargs)]
+        return out
 
     def stream(self, prompt: Prompt | str, sampling: Sampling,
                cancel: threading.Event | None = None) -> Iterator[str | Response]:

@@ -80,7 +80,8 @@ class VLLMEngine:
         return Response(text, list(c.token_ids), "stop" if stopped else "length", len(out.prompt_token_ids),
                         len(c.token_ids), seconds, first)
 
-    def generate(self, prompts: Sequence[Prompt | str], sampling: Sampling) -> list[Response]:
+    def generate(self, prompts: Sequence[Prompt | str], sampling: Sampling, slots: int | None = None) -> list[Response]:
+        # slots: vLLM's scheduler batches and refills on its own (max_num_seqs)
         params = self.vllm.SamplingParams(**sampling_params(sampling, self.template))
         texts = self._texts(prompts, sampling)
         with self.lock:  # LLM.generate steps the same engine a stream steps

@@ -126,10 +126,16 @@ def errors_path(out: str | Path) -> Path:
     return out.with_name(out.name.removesuffix(".jsonl") + ".errors.jsonl")
 
 
+# prompts handed to the engine per call, in batch sizes: it decodes batch_size at a time and refills the
+# slot of a finished answer from the rest (the call's rows are then appended and fsynced together)
+REFILL = 4
+
+
 def run_batch(engine: Engine, jobs: Iterable[Job | BadRow], out: str | Path, sampling: Sampling, *,
               batch_size: int = 8, total: int | None = None, progress: Events | None = None,
               settings: Mapping[str, Any] | None = None, inputs: Sequence[str | Path] = ()) -> BatchReport:
-    """Generate every job not yet in ``out``, appending and fsyncing a batch at a time.
+    """Generate every job not yet in ``out``, ``batch_size`` decoding at once, appending and fsyncing
+    ``REFILL`` batches at a time.
 
     Bad rows go to ``OUT.errors.jsonl`` (once each) and the batch goes on. Each output row records
     the ``settings`` (model, template, sampling) and steering it was made with; a job already in
@@ -149,7 +155,7 @@ def run_batch(engine: Engine, jobs: Iterable[Job | BadRow], out: str | Path, sam
             nonlocal tokens
             prompts = [steering_prompt(engine.template, j.messages, j.steering) for j in pending]
             records = []
-            for job, response in zip(pending, engine.generate(prompts, sampling)):
+            for job, response in zip(pending, engine.generate(prompts, sampling, slots=batch_size)):
                 records.append({**job.row, "key": job.key, "grid": job.grid, "steering": job.steering.to_json(schema),
                                 "settings": settings, "text": response.text, "finish_reason": response.finish_reason,
                                 "prompt_tokens": response.prompt_tokens, "completion_tokens": response.completion_tokens})
@@ -176,7 +182,7 @@ def run_batch(engine: Engine, jobs: Iterable[Job | BadRow], out: str | Path, sam
                 report.skipped += 1
             else:
                 pending.append(item)
-                if len(pending) >= batch_size:
+                if len(pending) >= batch_size * REFILL:
                     flush()
             if progress and not pending:
                 progress(Progress("generate", report.total, max(total or 0, report.total), tokens))
