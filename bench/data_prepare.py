@@ -68,8 +68,8 @@ def run_baseline(data: Path, tokenizer: str, num_proc: int) -> dict:
     from transformers import AutoTokenizer
 
     datasets.disable_progress_bars()
+    start = time.perf_counter()  # the tokenizer's loading counts on both sides (steer's prepare loads its own)
     tok = AutoTokenizer.from_pretrained(tokenizer)
-    start = time.perf_counter()
     ds = datasets.load_dataset("json", data_files=str(data), split="train", download_mode="force_redownload")
     ds = ds.map(lambda b: tok([f"User: {p}\nAssistant: {r}" for p, r in zip(b["prompt"], b["response"])]),
                 batched=True, num_proc=num_proc, remove_columns=ds.column_names, load_from_cache_file=False)
@@ -104,7 +104,7 @@ def main() -> None:
     print(f"{'':24}{'seconds':>10}{'rows/s':>10}{'tokens':>14}")
     print(f"{'steer data prepare':24}{s:>10.1f}{args.rows / s:>10.0f}{steer_runs[0]['tokens']:>14,}")
     print(f"{'datasets.map baseline':24}{b:>10.1f}{args.rows / b:>10.0f}{base_runs[0]['tokens']:>14,}")
-    print(f"steer time / baseline time: {s / b:.2f}x  (target: steer <= 60 s)")
+    print(f"steer time / baseline time: {s / b:.2f}x  (target: <= 1.0x)")
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)
     Path(args.out).write_text(json.dumps(result, indent=2))
 

@@ -270,3 +270,39 @@ def test_the_exported_template_refuses_what_steer_refuses(name, kind, shared_ass
     values_only = build_template("janus", schema=None, special_tokens=TOKENS)
     with pytest.raises(TemplateError, match="no attribute schema"):
         render_template(values_only.source, msgs, add_generation_prompt=True, steer_attributes={"verbosity": 1})
+
+
+def test_steerlm_training_in_python_is_the_templates_text_and_spans():
+    """The SteerLM format's training text and loss spans, computed in Python for speed, are exactly what
+    its (sandboxed) template renders, for single and multi-turn conversations, with and without a
+    system message, value statements, attributes, a BOS token or a schema; odd input falls back to the
+    template and its error."""
+    import dataclasses
+    import itertools
+
+    from steer.attributes import get_schema
+
+    conversations = [
+        [{"role": "user", "content": "Hi"}, {"role": "assistant", "content": "Hello!", "attributes": {"verbosity": 1}}],
+        [{"role": "system", "content": "Be brief."}, {"role": "user", "content": "a\n"},
+         {"role": "assistant", "content": " b ", "attributes": {"helpfulness": 4, "complexity": 0}},
+         {"role": "user", "content": ""}, {"role": "assistant", "content": "c"}],
+        [{"role": "system", "content": ""}, {"role": "user", "content": "x"}, {"role": "assistant", "content": "y"},
+         {"role": "assistant", "content": "z", "attributes": {"verbosity": 4}}, {"role": "user", "content": "last"}],
+        [{"role": "user", "content": "only a question"}],
+    ]
+    for schema, bos, values in itertools.product([get_schema("helpsteer"), None], [None, "<s>"],
+                                                 [None, "Be kind.", ["one", "two"]]):
+        fast = build_template("steerlm", schema=schema, special_tokens={"bos_token": bos} if bos else {},
+                              default_system="Sys.")
+        slow = dataclasses.replace(fast, trusted=False)
+        for messages in conversations:
+            if schema is None:
+                messages = [{k: v for k, v in m.items() if k != "attributes"} for m in messages]
+            assert fast.training(messages, values=values) == slow.training(messages, values=values)
+            # the unsandboxed render of steer's own template is the sandboxed one
+            assert fast.prompt(messages, values=values) == slow.prompt(messages, values=values)
+    t = build_template("steerlm", schema=get_schema("helpsteer"))
+    bad = [{"role": "user", "content": "q"}, {"role": "assistant", "content": "a", "attributes": {"verbosity": 9}}]
+    with pytest.raises(TemplateError, match="verbosity must be an integer in 0-4"):
+        t.training(bad)

@@ -32,7 +32,7 @@ class Encoded:
 
     @property
     def loss_tokens(self) -> int:
-        return sum(1 for x in self.labels if x != IGNORE)
+        return len(self.labels) - self.labels.count(IGNORE)
 
 
 def as_conversation(record: Record) -> Conversation:
