@@ -70,13 +70,16 @@ class _Rows:
     """The rows decoding now: their KV cache, attention mask ``[R, W]``, last position ``[R, 1]``, the
     logits of their next token ``[R, V]`` and which prompt each row is (``index``)."""
 
-    def __init__(self, cache: Any, mask: Any, position: Any, logits: Any, index: list[int]) -> None:
+    def __init__(self, cache: Any, mask: Any, position: Any, logits: Any, index: list[int], tail: Any) -> None:
         self.cache, self.mask, self.position, self.logits, self.index = cache, mask, position, logits, index
+        self.tail = tail  # [R, TAIL] the last tokens of prompt + answer, right-aligned (stop strings)
+        self.count = mask.new_zeros(mask.shape[0])  # [R] tokens generated so far
 
     def keep(self, keep: Any) -> None:
         """Only the rows ``keep`` (indices) stay; columns that are padding for every row left go too."""
         self.cache.batch_select_indices(keep)
         self.mask, self.position, self.logits = self.mask[keep], self.position[keep], self.logits[keep]
+        self.tail, self.count = self.tail[keep], self.count[keep]
         self.index = [self.index[i] for i in keep.tolist()]
         lead = int((self.mask.cumsum(dim=1) == 0).all(dim=0).sum())
         if lead and lead < self.mask.shape[1]:
@@ -101,7 +104,11 @@ class _Rows:
         self.mask = torch.cat([self.mask, other.mask])
         self.position = torch.cat([self.position, other.position])
         self.logits = torch.cat([self.logits, other.logits])
+        self.tail, self.count = torch.cat([self.tail, other.tail]), torch.cat([self.count, other.count])
         self.index += other.index
+
+
+TAIL = 64  # tokens of context a stop string is looked for in
 
 
 def _cache_argument(model: Any) -> str:
@@ -127,7 +134,8 @@ def _prefill(model: Any, prompts: list[list[int]], index: list[int], pad_id: int
         cache = DynamicCache()
     out = model(input_ids=ids, attention_mask=mask, position_ids=positions, use_cache=True, logits_to_keep=1,
                 **{_cache_argument(model): cache})
-    return _Rows(cache, mask, positions[:, -1:], out.logits[:, -1, :].float(), list(index))
+    tail = ids[:, -TAIL:] if width >= TAIL else torch.cat([ids.new_full((len(prompts), TAIL - width), pad_id), ids], 1)
+    return _Rows(cache, mask, positions[:, -1:], out.logits[:, -1, :].float(), list(index), tail)
 
 
 def _joinable(cache: Any) -> bool:
@@ -173,12 +181,11 @@ def decode(model: Any, prompts: list[list[int]], *, pad_id: int, max_new_tokens:
         done = torch.isin(tokens, eos_t) if eos_t is not None else torch.zeros_like(tokens, dtype=torch.bool)
         for row, token in zip(rows.index, tokens.tolist()):
             results[row].append(token)
-        if stop is not None:
-            # the last tokens of prompt + answer, right-aligned (a stop string may start in the prompt, as in generate)
-            tails = [(prompts[r] + results[r])[-64:] for r in rows.index]
-            tail = torch.tensor([[pad_id] * (64 - len(t)) + t for t in tails], device=device)
-            done |= stop(tail, None).to(device)
-        done |= torch.tensor([len(results[r]) >= max_new_tokens for r in rows.index], device=device)
+        if stop is not None:  # on prompt + answer, as generate does (a stop string may start in the prompt)
+            rows.tail = torch.cat([rows.tail[:, 1:], tokens[:, None]], dim=1)
+            done |= stop(rows.tail, None).to(device)
+        rows.count += 1
+        done |= rows.count >= max_new_tokens
         if bool(done.all()):
             rows = None
             continue
