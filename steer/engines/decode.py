@@ -119,7 +119,7 @@ def _cache_argument(model: Any) -> str:
     return "cache" if "cache" in inspect.signature(base.forward).parameters else "past_key_values"
 
 
-def _prefill(model: Any, prompts: list[list[int]], index: list[int], pad_id: int, device: Any) -> _Rows:
+def _prefill(model: Any, prompts: list[list[int]], index: list[int], pad_id: int, device: Any, name: str) -> _Rows:
     """Run ``prompts`` (left-padded into one batch) through the model into a fresh cache."""
     import torch
     from transformers import DynamicCache
@@ -133,7 +133,7 @@ def _prefill(model: Any, prompts: list[list[int]], index: list[int], pad_id: int
     except TypeError:  # transformers before the cache took the model's config
         cache = DynamicCache()
     out = model(input_ids=ids, attention_mask=mask, position_ids=positions, use_cache=True, logits_to_keep=1,
-                **{_cache_argument(model): cache})
+                **{name: cache})
     tail = ids[:, -TAIL:] if width >= TAIL else torch.cat([ids.new_full((len(prompts), TAIL - width), pad_id), ids], 1)
     return _Rows(cache, mask, positions[:, -1:], out.logits[:, -1, :].float(), list(index), tail)
 
@@ -155,7 +155,7 @@ def decode(model: Any, prompts: list[list[int]], *, pad_id: int, max_new_tokens:
     beats waiting for a quarter of them, since a step's cost on CPU barely falls with fewer rows)."""
     import torch
 
-    device = model.device
+    device, name = model.device, _cache_argument(model)
     slots = slots or len(prompts)
     warpers = _warpers(temperature, top_k, top_p) if temperature > 0 else None
     eos_t = torch.tensor(sorted(eos), device=device) if eos else None
@@ -167,7 +167,7 @@ def decode(model: Any, prompts: list[list[int]], *, pad_id: int, max_new_tokens:
         free = slots - (len(rows.index) if rows else 0)
         if waiting and (rows is None or (refill and free >= 1)):
             take = [waiting.pop() for _ in range(min(free, len(waiting)))]
-            new = _prefill(model, [prompts[i] for i in take], take, pad_id, device)
+            new = _prefill(model, [prompts[i] for i in take], take, pad_id, device, name)
             if rows is None:
                 rows, refill = new, _joinable(new.cache)
             else:
@@ -195,6 +195,6 @@ def decode(model: Any, prompts: list[list[int]], *, pad_id: int, max_new_tokens:
         rows.mask = torch.cat([rows.mask, rows.mask.new_ones((rows.mask.shape[0], 1))], dim=1)
         rows.position = rows.position + 1
         out = model(input_ids=tokens[:, None], attention_mask=rows.mask, position_ids=rows.position, use_cache=True,
-                    **{_cache_argument(model): rows.cache})
+                    **{name: rows.cache})
         rows.logits = out.logits[:, -1, :].float()
     return results
