@@ -128,13 +128,6 @@ class Deadline:
         return max(0.0, min(cap, self.end - time.monotonic()))
 
 
-def child(args: list[str], timeout: float, script: str = __file__) -> dict:
-    """``script`` (this one by default) in a fresh process (see ``train_sft.subprocess_json``)."""
-    from train_sft import subprocess_json
-
-    return subprocess_json(args, timeout, script)
-
-
 def mfu(result: dict, params: int, method: str, flops: float) -> float | None:
     per_token = (6 if method == "full" else 4) * params
     return result["tokens_per_s"] * per_token / flops if "tokens_per_s" in result else None
@@ -159,6 +152,11 @@ def main() -> None:
     import torch
 
     from data_prepare import make_rows
+    from functools import partial
+
+    from train_sft import subprocess_json
+
+    child = partial(subprocess_json, script=__file__)  # a fresh process per run: its JSON, or an error
 
     cuda = torch.cuda.is_available()
     if not cuda and not args.tiny:
