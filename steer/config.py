@@ -188,7 +188,69 @@ class APMRecipe(SFTRecipe):
         return self
 
 
-RECIPES: dict[str, type[Section]] = {"sft": SFTRecipe, "apm": APMRecipe}
+REFERENCE_FREE = ("simpo", "orpo")
+
+
+class DPOConfig(Section):
+    """Preference optimisation: the loss, its hyper-parameters, length control and the reference."""
+
+    loss: Literal["sigmoid", "ipo", "hinge", "simpo", "rpo", "orpo"] = Field(
+        default="sigmoid", description="sigmoid (DPO), ipo, hinge, simpo (reference-free), rpo (DPO + NLL on the "
+                                       "chosen response), orpo (reference-free odds ratio + NLL)")
+    beta: float = Field(default=0.1, gt=0, description="the inverse temperature of the implicit reward; "
+                                                        "for orpo, the weight of the odds-ratio term")
+    label_smoothing: float = Field(default=0.0, ge=0, lt=0.5, description="conservative DPO: the assumed share "
+                                                                          "of flipped labels (sigmoid, rpo, simpo)")
+    gamma: float = Field(default=0.5, ge=0, description="simpo: the target margin subtracted inside the sigmoid")
+    sft_weight: float | None = Field(default=None, ge=0, description="weight of the chosen response's token-mean "
+                                                                      "NLL added to the loss (default 1 for rpo, else 0)")
+    average_logps: bool = Field(default=False, description="length-normalised log-probabilities (token means, "
+                                                           "the Tulu 3 recipe) instead of sums")
+    ld_alpha: float = Field(default=1.0, gt=0, le=1, description="LD-DPO: weight of the tokens past the shorter "
+                                                                 "response's length (1: off)")
+    length_alpha: float = Field(default=0.0, ge=0, description="R-DPO: the margin is reduced by this times the "
+                                                               "length difference in tokens (0: off)")
+    strength: Literal["ignore", "weight", "margin"] = Field(
+        default="ignore", description="a pair's preference strength (HelpSteer2/3): weights its loss or is a margin")
+    reference: Literal["auto", "adapter", "precompute", "model", "none"] = Field(
+        default="auto", description="auto: the base with the LoRA adapter disabled, else log-probabilities "
+                                    "precomputed before training; model: a frozen copy; none for simpo and orpo")
+    axes: list[str] = Field(default_factory=list, description="the preference axes to train on (PKU-SafeRLHF: "
+                                                              "helpfulness, harmlessness); empty: every pair")
+    condition: dict[str, str] = Field(default_factory=dict, description="a value statement per axis, rendered into "
+                                      "both sides' prompts: one model then follows either priority")
+
+    @model_validator(mode="after")
+    def _reference_fits(self) -> DPOConfig:
+        free = self.loss in REFERENCE_FREE
+        if free and self.reference not in ("auto", "none"):
+            raise ValueError(f"loss {self.loss} is reference-free: leave reference at auto (or none)")
+        if not free and self.reference == "none":
+            raise ValueError(f"loss {self.loss} needs a reference (auto, adapter, precompute or model)")
+        return self
+
+    @property
+    def nll_weight(self) -> float:
+        """The weight of the chosen response's NLL term (ORPO's is always 1)."""
+        if self.loss == "orpo":
+            return 1.0
+        return self.sft_weight if self.sft_weight is not None else (1.0 if self.loss == "rpo" else 0.0)
+
+
+class DPORecipe(SFTRecipe):
+    """Preference optimisation on pairs (the DPO family), through the same loop and data pipeline as SFT."""
+
+    kind: Literal["dpo"] = "dpo"  # type: ignore[assignment]
+    dpo: DPOConfig = Field(default_factory=DPOConfig)
+
+    @model_validator(mode="after")
+    def _reference_method(self) -> DPORecipe:
+        if self.dpo.reference == "adapter" and self.train.method == "full":
+            raise ValueError("dpo.reference adapter needs train.method lora (full weights: precompute or model)")
+        return self
+
+
+RECIPES: dict[str, type[Section]] = {"sft": SFTRecipe, "apm": APMRecipe, "dpo": DPORecipe}
 
 
 def _coerce(raw: str) -> Any:

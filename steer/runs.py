@@ -164,6 +164,13 @@ def load_model(ref: ModelRef, *, dtype: Any = None, merge: bool = False, head: s
 
     auto = getattr(transformers, HEADS[head])
     kwargs = {"dtype": dtype} if dtype is not None else {}
+    if ref.adapter and (Path(ref.weights) / ADAPTER).is_file():
+        # an adapter trained on top of another LoRA run (SFT, then DPO): that run merged is its base
+        model = load_model(resolve(ref.weights), dtype=dtype, merge=True, head=head)
+        from peft import PeftModel
+
+        model = PeftModel.from_pretrained(model, ref.adapter)
+        return model.merge_and_unload() if merge else model
     try:
         model = auto.from_pretrained(ref.weights, **kwargs)
     except (OSError, ValueError) as err:

@@ -79,10 +79,18 @@ def data_synth(
     tokenizer: Annotated[bool, typer.Option("--tokenizer/--no-tokenizer", help="Also train a BPE tokenizer on it.")] = True,
     vocab: Annotated[int, typer.Option("--vocab", help="Tokenizer vocabulary size.", min=300)] = 1024,
     prompts: Annotated[int, typer.Option("--prompts", help="Held-out questions for `steer eval steerability` (prompts.jsonl).", min=0)] = 40,
+    pairs: Annotated[int, typer.Option("--pairs", help="Preference pairs of each kind (pairs-correct.jsonl: right "
+                                       "facts chosen; pairs-longer.jsonl: the length-only control), and a twentieth as many "
+                                       "held-out (pairs-KIND-valid.jsonl).", min=0)] = 0,
 ) -> None:
     """Write the synthetic steerable corpus (helpsteer attributes known by construction) and a tokenizer."""
     from steer.synth import write_all
+    from steer.synth_pairs import KINDS, write_pairs
 
-    for name, path in write_all(Path(out), n, seed=seed, valid=valid, vocab_size=vocab if tokenizer else None,
-                                prompts=prompts).items():
+    written = write_all(Path(out), n, seed=seed, valid=valid, vocab_size=vocab if tokenizer else None, prompts=prompts)
+    for kind in KINDS if pairs else ():
+        written[f"pairs ({kind})"] = write_pairs(Path(out) / f"pairs-{kind}.jsonl", pairs, seed=seed, kind=kind)
+        written[f"validation pairs ({kind})"] = write_pairs(Path(out) / f"pairs-{kind}-valid.jsonl", max(1, pairs // 20),
+                                                            seed=seed, kind=kind, stream=1)
+    for name, path in written.items():
         ui.plain(f"{name}: {path}")

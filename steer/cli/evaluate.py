@@ -35,6 +35,7 @@ def eval_steerability(
     schema: ModelSchemaOpt = None,
     as_json: JsonOpt = False,
     plot_path: Annotated[Optional[str], typer.Option("--plot", help="Write a PNG of requested vs realised.")] = None,
+    outputs: Annotated[Optional[str], typer.Option("--outputs", help="Write every answer and its judgement as JSONL (for eval length-bias --compare).")] = None,
 ) -> None:
     """Sweep attributes over their range (others at defaults), generate, and judge what was realised."""
     quiet_libraries()
@@ -43,7 +44,7 @@ def eval_steerability(
     result = _with_bar(as_json, lambda events: evaluate(
         model, prompts, judge=judge, attributes=attrs, max_new_tokens=max_new_tokens, batch_size=batch_size,
         engine=engine, template=template, schema=schema, by=by, instructions=instructions, plot_path=plot_path,
-        events=events))
+        outputs=outputs, events=events))
     if as_json:
         ui.print_json(result)
     else:
@@ -51,6 +52,8 @@ def eval_steerability(
         ui.side_effects(result["attributes"])
         if result["plot"]:
             ui.plain(f"plot: {result['plot']}")
+        if result["outputs"]:
+            ui.plain(f"outputs: {result['outputs']}")
 
 
 @eval_app.command("values")

@@ -1,4 +1,4 @@
-"""``steer train sft|apm`` and ``steer export``."""
+"""``steer train sft|apm|dpo`` and ``steer export``."""
 
 from __future__ import annotations
 
@@ -66,6 +66,13 @@ def train_apm_cmd(recipe: RecipeArg, overrides: SetOpt = [], nproc: NprocOpt = N
                   as_json: JsonOpt = False) -> None:
     """Train an attribute prediction model (a regression head per attribute) that labels data and judges outputs."""
     _train("apm", recipe, overrides, nproc, resume, as_json)
+
+
+@train_app.command("dpo")
+def train_dpo_cmd(recipe: RecipeArg, overrides: SetOpt = [], nproc: NprocOpt = None, resume: ResumeOpt = None,  # noqa: B006
+                  as_json: JsonOpt = False) -> None:
+    """Preference optimisation on chosen/rejected pairs: DPO, IPO, hinge, SimPO, RPO, ORPO, with length control."""
+    _train("dpo", recipe, overrides, nproc, resume, as_json)
 
 
 @app.command()

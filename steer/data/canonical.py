@@ -79,6 +79,26 @@ def _scores(value: Any, column: str) -> dict[str, float] | None:
     return out
 
 
+def _values(value: Any) -> list[str] | None:
+    """Value statements: one text or a list of texts."""
+    if value is None:
+        return None
+    items = [value] if isinstance(value, str) else value
+    if not isinstance(items, list) or not all(isinstance(v, str) and v.strip() for v in items):
+        raise DataError("wrong type", "values must be a text or a list of non-empty texts", column="values")
+    return items or None
+
+
+def _strength(value: Any) -> float | None:
+    """A preference strength: a positive finite number."""
+    if value is None:
+        return None
+    number = fields.number(value, "strength", 0, math.inf)
+    if number <= 0 or not math.isfinite(number):
+        raise DataError("out of range", f"strength must be a positive number, got {value!r}", column="strength")
+    return number
+
+
 def alternating(messages: list[Message], column: str, *, ends_with: str) -> None:
     """Refuse turns that do not alternate user/assistant from a user turn to an ``ends_with`` one."""
     roles = [m.role for m in messages]
@@ -105,7 +125,8 @@ def convert(row: Mapping, key: str, schema: Schema | None = None) -> Record:
             raise DataError("wrong type", "labels must be an object", column="labels")
         return PreferencePair(prompt=prompt, chosen=fields.text(row, "chosen"), rejected=fields.text(row, "rejected"),
                               axis=fields.text(row, "axis") if "axis" in row else "overall", labels=dict(labels),
-                              **common)
+                              attributes=attributes(row.get("attributes"), "attributes", schema),
+                              values=_values(row.get("values")), strength=_strength(row.get("strength")), **common)
     if row.get("type") not in (None, "sft"):
         raise DataError("wrong type", f"type must be sft or preference, got {row.get('type')!r}", column="type")
     messages = _messages(fields.get(row, "messages"), "messages", schema)

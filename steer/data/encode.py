@@ -45,9 +45,10 @@ def as_conversation(record: Record) -> Conversation:
     return record
 
 
-def loss_spans(record: Conversation, template: SteerTemplate) -> tuple[str, list[tuple[int, int]]]:
-    """Training text and the character spans that carry loss."""
-    text, spans = template.training(record.chat())
+def loss_spans(record: Conversation, template: SteerTemplate,
+               values: list[str] | None = None) -> tuple[str, list[tuple[int, int]]]:
+    """Training text and the character spans that carry loss (``values``: value statements to steer with)."""
+    text, spans = template.training(record.chat(), values=values)
     assistants = [m for m in record.messages if m.role == "assistant"]
     if template.schema is not None:
         spans = [s for s, m in zip(spans, assistants) if m.attributes is not None]
@@ -104,12 +105,13 @@ def explain(record: Conversation, template: SteerTemplate, tokenizer: Any = None
 
 
 def encode_many(records: list[Conversation], template: SteerTemplate, tokenizer: Any, *, max_length: int | None = None,
-                overlong: str = "truncate") -> list[Encoded | DataError]:
-    """:func:`encode` for a batch, tokenizing all texts in one (parallel, Rust-side) call."""
+                overlong: str = "truncate", values: list[list[str] | None] | None = None) -> list[Encoded | DataError]:
+    """:func:`encode` for a batch, tokenizing all texts in one (parallel, Rust-side) call (``values``:
+    each record's value statements, when it is steered by some)."""
     rendered: list[tuple[str, list[tuple[int, int]]] | DataError] = []
-    for record in records:
+    for n, record in enumerate(records):
         try:
-            rendered.append(loss_spans(record, template))
+            rendered.append(loss_spans(record, template, values[n] if values else None))
         except SteerError as err:
             rendered.append(DataError("template error", f"example {record.id}: {err}"))
     texts = [r[0] for r in rendered if not isinstance(r, DataError)]

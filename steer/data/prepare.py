@@ -32,7 +32,9 @@ from steer.templates import SteerTemplate
 CHUNK = 512
 META = "steer_prepared.json"
 # Rejections every task may produce in the normal course of things (counted, never fatal).
-ROUTINE = ("too long", "no loss tokens", "no labels")
+OTHER_AXIS = "other axis"  # a preference pair on an axis the recipe does not train on
+IDENTICAL = "identical sides"  # a pair whose chosen and rejected texts are the same
+ROUTINE = ("too long", "no loss tokens", "no labels", OTHER_AXIS, IDENTICAL)
 
 
 @dataclass

@@ -13,7 +13,12 @@ Canonical JSONL (``--format steer``), one object per line:
 
     {"type": "preference", "id": "p1", "system": null, "axis": "helpfulness",
      "prompt": [{"role": "user", "content": "..."}], "chosen": "...", "rejected": "...",
+     "attributes": {"verbosity": 1}, "values": ["..."], "strength": 2,
      "labels": {}, "source": "", "meta": {}}
+
+  ``attributes`` and ``values`` (optional) are the steering both responses were judged under: they
+  are rendered identically into both sides' prompts. ``strength`` (optional, > 0) says how strongly
+  the chosen response is preferred (HelpSteer2/3's preference magnitude).
 
 Assistant ``attributes`` are optional; a turn without them carries no loss when training with
 an attribute schema (its labels are unknown). They are integers within the range of their schema's
@@ -111,6 +116,9 @@ class PreferencePair:
     labels: dict[str, Any] = field(default_factory=dict)
     source: str = ""
     meta: dict[str, Any] = field(default_factory=dict)
+    attributes: dict[str, int] | None = None  # the steering both sides were judged under
+    values: list[str] | None = None
+    strength: float | None = None  # how strongly ``chosen`` is preferred (> 0)
 
     kind = "preference"
 
@@ -118,6 +126,9 @@ class PreferencePair:
         out: dict[str, Any] = {"type": "preference", "id": self.id, "system": self.system, "axis": self.axis,
                                "prompt": [m.to_json() for m in self.prompt], "chosen": self.chosen,
                                "rejected": self.rejected, "labels": self.labels, "source": self.source}
+        for name in ("attributes", "values", "strength"):
+            if getattr(self, name) is not None:
+                out[name] = getattr(self, name)
         if self.meta:
             out["meta"] = self.meta
         return out

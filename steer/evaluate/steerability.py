@@ -130,10 +130,11 @@ def sweep_schema(schema: Schema | None, instructed: bool) -> Schema:
 def evaluate(model: str, prompts: str, *, judge: str = "oracle", attributes: Sequence[str] = (), max_new_tokens: int = 128,
              batch_size: int = 64, engine: str = "hf", template: str | None = None, schema: str | None = None,
              by: str = "attributes", instructions: str | None = None, plot_path: str | None = None,
-             events: Events | None = None) -> dict:
+             outputs: str | None = None, events: Events | None = None) -> dict:
     """``steer eval steerability``: load the judge, the prompts and the model, sweep (greedy), judge,
     summarise, and plot when asked. ``by``: ``attributes`` (steer's conditioning) or ``instructions``
-    (the prompting baseline: an instruction per level in the system message)."""
+    (the prompting baseline: an instruction per level in the system message). ``outputs``: every
+    answer with what the judge found, as JSONL (:func:`write_outputs`)."""
     from steer.engines.load import load_engine
     from steer.evaluate.judges import make_judge
 
@@ -150,7 +151,29 @@ def evaluate(model: str, prompts: str, *, judge: str = "oracle", attributes: Seq
     result = run(loaded, rows, judge_fn, names, Sampling(temperature=0.0, max_new_tokens=max_new_tokens),
                  events=events, batch=batch_size, instructions=table)
     png = plot(result.summary, result.requests, result.judged, plot_path) if plot_path else None
-    return {"model": model, "judge": judge, "by": by, "prompts": len(rows), "attributes": result.summary, "plot": png}
+    if outputs:
+        write_outputs(outputs, result, rows, inputs=[prompts])
+    return {"model": model, "judge": judge, "by": by, "prompts": len(rows), "attributes": result.summary, "plot": png,
+            "outputs": outputs}
+
+
+OUTPUT_KEYS = ("key", "attribute", "requested", "text", "judged")
+
+
+def write_outputs(path: str, result: Sweep, rows: Sequence[Mapping[str, Any]], inputs: Sequence[str] = ()) -> None:
+    """One JSONL row per answer of a sweep (``key`` = prompt and request, ``attribute``, ``requested``,
+    ``text``, ``judged``), written atomically: ``steer eval length-bias A --compare B --score
+    judged.NAME`` compares two models' sweeps on the same prompts."""
+    import json
+
+    from steer.outputs import atomic_output, jsonl_with
+
+    with atomic_output(path, inputs=list(inputs), owned=lambda p: jsonl_with(p, OUTPUT_KEYS), what="--outputs") as handle:
+        for request, text, judged in zip(result.requests, result.texts, result.judged):
+            row = rows[request.prompt_index]
+            key = f"{row.get('id', request.prompt_index)}:{request.attribute}={request.level}"
+            handle.write(json.dumps({"key": key, "attribute": request.attribute, "requested": request.level,
+                                     "text": text, "judged": judged}, default=str) + "\n")
 
 
 def monotonicity_violations(means: Sequence[float | None]) -> int:

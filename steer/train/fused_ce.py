@@ -71,3 +71,60 @@ def linear_cross_entropy(hidden: torch.Tensor, weight: torch.Tensor, targets: to
                          chunk: int = CHUNK) -> torch.Tensor:
     """Summed cross-entropy of ``hidden @ weight.T`` against ``targets`` (see the module docstring)."""
     return LinearCrossEntropy.apply(hidden, weight, targets, chunk)
+
+
+class LinearLogprobs(torch.autograd.Function):
+    """``log_softmax(hidden @ weight.T)[i, targets[i]]`` per row: hidden ``[n, h]``, weight ``[vocab, h]``,
+    targets ``[n]`` -> ``[n]`` float32.
+
+    Unlike the summed loss above, a preference loss weighs every position differently (through the
+    sequence sums and the sigmoid), so the backward cannot be computed ahead: the forward keeps only
+    each row's log-normaliser and the backward recomputes the logits chunk by chunk.
+    """
+
+    @staticmethod
+    def forward(ctx: Any, hidden: torch.Tensor, weight: torch.Tensor, targets: torch.Tensor,
+                chunk: int = CHUNK) -> torch.Tensor:
+        w = _compute_weight(hidden, weight)
+        out = torch.empty(hidden.shape[0], dtype=torch.float32, device=hidden.device)
+        norm = torch.empty_like(out)
+        for start in range(0, hidden.shape[0], chunk):
+            h, t = hidden[start:start + chunk], targets[start:start + chunk]
+            logits = (h.to(w.dtype) @ w.T).float()  # [c, vocab]
+            norm[start:start + chunk] = torch.logsumexp(logits, dim=1)
+            out[start:start + chunk] = logits.gather(1, t[:, None]).squeeze(1) - norm[start:start + chunk]
+        ctx.save_for_backward(hidden, weight, targets, norm)
+        ctx.chunk, ctx.dtype = chunk, w.dtype  # the backward runs outside autocast: keep the forward's dtype
+        return out
+
+    @staticmethod
+    def backward(ctx: Any, grad_out: torch.Tensor) -> tuple:
+        hidden, weight, targets, norm = ctx.saved_tensors
+        need_h, need_w = ctx.needs_input_grad[0], ctx.needs_input_grad[1]
+        w = weight.to(ctx.dtype)
+        grad_h = torch.empty_like(hidden) if need_h else None
+        grad_w = torch.zeros(weight.shape, dtype=torch.float32, device=weight.device) if need_w else None
+        for start in range(0, hidden.shape[0], ctx.chunk):
+            h, t = hidden[start:start + ctx.chunk], targets[start:start + ctx.chunk]
+            g = grad_out[start:start + ctx.chunk].float()
+            hc = h.to(w.dtype)
+            # d logp / d logits = onehot(t) - softmax, scaled by the incoming gradient of each row
+            d = (hc @ w.T).float().sub_(norm[start:start + ctx.chunk, None]).exp_().mul_(-g[:, None])
+            d[torch.arange(t.shape[0], device=t.device), t] += g
+            if need_h:
+                grad_h[start:start + ctx.chunk] = (d.to(w.dtype) @ w).to(hidden.dtype)
+            if need_w:
+                grad_w += (d.T.to(w.dtype) @ hc).float()
+        return grad_h, grad_w.to(weight.dtype) if grad_w is not None else None, None, None
+
+
+def _compute_weight(hidden: torch.Tensor, weight: torch.Tensor) -> torch.Tensor:
+    """The head weight in the dtype its matmuls run in: autocast's (as the model's own layers), else its own."""
+    device = hidden.device.type
+    return weight.to(torch.get_autocast_dtype(device)) if torch.is_autocast_enabled(device) else weight
+
+
+def linear_logprobs(hidden: torch.Tensor, weight: torch.Tensor, targets: torch.Tensor,
+                    chunk: int = CHUNK) -> torch.Tensor:
+    """Per-row log-probability of ``targets`` under ``hidden @ weight.T`` (see :class:`LinearLogprobs`); ``[n]``."""
+    return LinearLogprobs.apply(hidden, weight, targets, chunk)

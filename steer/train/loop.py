@@ -43,7 +43,7 @@ class Task:
     template: Callable[[Recipe, Any], SteerTemplate]  # the template the saved tokenizer renders with
     encoder: Callable[[Recipe, Any, SteerTemplate], Encoder]  # (recipe, tokenizer, template)
     collator: Callable[[Recipe, Any], Any]
-    trainer_class: Callable[[], type]
+    trainer_class: Callable[[Recipe], type]
     export: Callable[[Path, Path, dict, str], None]  # (run or checkpoint folder, out, steer.json, dtype)
     next_steps: Callable[[Recipe, Path], list[str]]  # commands to suggest after a run
     run_file: Callable[[Recipe], dict] = lambda recipe: {}  # extra steer.json fields
@@ -264,7 +264,7 @@ def preflight(recipe: Recipe, tokenizer: Any) -> None:
     whose tokens do not fit the model's embedding."""
     from transformers import AutoConfig
 
-    from steer.train.model import model_ref
+    from steer.train.model import base_weights
 
     cfg = recipe.model
     if cfg.from_scratch is not None:
@@ -277,7 +277,7 @@ def preflight(recipe: Recipe, tokenizer: Any) -> None:
     else:
         name = str(cfg.name_or_path)
         try:
-            config = AutoConfig.from_pretrained(model_ref(name), trust_remote_code=cfg.trust_remote_code)
+            config = AutoConfig.from_pretrained(base_weights(name)[0], trust_remote_code=cfg.trust_remote_code)
         except (OSError, ValueError) as err:
             raise UsageError(f"cannot load the config of model {name!r}: {str(err).strip().splitlines()[0]}") from None
         where = f"the model {name}"
@@ -372,7 +372,7 @@ def train(recipe: Recipe, task: Task, *, resume: str | bool | None = None, event
     if is_main_process():
         run_dir.mkdir(parents=True, exist_ok=True)
         write_resolved(recipe, run_dir)
-    trainer = task.trainer_class()(
+    trainer = task.trainer_class(recipe)(
         model=model, args=args, train_dataset=train_ds, eval_dataset=eval_ds, data_collator=task.collator(recipe, tokenizer),
         processing_class=tokenizer, compute_metrics=task.metrics(recipe),
         callbacks=_callbacks(run_dir, events, recipe.train.method != "full") + list(callbacks or []))

@@ -47,10 +47,34 @@ def load_base(cfg: ModelConfig, *, packing: bool, quantize: bool = False, backbo
     kwargs: dict[str, Any] = {"dtype": dtype, "attn_implementation": attn, "trust_remote_code": cfg.trust_remote_code}
     if quantize:
         kwargs["quantization_config"] = _qlora_config(dtype)
+    weights, adapter = base_weights(cfg.name_or_path)
     try:
-        return auto.from_pretrained(model_ref(cfg.name_or_path), **kwargs)
+        model = auto.from_pretrained(weights, **kwargs)
     except OSError as err:
         raise UsageError(f"cannot load model {cfg.name_or_path!r}: {str(err).strip().splitlines()[0]}") from None
+    if adapter is None:
+        return model
+    if backbone or quantize:
+        raise UsageError(f"model.name_or_path {cfg.name_or_path} is a LoRA run: export it first "
+                         f"(steer export {cfg.name_or_path} --out MERGED) and train on the merged folder")
+    from peft import PeftModel
+
+    # a LoRA run (SFT before DPO, say) continues from its adapter merged into the base
+    return PeftModel.from_pretrained(model, adapter).merge_and_unload()
+
+
+def base_weights(name: str | None) -> tuple[str | None, str | None]:
+    """``(weights, adapter)`` of a model argument: a steer LoRA run (or adapter folder) is its base
+    model plus the adapter; anything else is itself."""
+    from pathlib import Path
+
+    ref = model_ref(name)
+    if ref and Path(ref).is_dir() and (Path(ref) / "adapter_config.json").is_file():
+        from steer.runs import resolve
+
+        found = resolve(ref)
+        return model_ref(found.weights), found.adapter
+    return ref, None
 
 
 def model_ref(name: str | None) -> str | None:

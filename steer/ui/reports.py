@@ -120,12 +120,15 @@ def trained(result: Any) -> None:
 
 
 def metrics_table(table: Mapping[str, Mapping[str, float]]) -> None:
-    """Validation MAE, RMSE and Pearson per attribute."""
+    """The task's validation table: a row per attribute (APM: MAE, RMSE, Pearson) or per set of pairs (DPO)."""
+    names = {"mae": "MAE", "rmse": "RMSE", "pearson": "Pearson"}
+    columns = list(dict.fromkeys(k for row in table.values() for k in row))
     out = Table(title="validation")
-    for col in ("attribute", "MAE", "RMSE", "Pearson"):
-        out.add_column(col, justify="left" if col == "attribute" else "right")
+    out.add_column("", justify="left")
+    for col in columns:
+        out.add_column(names.get(col, col), justify="right")
     for name, row in table.items():
-        out.add_row(name, *("-" if row.get(m) is None else f"{row[m]:.3f}" for m in ("mae", "rmse", "pearson")))
+        out.add_row(name, *("-" if row.get(m) is None else f"{row[m]:.3f}" for m in columns))
     console.print(out)
 
 

@@ -3,6 +3,6 @@
 from __future__ import annotations
 
 from steer.train.loop import Task
-from steer.train.tasks import apm, sft
+from steer.train.tasks import apm, dpo, sft
 
-TASKS: dict[str, Task] = {"sft": sft.TASK, "apm": apm.TASK}
+TASKS: dict[str, Task] = {"sft": sft.TASK, "apm": apm.TASK, "dpo": dpo.TASK}

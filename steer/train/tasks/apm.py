@@ -114,7 +114,7 @@ def metrics_table(evaluation: dict) -> dict[str, dict[str, float]]:
     return table
 
 
-def trainer_class() -> type:
+def trainer_class(recipe: Recipe | None = None) -> type:
     """``Trainer`` that checkpoints in the APM run layout (every checkpoint-N is a loadable APM) and resumes from it."""
     import torch
     from transformers import Trainer

@@ -34,7 +34,17 @@ def _collator(recipe: Recipe, tokenizer: Any) -> Any:
     return PackedCollator() if recipe.data.packing else PaddedCollator(tokenizer.pad_token_id or 0)
 
 
-def trainer_class() -> type:
+def labelled(labels: Any) -> tuple[Any, Any]:
+    """``(keep, targets)``: the positions whose next token carries loss (``[rows, length]`` bool) and
+    those next tokens (``[kept]``), in row-major order."""
+    import torch
+
+    keep = torch.zeros_like(labels, dtype=torch.bool)
+    keep[:, :-1] = labels[:, 1:] != IGNORE
+    return keep, labels[:, 1:][keep[:, :-1]]
+
+
+def trainer_class(recipe: Recipe | None = None) -> type:
     """``transformers.Trainer`` whose loss projects only positions that carry loss onto the vocabulary."""
     from transformers import Trainer
 
@@ -55,26 +65,32 @@ def trainer_class() -> type:
             from steer.train.fused_ce import linear_cross_entropy
 
             labels = inputs.pop("labels")
-            keep = torch.zeros_like(labels, dtype=torch.bool)
-            keep[:, :-1] = labels[:, 1:] != IGNORE
-            targets = labels[:, 1:][keep[:, :-1]]
-            head = self._fusable_head(model)
-            if head is not None and not return_outputs:
-                # the model's forward with its LM head as the identity yields the kept hidden states
+            keep, targets = labelled(labels)
+            outputs, head = self.kept_states(model, inputs, keep, fused=not return_outputs)
+            if head is not None:
+                loss = linear_cross_entropy(outputs.logits, head.weight, targets)
+            else:
+                loss = torch.nn.functional.cross_entropy(outputs.logits.float(), targets, reduction="sum")
+            loss = loss / self._denominator(targets, num_items_in_batch)
+            self.loss_is_scaled_for_ga = num_items_in_batch is not None
+            return (loss, outputs) if return_outputs else loss
+
+        def kept_states(self, model: Any, inputs: dict, keep: Any, fused: bool = True) -> tuple[Any, Any]:
+            """The model's outputs at the ``keep`` positions (``[kept, ...]`` in ``outputs.logits``) and
+            its LM head: with a plain linear head (and ``fused``) the forward runs with the head as the
+            identity, so ``outputs.logits`` holds hidden states ``[kept, hidden]`` and the head is
+            returned to be fused with the loss; otherwise logits ``[kept, vocab]`` and None."""
+            head = self._fusable_head(model) if fused else None
+            if head is not None:
                 head.forward = lambda x: x
                 try:
                     outputs = model(**inputs, logits_to_keep=keep, use_cache=False)
                 finally:
                     del head.forward
-                hidden = outputs.logits.reshape(-1, outputs.logits.shape[-1])
-                loss = linear_cross_entropy(hidden, head.weight, targets)
             else:
                 outputs = model(**inputs, logits_to_keep=keep, use_cache=False)
-                logits = outputs.logits.reshape(-1, outputs.logits.shape[-1])
-                loss = torch.nn.functional.cross_entropy(logits.float(), targets, reduction="sum")
-            loss = loss / self._denominator(targets, num_items_in_batch)
-            self.loss_is_scaled_for_ga = num_items_in_batch is not None
-            return (loss, outputs) if return_outputs else loss
+            outputs.logits = outputs.logits.reshape(-1, outputs.logits.shape[-1])
+            return outputs, head
 
         def _denominator(self, targets: Any, num_items_in_batch: Any) -> Any:
             """Tokens the summed loss is divided by: this batch's, or (under gradient accumulation)
