@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, Any
 
-from steer.data import canonical, helpsteer, multifaceted, nemo, oasst, safety
+from steer.data import canonical, helpsteer, multifaceted, nemo, oasst, preference, safety
 from steer.data.io import read_rows
 from steer.data.records import DataError, Record
 
@@ -26,6 +26,8 @@ ROW_FORMATS: dict[str, RowConverter] = {
     "helpsteer2": lambda row, key, schema: helpsteer.convert(row, key, multi_turn=True),
     "multifaceted": lambda row, key, schema: multifaceted.convert(row, key),
     "multifaceted-dpo": lambda row, key, schema: multifaceted.convert_dpo(row, key),
+    "helpsteer2-preference": lambda row, key, schema: preference.convert_helpsteer2(row, key),
+    "helpsteer3": lambda row, key, schema: preference.convert_helpsteer3(row, key),
     "pku-saferlhf": lambda row, key, schema: safety.convert_pku(row, key),
     "beavertails": lambda row, key, schema: safety.convert_beavertails(row, key),
     "nemo-steerlm": nemo.convert_sft,
@@ -33,8 +35,8 @@ ROW_FORMATS: dict[str, RowConverter] = {
     "steer": canonical.convert,
 }
 TREE_FORMATS = ("oasst", "oasst-tree")  # rows are messages of trees, rebuilt before threads come out
-FORMATS = ("helpsteer", "helpsteer2", "oasst", "oasst-tree", "multifaceted", "multifaceted-dpo", "pku-saferlhf",
-           "beavertails", "nemo-steerlm", "nemo-rm", "steer")
+FORMATS = ("helpsteer", "helpsteer2", "helpsteer2-preference", "helpsteer3", "oasst", "oasst-tree", "multifaceted",
+           "multifaceted-dpo", "pku-saferlhf", "beavertails", "nemo-steerlm", "nemo-rm", "steer")
 # Checked in order: the first whose columns are all present wins.
 _SIGNATURES = (
     ("steer", ("messages",)),
@@ -43,6 +45,8 @@ _SIGNATURES = (
     ("oasst", oasst.COLUMNS),
     ("nemo-steerlm", nemo.SFT_COLUMNS),
     ("nemo-rm", nemo.RM_COLUMNS),
+    ("helpsteer3", preference.HELPSTEER3_COLUMNS),
+    ("helpsteer2-preference", preference.HELPSTEER2_COLUMNS),
     ("pku-saferlhf", safety.PKU_COLUMNS),
     ("beavertails", safety.BEAVERTAILS_COLUMNS),
     ("multifaceted-dpo", multifaceted.DPO_COLUMNS),
