@@ -335,3 +335,42 @@ def test_cli_dpo_run_from_a_tiny_model_with_resume(tmp_path, shared_assets):
     assert spec["kind"] == "dpo" and spec["dpo"]["reference"] == "precompute"
     wrong = run_cli("train", "sft", str(path))
     assert wrong.returncode == 2 and "steer train dpo" in wrong.stderr
+
+
+def _correctness(model: str, prompts: str, out: str) -> tuple[float, float]:
+    """Mean oracle-judged correctness over requested correctness 0-4, and the mean verbosity Spearman."""
+    result = run_cli("eval", "steerability", model, "--prompts", prompts, "--judge", "oracle", "--attr", "correctness",
+                     "--attr", "verbosity", "--outputs", out, "--json", timeout=900)
+    assert result.returncode == 0, result.stderr[-2000:]
+    summary = json.loads(result.stdout)["attributes"]
+    levels = summary["correctness"]["levels"]
+    return sum(lv["realised"] for lv in levels) / len(levels), summary["verbosity"]["spearman"]
+
+
+@pytest.mark.slow
+def test_recipe_synth_dpo_prefers_right_facts_and_the_length_control_only_lengthens(quickstart_fast, tmp_path):
+    from steer.synth import write_prompts
+    from steer.synth_pairs import write_pairs
+    from tests.conftest import REPO
+
+    sft = str(quickstart_fast[0] / "model")
+    prompts = str(write_prompts(tmp_path / "prompts.jsonl", 20))
+    before, _ = _correctness(sft, prompts, str(tmp_path / "before.jsonl"))
+    runs = {}
+    for kind in ("correct", "longer"):
+        pairs = write_pairs(tmp_path / f"{kind}.jsonl", 1200, kind=kind)
+        valid = write_pairs(tmp_path / f"{kind}-valid.jsonl", 60, kind=kind, stream=1)
+        result = run_cli("train", "dpo", str(REPO / "recipes/tiny/synth-dpo.yaml"), "--json",
+                         "--set", f"model.name_or_path={sft}", "--set", f"data.sources.0.path={pairs}",
+                         "--set", f"data.validation.0.path={valid}", "--set", f"data.cache_dir={tmp_path / 'cache'}",
+                         "--set", f"train.output_dir={tmp_path / kind}", timeout=900)
+        assert result.returncode == 0, result.stderr[-2000:]
+        runs[kind] = _correctness(str(tmp_path / kind), prompts, str(tmp_path / f"{kind}-out.jsonl"))
+    assert runs["correct"][0] >= before + 0.8  # measured: 2.33 -> 3.77 (of 4)
+    assert runs["correct"][1] > 0.9  # verbosity steering survives DPO
+    assert abs(runs["longer"][0] - before) < 0.4  # the length-only control does not make answers right
+    compare = run_cli("eval", "length-bias", str(tmp_path / "before.jsonl"), "--compare", str(tmp_path / "longer-out.jsonl"),
+                      "--score", "judged.correctness", "--json")
+    assert compare.returncode == 0, compare.stderr[-2000:]
+    lengths = json.loads(compare.stdout)["compare"]["mean_length"]
+    assert lengths["other"] > lengths["base"] + 1  # measured: 18.8 -> 22.5 words
