@@ -189,7 +189,28 @@ def steer_rows() -> list[dict]:
     ]
 
 
-ALL = {"helpsteer": helpsteer_rows, "helpsteer2": helpsteer2_rows, "oasst": oasst_rows, "oasst-tree": oasst_tree_rows,
+def helpsteer2_preference_rows() -> list[dict]:
+    """HelpSteer2's preference subset (negative strength: response_1 is better; 0: a tie)."""
+    return [{"split": "train", "prompt": "Hi\n<extra_id_1>Assistant\nHello\n<extra_id_1>User\nName a fruit.",
+             "response_1": "Apple.", "response_2": "No.", "preference_strength": -2,
+             "preference_statement": "@Response 1 is better.", "preference_elaboration": "It answers."},
+            {"split": "val", "prompt": "Add 1 and 1.", "response_1": "3", "response_2": "2", "preference_strength": 3,
+             "preference_statement": "@Response 2 is better.", "preference_elaboration": "Right sum."}]
+
+
+def helpsteer3_rows() -> list[dict]:
+    """HelpSteer3 preference rows (negative overall_preference: response1 is better)."""
+    return [{"domain": "Code", "language": "python", "context": [{"role": "user", "content": "Sort a list."}],
+             "response1": "sorted(x)", "response2": "x.sort", "overall_preference": -1,
+             "individual_preference": [{"score": -1, "reasoning": "Returns a copy."}]},
+            {"domain": "General", "language": "english",
+             "context": [{"role": "user", "content": "Hi"}, {"role": "assistant", "content": "Hello"},
+                         {"role": "user", "content": "Bye?"}],
+             "response1": "No.", "response2": "Bye!", "overall_preference": 2,
+             "individual_preference": [{"score": 2, "reasoning": "Polite."}]}]
+
+
+ALL = {"helpsteer": helpsteer_rows, "helpsteer2-preference": helpsteer2_preference_rows, "helpsteer3": helpsteer3_rows, "helpsteer2": helpsteer2_rows, "oasst": oasst_rows, "oasst-tree": oasst_tree_rows,
        "nemo-steerlm": nemo_steerlm_rows, "nemo-rm": nemo_rm_rows,
        "multifaceted": multifaceted_rows, "multifaceted-dpo": multifaceted_dpo_rows,
        "pku-saferlhf": pku_rows, "beavertails": beavertails_rows, "steer": steer_rows}
