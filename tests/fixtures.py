@@ -210,10 +210,27 @@ def helpsteer3_rows() -> list[dict]:
              "individual_preference": [{"score": 2, "reasoning": "Polite."}]}]
 
 
+def steer_batch_rows() -> list[dict]:
+    """``steer batch --samples 2 --grid verbosity=1`` output: two answers to one prompt, then one to a chat."""
+    steering = {"attributes": {"helpfulness": 4, "correctness": 4, "coherence": 4, "complexity": 2, "verbosity": 1},
+                "preset": None, "values": ["Be exact."], "system": None}
+    settings = {"model": "runs/tiny", "template": {"kind": "steerlm", "schema": "helpsteer", "sha256": "0123abcd"},
+                "sampling": {"temperature": 1.0, "top_p": 1.0, "top_k": 0, "max_new_tokens": 64, "seed": 0, "stop": []}}
+    common = {"grid": {"verbosity": 1}, "steering": steering, "settings": settings, "finish_reason": "stop",
+              "prompt_tokens": 12, "completion_tokens": 5}
+    return [{"id": "q1", "prompt": "What is 1 plus 2?", "field": "sum", "key": 'q1|{"verbosity": 1}', **common,
+             "text": "It is 3."},
+            {"id": "q1", "prompt": "What is 1 plus 2?", "field": "sum", "key": 'q1|{"verbosity": 1}|1', "sample": 1,
+             **common, "text": "It is 4."},
+            {"id": "q2", "messages": [{"role": "user", "content": "Hi"}, {"role": "assistant", "content": "Hello"},
+                                      {"role": "user", "content": "Name a colour."}],
+             "key": 'q2|{"verbosity": 1}', **common, "text": "Blue."}]
+
+
 ALL = {"helpsteer": helpsteer_rows, "helpsteer2-preference": helpsteer2_preference_rows, "helpsteer3": helpsteer3_rows, "helpsteer2": helpsteer2_rows, "oasst": oasst_rows, "oasst-tree": oasst_tree_rows,
        "nemo-steerlm": nemo_steerlm_rows, "nemo-rm": nemo_rm_rows,
        "multifaceted": multifaceted_rows, "multifaceted-dpo": multifaceted_dpo_rows,
-       "pku-saferlhf": pku_rows, "beavertails": beavertails_rows, "steer": steer_rows}
+       "pku-saferlhf": pku_rows, "beavertails": beavertails_rows, "steer": steer_rows, "steer-batch": steer_batch_rows}
 
 
 def write(rows: list[dict], path: Path) -> Path:

@@ -302,6 +302,27 @@ def test_pairs_render_their_steering_on_both_sides_and_conditions_per_axis(share
     assert "Put safety first." in c2.text and "Put safety first." not in c1.text
 
 
+def test_a_pair_without_steering_trains_its_replies_under_the_template_defaults(shared_assets):
+    """HelpSteer3's pairs carry no attributes: under a SteerLM schema each reply is rendered with the
+    default attribute line and carries loss; an earlier assistant turn of the prompt stays context."""
+    from steer.attributes import get_schema
+    from steer.data.records import Message, PreferencePair
+    from steer.runs import load_tokenizer
+    from steer.templates import for_tokenizer
+    from steer.train.tasks.dpo import encode_pairs
+
+    tok = load_tokenizer(str(shared_assets / "models/stories260k"))
+    template = for_tokenizer("steerlm", get_schema("helpsteer"), tok)
+    prompt = [Message("user", "Hi"), Message("assistant", "Hello there"), Message("user", "Bye?")]
+    ((chosen, rejected, _),) = encode_pairs([PreferencePair(id="p", prompt=prompt, chosen="Bye now!", rejected="No.",
+                                                            axis="overall")], template, tok, DPOConfig())
+    defaults = ",".join(f"{a.name}:{a.default}" for a in get_schema("helpsteer").attributes)
+    assert chosen.text.count(defaults) == 2  # both assistant turns: the schema's default line
+    loss = tok.decode([t for t in chosen.labels if t != -100])
+    assert "Bye now!" in loss and "Hello there" not in loss and "Bye?" not in loss
+    assert "No." in tok.decode([t for t in rejected.labels if t != -100])
+
+
 # ---------------------------------------------------------------------------------------------
 # A whole run
 

@@ -213,7 +213,8 @@ class FakeVLLM:
         return types.SimpleNamespace(outputs=[done], prompt_token_ids=[1, 2, 3], finished=finished, request_id=None)
 
     def generate(self, prompts, params, lora_request=None, use_tqdm=False):
-        return [self.output(params) for _ in prompts]
+        self.params = params if isinstance(params, list) else [params] * len(prompts)  # vLLM: one, or one per prompt
+        return [self.output(p) for p in self.params]
 
 
 @pytest.mark.parametrize("raw, user_stop", [
@@ -237,6 +238,19 @@ def test_hf_and_vllm_finish_the_same_raw_output_the_same(shared_assets, raw, use
     assert not theirs.text.endswith("\n") or ours.finish_reason == "length"
     streamed = list(vllm.stream("prompt", sampling))
     assert "".join(p for p in streamed[:-1]) == streamed[-1].text == ours.text  # nothing shown that is cut later
+
+
+def test_vllm_seeds_each_prompt_of_a_call_apart(shared_assets):
+    """A seeded vLLM request is deterministic per request: copies of one prompt (batch --samples) need seeds apart."""
+    from steer.engines.vllm import VLLMEngine
+
+    hf_tok = __import__("transformers").AutoTokenizer.from_pretrained(_model(shared_assets))
+    fake = FakeVLLM("an answer", [5, 6])
+    engine = VLLMEngine(fake, hf_tok, build_template("steerlm", schema=get_schema("helpsteer")), vllm=FakeVLLM)
+    engine.generate(["same", "same", "same"], Sampling(temperature=1.0, max_new_tokens=8, seed=7))
+    assert [p.seed for p in fake.params] == [7, 8, 9]
+    engine.generate(["same", "same"], Sampling(temperature=1.0, max_new_tokens=8))
+    assert [p.seed for p in fake.params] == [None, None]
 
 
 def test_vllm_stream_honours_cancel_and_checks_the_context(shared_assets):

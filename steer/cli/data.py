@@ -94,3 +94,29 @@ def data_synth(
                                                             seed=seed, kind=kind, stream=1)
     for name, path in written.items():
         ui.plain(f"{name}: {path}")
+
+
+@data_app.command("pairs")
+@loading_options
+def data_pairs(
+    source: SourceArg,
+    out: Annotated[str, typer.Option("--out", "-o", help="Canonical pair JSONL to write (for `steer train dpo`).")],
+    by: Annotated[str, typer.Option("--by", help="The score: an attribute, or NAME=WEIGHT,... summed "
+                                    "(HelpSteer2's reward weights: helpfulness=0.65,correctness=0.8,...).")],
+    fmt: FormatOpt = "auto",
+    mode: Annotated[str, typer.Option("--mode", help="best-worst (one pair per prompt) or all (every two answers).")] = "best-worst",
+    min_margin: Annotated[float, typer.Option("--min-margin", help="Keep a pair only when its scores differ by more.", min=0)] = 0.0,
+    judge: Annotated[Optional[str], typer.Option("--judge", help="Score the answers with a judge (length, fkgl, oracle, "
+                                                 "apm:PATH) instead of their labels.")] = None,
+    axis: Annotated[Optional[str], typer.Option("--axis", help="The pairs' axis (default: the --by attribute, or weighted).")] = None,
+    as_json: JsonOpt = False,
+    loading: Any = None,
+) -> None:
+    """Preference pairs from rated answers to shared prompts (HelpSteer rows, OASST replies, labelled or judged
+    `steer batch --samples` outputs): best vs worst by an attribute or a weighted sum."""
+    from steer.data.pairs import run
+    from steer.evaluate.judges import make_judge
+
+    scorer = make_judge(judge)[0] if judge else None
+    report, loaded = run(source, out, by, mode=mode, min_margin=min_margin, judge=scorer, axis=axis, format=fmt, **loading)
+    ui.show({**report.to_json(), "out": out, "load": loaded.to_json()}, as_json, ui.pairs_derived)

@@ -95,6 +95,8 @@ def batch(
     grid: Annotated[list[str], typer.Option("--grid", help="Sweep an attribute: name=v1,v2,... (repeatable; cross product).")] = [],  # noqa: B006
     steering: Any = None,
     batch_size: Annotated[int, typer.Option("--batch-size", help="Prompts per engine call.", min=1)] = 8,
+    samples: Annotated[int, typer.Option("--samples", help="Answers per row and grid point (sampled: for "
+                                         "best-vs-worst pairs, `steer data pairs`).", min=1)] = 1,
     sampling: Any = None,
     model_options: Any = None,
     as_json: JsonOpt = False,
@@ -110,7 +112,7 @@ def batch(
     engine = engine_for(model, **model_options)  # loaded before the bar starts: rows/s counts generation only
     with ui.progress_bar("generating", unit="rows") as bar:
         report = jobs.run(engine, input_, output, sampling, grid=grid, steering=steering, batch_size=batch_size,
-                          progress=bar, model=model)
+                          progress=bar, model=model, samples=samples)
     if as_json:
         ui.print_json({**report.to_json(), "output": output})
     else:

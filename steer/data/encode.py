@@ -36,22 +36,22 @@ class Encoded:
 
 
 def as_conversation(record: Record) -> Conversation:
-    """SFT view of a record; a preference pair becomes its prompt plus the chosen reply."""
-    if isinstance(record, PreferencePair):
-        from steer.data.records import Message
-
-        return Conversation(id=record.id, system=record.system, source=record.source,
-                            messages=[*record.prompt, Message("assistant", record.chosen)])
-    return record
+    """SFT view of a record; a preference pair becomes its prompt plus the chosen reply (with its steering)."""
+    return record.sides()[0] if isinstance(record, PreferencePair) else record
 
 
-def loss_spans(record: Conversation, template: SteerTemplate,
-               values: list[str] | None = None) -> tuple[str, list[tuple[int, int]]]:
-    """Training text and the character spans that carry loss (``values``: value statements to steer with)."""
+def loss_spans(record: Conversation, template: SteerTemplate, values: list[str] | None = None, *,
+               reply: bool = False) -> tuple[str, list[tuple[int, int]]]:
+    """Training text and the character spans that carry loss (``values``: value statements to steer with).
+
+    Under a schema an unlabelled assistant turn is context, except with ``reply`` the last one: a
+    preference pair's answer always carries loss, under its pair's steering or the template's defaults.
+    """
     text, spans = template.training(record.chat(), values=values)
     assistants = [m for m in record.messages if m.role == "assistant"]
     if template.schema is not None:
-        spans = [s for s, m in zip(spans, assistants) if m.attributes is not None]
+        last = len(assistants) - 1
+        spans = [s for k, (s, m) in enumerate(zip(spans, assistants)) if m.attributes is not None or (reply and k == last)]
     return text, spans
 
 
@@ -73,6 +73,8 @@ def guess_schema(records: Iterable[Record]) -> Schema | None:
         if isinstance(record, Conversation):
             for m in record.messages:
                 names |= set(m.attributes or {})
+        else:
+            names |= set(record.attributes or {})
     if not names:
         return None
     fitting = [s for s in SCHEMAS.values() if names <= set(s.names)]
@@ -82,15 +84,15 @@ def guess_schema(records: Iterable[Record]) -> Schema | None:
 
 
 def explain(record: Conversation, template: SteerTemplate, tokenizer: Any = None, *, max_length: int | None = None,
-            overlong: str = "truncate") -> dict:
-    """What training sees for one example: ``segments`` of ``(text, carries_loss)`` (per token with a tokenizer)."""
+            overlong: str = "truncate", values: list[str] | None = None, reply: bool = False) -> dict:
+    """What training sees for one example: ``segments`` of ``(text, carries_loss)`` (per token with a
+    tokenizer); ``values``: the value statements it is steered by; ``reply``: see :func:`loss_spans`."""
+    text, spans = loss_spans(record, template, values, reply=reply)
     if tokenizer is None:
-        text, spans = loss_spans(record, template)
         cuts = sorted({0, len(text), *(p for span in spans for p in span)})
         segments = [(text[a:b], any(s <= a < e for s, e in spans)) for a, b in zip(cuts, cuts[1:]) if b > a]
         return {"id": record.id, "segments": segments, "chars": len(text),
                 "loss_chars": sum(b - a for a, b in spans), "tokens": None}
-    text, spans = loss_spans(record, template)
     [(ids, offsets)] = tokenize(tokenizer, [text])
     truncated = max_length is not None and len(ids) > max_length
     if truncated:
@@ -105,13 +107,14 @@ def explain(record: Conversation, template: SteerTemplate, tokenizer: Any = None
 
 
 def encode_many(records: list[Conversation], template: SteerTemplate, tokenizer: Any, *, max_length: int | None = None,
-                overlong: str = "truncate", values: list[list[str] | None] | None = None) -> list[Encoded | DataError]:
+                overlong: str = "truncate", values: list[list[str] | None] | None = None,
+                reply: bool = False) -> list[Encoded | DataError]:
     """:func:`encode` for a batch, tokenizing all texts in one (parallel, Rust-side) call (``values``:
-    each record's value statements, when it is steered by some)."""
+    each record's value statements, when it is steered by some; ``reply``: see :func:`loss_spans`)."""
     rendered: list[tuple[str, list[tuple[int, int]]] | DataError] = []
     for n, record in enumerate(records):
         try:
-            rendered.append(loss_spans(record, template, values[n] if values else None))
+            rendered.append(loss_spans(record, template, values[n] if values else None, reply=reply))
         except SteerError as err:
             rendered.append(DataError("template error", f"example {record.id}: {err}"))
     texts = [r[0] for r in rendered if not isinstance(r, DataError)]

@@ -8,7 +8,7 @@ from pathlib import Path
 from typing import Any
 
 from steer.data.loader import LoadReport, load
-from steer.data.records import Record
+from steer.data.records import PreferencePair, Record
 
 
 def rejects_for(source: str | Path) -> str:
@@ -30,7 +30,7 @@ def load_source(source: str, *, format: str = "auto", split: str = "train", skip
 @dataclass
 class Inspection:
     """What ``steer data inspect`` shows: the load report, the template and schema used, and one
-    :func:`steer.data.encode.explain` result per example."""
+    :func:`steer.data.encode.explain` result per example (a preference pair: one per side, under ``sides``)."""
 
     report: LoadReport
     template: str
@@ -43,7 +43,7 @@ def inspect(source: str, *, format: str = "auto", template: str = "auto", schema
     """The first ``n`` examples of ``source`` rendered with ``template`` (over ``tokenizer``'s chat
     template when given) and the loss each token carries; the schema is guessed from the data unless given."""
     from steer.attributes import get_schema
-    from steer.data.encode import as_conversation, explain, guess_schema
+    from steer.data.encode import explain, guess_schema
     from steer.runs import load_tokenizer
     from steer.templates import for_tokenizer
 
@@ -52,5 +52,12 @@ def inspect(source: str, *, format: str = "auto", template: str = "auto", schema
     tok = load_tokenizer(tokenizer) if tokenizer else None
     sch = given or guess_schema(records[:1000])
     tmpl = for_tokenizer(template, sch, tok)
-    shown = [explain(as_conversation(record), tmpl, tok, max_length=max_length) for record in records[:n]]
+    shown = []
+    for record in records[:n]:
+        if isinstance(record, PreferencePair):
+            both = [explain(side, tmpl, tok, max_length=max_length, values=record.values, reply=True) for side in record.sides()]
+            shown.append({"id": record.id, "axis": record.axis, "strength": record.strength,
+                          "sides": dict(zip(("chosen", "rejected"), both))})
+        else:
+            shown.append(explain(record, tmpl, tok, max_length=max_length))
     return Inspection(report, tmpl.kind, sch.name if sch else None, shown)

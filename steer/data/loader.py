@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, Any
 
-from steer.data import canonical, helpsteer, multifaceted, nemo, oasst, preference, safety
+from steer.data import canonical, generated, helpsteer, multifaceted, nemo, oasst, preference, safety
 from steer.data.io import read_rows
 from steer.data.records import DataError, Record
 
@@ -33,12 +33,14 @@ ROW_FORMATS: dict[str, RowConverter] = {
     "nemo-steerlm": nemo.convert_sft,
     "nemo-rm": nemo.convert_rm,
     "steer": canonical.convert,
+    "steer-batch": generated.convert,
 }
 TREE_FORMATS = ("oasst", "oasst-tree")  # rows are messages of trees, rebuilt before threads come out
 FORMATS = ("helpsteer", "helpsteer2", "helpsteer2-preference", "helpsteer3", "oasst", "oasst-tree", "multifaceted",
-           "multifaceted-dpo", "pku-saferlhf", "beavertails", "nemo-steerlm", "nemo-rm", "steer")
+           "multifaceted-dpo", "pku-saferlhf", "beavertails", "nemo-steerlm", "nemo-rm", "steer", "steer-batch")
 # Checked in order: the first whose columns are all present wins.
 _SIGNATURES = (
+    ("steer-batch", generated.COLUMNS),  # before "steer": a batch row may hold the input's messages
     ("steer", ("messages",)),
     ("steer", ("type", "prompt", "chosen", "rejected")),
     ("oasst-tree", oasst.TREE_COLUMNS),

@@ -122,6 +122,14 @@ class PreferencePair:
 
     kind = "preference"
 
+    def sides(self) -> tuple[Conversation, Conversation]:
+        """The chosen and the rejected conversation: the same prompt, system message and steering."""
+        def side(reply: str) -> Conversation:
+            return Conversation(id=self.id, system=self.system, source=self.source,
+                                messages=[*self.prompt, Message("assistant", reply, self.attributes)])
+
+        return side(self.chosen), side(self.rejected)
+
     def to_json(self) -> dict:
         out: dict[str, Any] = {"type": "preference", "id": self.id, "system": self.system, "axis": self.axis,
                                "prompt": [m.to_json() for m in self.prompt], "chosen": self.chosen,

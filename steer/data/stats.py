@@ -18,13 +18,10 @@ def compute(records: Iterable[Record], report: LoadReport, tokenizer: Any = None
     attrs: dict[str, list[float]] = defaultdict(list)
     lengths: dict[str, list[float]] = defaultdict(list)  # attribute -> response length of the same turns
     prompt_chars, response_chars, response_tokens = [], [], []
-    longer_wins = pairs = ties = 0
+    pairs: list[PreferencePair] = []
     for record in records:
         if isinstance(record, PreferencePair):
-            pairs += 1
-            lc, lr = len(record.chosen), len(record.rejected)
-            ties += lc == lr
-            longer_wins += lc > lr
+            pairs.append(record)
             continue
         assert isinstance(record, Conversation)
         for prev, msg in zip([None, *record.messages], record.messages):
@@ -47,10 +44,29 @@ def compute(records: Iterable[Record], report: LoadReport, tokenizer: Any = None
     if tokenizer is not None:
         out["lengths"]["response_tokens"] = summary(response_tokens)
     if pairs:
-        out["preference"] = {"pairs": pairs, "ties": ties,
-                             "longer_is_chosen": longer_wins / (pairs - ties) if pairs > ties else None}
+        out["preference"] = preference(pairs, report, tokenizer)
     out["_series"] = {"attributes": dict(attrs), "lengths": dict(lengths)}
     return out
+
+
+def preference(pairs: list[PreferencePair], report: LoadReport, tokenizer: Any = None) -> dict:
+    """Pair counts (per axis, per strength), the ties dropped at load, and how far length alone
+    agrees with the labels: the share of unequal-length pairs whose longer side is chosen, and the
+    chosen and rejected lengths (tokens with a tokenizer, else characters)."""
+    def size(texts: list[str]) -> list[int]:
+        if tokenizer is None:
+            return [len(t) for t in texts]
+        return [len(ids) for ids in tokenizer(texts, add_special_tokens=False)["input_ids"]]
+
+    chosen, rejected = size([p.chosen for p in pairs]), size([p.rejected for p in pairs])
+    unequal = [(c, r) for c, r in zip(chosen, rejected) if c != r]
+    return {"pairs": len(pairs), "axes": dict(Counter(p.axis for p in pairs)),
+            "strength": {f"{k:g}": v for k, v in sorted(Counter(p.strength for p in pairs if p.strength is not None).items())},
+            "ties_dropped": sum(n for reason, n in report.filtered.items() if "ties" in reason),
+            "equal_length": len(pairs) - len(unequal),
+            "longer_is_chosen": sum(c > r for c, r in unequal) / len(unequal) if unequal else None,
+            "length_unit": "tokens" if tokenizer is not None else "characters",
+            "chosen_length": summary(chosen), "rejected_length": summary(rejected)}
 
 
 def plot(stats: dict, path: str) -> str:

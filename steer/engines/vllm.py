@@ -82,8 +82,12 @@ class VLLMEngine:
 
     def generate(self, prompts: Sequence[Prompt | str], sampling: Sampling, slots: int | None = None) -> list[Response]:
         # slots: vLLM's scheduler batches and refills on its own (max_num_seqs)
-        params = self.vllm.SamplingParams(**sampling_params(sampling, self.template))
+        kwargs = sampling_params(sampling, self.template)
         texts = self._texts(prompts, sampling)
+        # a seeded vLLM request is deterministic per request: one seed for all would give every copy of a
+        # prompt (steer batch --samples) the same answer, so prompt k of the call is seeded seed + k
+        params = (self.vllm.SamplingParams(**kwargs) if sampling.seed is None else
+                  [self.vllm.SamplingParams(**{**kwargs, "seed": sampling.seed + k}) for k in range(len(texts))])
         with self.lock:  # LLM.generate steps the same engine a stream steps
             start = time.perf_counter()
             outs = self.llm.generate([{"prompt": p} for p in texts], params, lora_request=self.lora, use_tqdm=False)

@@ -39,10 +39,12 @@ class Job:
     messages: list[dict]
     steering: Steering
     grid: dict[str, int]
+    sample: int = 0  # which of ``--samples N`` answers to the same prompt and steering
 
     @property
     def key(self) -> str:
-        return f"{self.row['id']}|{json.dumps(self.grid, sort_keys=True)}"
+        head = f"{self.row['id']}|{json.dumps(self.grid, sort_keys=True)}"
+        return f"{head}|{self.sample}" if self.sample else head  # sample 0 keeps the key of a one-sample batch
 
 
 @dataclass
@@ -98,9 +100,9 @@ def _parse_row(line: bytes, where: str, schema: Schema | None, seen: set[str], d
 
 
 def iter_jobs(path: str | Path, schema: Schema | None, grid: dict[str, list[int]],
-              defaults: Steering | None = None, reads_images: bool = False) -> Iterator[Job | BadRow]:
-    """Stream the input: a :class:`Job` per row and grid point, or a :class:`BadRow` saying why not
-    (``reads_images``: whether the model takes rows with image parts)."""
+              defaults: Steering | None = None, reads_images: bool = False, samples: int = 1) -> Iterator[Job | BadRow]:
+    """Stream the input: ``samples`` :class:`Job` s per row and grid point, or a :class:`BadRow` saying
+    why not (``reads_images``: whether the model takes rows with image parts)."""
     path = Path(path)
     if not path.is_file():
         raise UsageError(f"input not found: {path}")
@@ -117,7 +119,9 @@ def iter_jobs(path: str | Path, schema: Schema | None, grid: dict[str, list[int]
                 yield BadRow(n, str(err), line.decode("utf-8", "replace").rstrip("\n"))
                 continue
             for point in points:
-                yield Job(row, messages, steering_from(schema, attributes=point, base=steering), point)
+                steered = steering_from(schema, attributes=point, base=steering)
+                for sample in range(samples):
+                    yield Job(row, messages, steered, point, sample)
 
 
 def errors_path(out: str | Path) -> Path:
@@ -156,7 +160,8 @@ def run_batch(engine: Engine, jobs: Iterable[Job | BadRow], out: str | Path, sam
             prompts = [steering_prompt(engine.template, j.messages, j.steering) for j in pending]
             records = []
             for job, response in zip(pending, engine.generate(prompts, sampling, slots=batch_size)):
-                records.append({**job.row, "key": job.key, "grid": job.grid, "steering": job.steering.to_json(schema),
+                records.append({**job.row, "key": job.key, "grid": job.grid, **({"sample": job.sample} if job.sample else {}),
+                                "steering": job.steering.to_json(schema),
                                 "settings": settings, "text": response.text, "finish_reason": response.finish_reason,
                                 "prompt_tokens": response.prompt_tokens, "completion_tokens": response.completion_tokens})
                 tokens += response.completion_tokens
@@ -195,10 +200,16 @@ def run_batch(engine: Engine, jobs: Iterable[Job | BadRow], out: str | Path, sam
 
 def run(engine: Engine, input_path: str | Path, output: str | Path, sampling: Sampling, *, grid: Sequence[str] = (),
         steering: Mapping[str, Any] | None = None, batch_size: int = 8, progress: Events | None = None,
-        model: str | None = None) -> BatchReport:
-    """``steer batch``: every row of ``input_path`` at every ``grid`` point; ``steering`` (the keyword
+        model: str | None = None, samples: int = 1) -> BatchReport:
+    """``steer batch``: every row of ``input_path`` at every ``grid`` point, ``samples`` answers each
+    (rows ``sample`` 1.. after the first: what ``steer data pairs`` ranks); ``steering`` (the keyword
     arguments of :func:`steer.steering.steering_from`) is the default a row's own steering overrides;
     ``model`` (what the engine was loaded from) is recorded with each output row."""
+    if samples < 1:
+        raise UsageError(f"--samples must be >= 1, got {samples}")
+    if samples > 1 and sampling.temperature == 0:
+        raise UsageError(f"--samples {samples} with --temperature 0 gives {samples} copies of the greedy answer: "
+                         "sample with a temperature > 0")
     schema = engine.template.schema
     defaults = steering_from(schema, **(steering or {}))
     points = parse_grid(grid, schema)
@@ -206,8 +217,8 @@ def run(engine: Engine, input_path: str | Path, output: str | Path, sampling: Sa
     if not path.is_file():
         raise UsageError(f"input not found: {path}")
     with open(path, "rb") as handle:  # a cheap count for the progress bar; rows are streamed later
-        total = sum(1 for line in handle if line.strip()) * max(1, len(list(itertools.product(*points.values()))))
-    jobs = iter_jobs(path, schema, points, defaults, getattr(engine, "reads_images", False))
+        total = sum(1 for line in handle if line.strip()) * max(1, len(list(itertools.product(*points.values())))) * samples
+    jobs = iter_jobs(path, schema, points, defaults, getattr(engine, "reads_images", False), samples)
     template = engine.template
     settings = {"model": model_id(model) if model else None, "template": {"kind": template.kind, "schema": template.schema.name if template.schema else None,
                                              "sha256": hashlib.sha256(template.source.encode()).hexdigest()[:16]}}

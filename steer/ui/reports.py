@@ -10,7 +10,21 @@ from rich.table import Table
 from steer.ui.console import console, plain
 
 def inspect_example(example: dict, index: int) -> None:
-    """One rendered training example: text carrying loss in green, the rest dimmed."""
+    """One rendered training example: text carrying loss in green, the rest dimmed (a preference
+    pair: its chosen side, then its rejected side)."""
+    from rich.rule import Rule
+
+    if "sides" in example:
+        strength = f", strength {example['strength']:g}" if example.get("strength") is not None else ""
+        console.print(Rule(f"[bold]#{index}[/] pair {example['id']}  (axis {example['axis']}{strength})",
+                           align="left", characters="="))
+        for name, side in example["sides"].items():
+            _inspect_one(side, f"{index}.{name}")
+        return
+    _inspect_one(example, str(index))
+
+
+def _inspect_one(example: dict, index: str) -> None:
     from rich.rule import Rule
     from rich.text import Text
 
@@ -73,12 +87,19 @@ def data_stats(stats: dict) -> None:
     for name, s in stats["lengths"].items():
         if s.get("count"):
             lengths.add_row(name, str(s["count"]), f"{s['mean']:.1f}", str(s["median"]), str(s["p90"]), str(s["max"]))
-    console.print(lengths)
+    if lengths.row_count:
+        console.print(lengths)
     if "preference" in stats:
         p = stats["preference"]
         acc = "-" if p["longer_is_chosen"] is None else f"{100 * p['longer_is_chosen']:.1f}%"
-        console.print(f"preference pairs: {p['pairs']} ({p['ties']} ties); "
-                      f"'always prefer the longer response' agrees with the label on {acc}")
+        axes = ", ".join(f"{k} {v}" for k, v in p["axes"].items())
+        strength = ", ".join(f"{k}: {v}" for k, v in p["strength"].items())
+        console.print(f"preference pairs: {p['pairs']} ({axes}); ties dropped at load: {p['ties_dropped']}"
+                      + (f"; strength {strength}" if strength else ""))
+        c, r = p["chosen_length"], p["rejected_length"]
+        console.print(f"mean length ({p['length_unit']}): chosen {c['mean']:.1f}, rejected {r['mean']:.1f}; "
+                      f"'always prefer the longer response' agrees with the label on {acc} "
+                      f"({p['equal_length']} pairs of equal length left out)")
     if stats.get("plot"):
         plain(f"plot: {stats['plot']}")
 
@@ -87,6 +108,18 @@ def labelled(report: Any, names: list[str], output: str) -> None:
     """The summary line of ``steer label``."""
     plain(f"{report.written} records labelled, {report.skipped} already done; {report.total} in all "
           f"({', '.join(names)}): {output}")
+
+
+def pairs_derived(result: Mapping[str, Any]) -> None:
+    """The summary of ``steer data pairs``: what was loaded, how answers became pairs, what was left out."""
+    load_summary(result["load"])
+    dropped = ", ".join(f"{k}: {v}" for k, v in result["dropped"].items()) or "none"
+    longer = result["longer_is_chosen"]
+    margin = result["mean_margin"]
+    console.print(f"{result['answers']} answers in {result['groups']} groups -> [bold]{result['pairs']}[/] pairs "
+                  f"(mean margin {_num(margin)}; the longer answer chosen in "
+                  f"{'-' if longer is None else f'{100 * longer:.1f}%'}); left out: {dropped}")
+    plain(f"pairs: {result['out']}")
 
 
 def batch_done(report: Any, output: str, errors: str) -> None:
@@ -296,4 +329,4 @@ def pulled(record: Mapping[str, Any]) -> None:
     plain(f'try: steer generate {record["alias"]} "What is the capital of France?"')
 
 
-__all__ = ['inspect_example', 'inspect_legend', 'inspection', 'load_summary', 'data_stats', 'labelled', 'batch_done', 'prepared', 'trained', 'metrics_table', 'steerability', 'side_effects', 'length_bias', 'samples', 'quickstart', 'value_matching', 'models_table', 'pulled', 'real_quickstart']
+__all__ = ['inspect_example', 'inspect_legend', 'inspection', 'load_summary', 'data_stats', 'labelled', 'pairs_derived', 'batch_done', 'prepared', 'trained', 'metrics_table', 'steerability', 'side_effects', 'length_bias', 'samples', 'quickstart', 'value_matching', 'models_table', 'pulled', 'real_quickstart']

@@ -25,22 +25,13 @@ from typing import Any
 from steer.config import REFERENCE_FREE, DPOConfig
 from steer.data.encode import Encoded, encode_many
 from steer.data.prepare import IDENTICAL, OTHER_AXIS, EncodedBatch, Encoder
-from steer.data.records import Conversation, DataError, Message, PreferencePair
+from steer.data.records import DataError, PreferencePair
 from steer.train.loop import Recipe, Task
 from steer.train.tasks import sft
 
 COLUMNS = {"chosen_ids": "int32", "chosen_labels": "int32", "rejected_ids": "int32", "rejected_labels": "int32",
            "strength": "float32"}
 
-
-
-def sides(pair: PreferencePair) -> tuple[Conversation, Conversation]:
-    """The chosen and the rejected conversation of ``pair``: the same prompt, system message and steering."""
-    def side(reply: str) -> Conversation:
-        return Conversation(id=pair.id, system=pair.system, source=pair.source,
-                            messages=[*pair.prompt, Message("assistant", reply, pair.attributes)])
-
-    return side(pair.chosen), side(pair.rejected)
 
 
 def pair_values(pair: PreferencePair, cfg: DPOConfig) -> list[str] | None:
@@ -53,9 +44,10 @@ def encode_pairs(pairs: Sequence[PreferencePair], template: Any, tokenizer: Any,
                  max_length: int | None = None, overlong: str = "truncate") -> list[tuple[Encoded, Encoded, float] | DataError]:
     """``(chosen, rejected, strength)`` per pair (strength 1 when the pair has none), or why it is rejected."""
     wanted = [p for p in pairs if not cfg.axes or p.axis in cfg.axes]
-    convs = [c for p in wanted for c in sides(p)]
+    convs = [c for p in wanted for c in p.sides()]
     values = [v for p in wanted for v in [pair_values(p, cfg)] * 2]
-    encoded = encode_many(convs, template, tokenizer, max_length=max_length, overlong=overlong, values=values)
+    encoded = encode_many(convs, template, tokenizer, max_length=max_length, overlong=overlong, values=values,
+                          reply=True)
     out: list[tuple[Encoded, Encoded, float] | DataError] = [
         DataError(OTHER_AXIS, f"pair {p.id}: axis {p.axis!r} is not in dpo.axes") for p in pairs
         if cfg.axes and p.axis not in cfg.axes]
