@@ -51,17 +51,23 @@ class APMOutput(ModelOutput):
 
 
 class AttributeModel(torch.nn.Module):
-    """A backbone (``AutoModel``, maybe with LoRA) and a linear head read at chosen token positions."""
+    """A backbone (``AutoModel``, maybe with LoRA) and a linear head read at chosen token positions:
+    one output per name (an APM's attributes, a reward model's ``reward``, a cost model's ``cost``)."""
 
-    def __init__(self, backbone: Any, schema: Schema) -> None:
+    def __init__(self, backbone: Any, names: Sequence[str], bias: Sequence[float] | None = None) -> None:
         super().__init__()
         self.backbone = backbone
-        self.schema = schema
+        self.names = list(names)
         hidden = backbone.config.get_text_config().hidden_size
-        self.head = torch.nn.Linear(hidden, len(schema.names), dtype=torch.float32)
-        with torch.no_grad():  # start at the middle of each scale, with small weights
+        self.head = torch.nn.Linear(hidden, len(self.names), dtype=torch.float32)
+        with torch.no_grad():  # small weights, each output starting at its given bias
             self.head.weight.normal_(0.0, 0.02)
-            self.head.bias.copy_(torch.tensor([(a.min + a.max) / 2 for a in schema.attributes]))
+            self.head.bias.copy_(torch.tensor(list(bias) if bias is not None else [0.0] * len(self.names)))
+
+    @classmethod
+    def for_schema(cls, backbone: Any, schema: Schema) -> AttributeModel:
+        """An APM: one output per attribute, each starting at the middle of its scale."""
+        return cls(backbone, schema.names, [(a.min + a.max) / 2 for a in schema.attributes])
 
     def forward(self, input_ids: torch.Tensor, index: torch.Tensor, targets: torch.Tensor | None = None,
                 position_ids: torch.Tensor | None = None, attention_mask: torch.Tensor | None = None) -> Any:
@@ -114,7 +120,7 @@ def save_apm(model: AttributeModel, folder: Path, state_dict: Mapping[str, torch
     head = {k.removeprefix("head."): v.detach().float().contiguous().cpu() for k, v in state.items() if k.startswith("head.")}
     folder.mkdir(parents=True, exist_ok=True)
     model.backbone.save_pretrained(str(folder), state_dict=backbone)
-    save_file(head, str(folder / HEAD_FILE), metadata={"attributes": ",".join(model.schema.names)})
+    save_file(head, str(folder / HEAD_FILE), metadata={"attributes": ",".join(model.names)})
 
 
 def load_apm_weights(model: AttributeModel, folder: Path) -> None:
@@ -134,43 +140,57 @@ def load_apm_weights(model: AttributeModel, folder: Path) -> None:
         load_sharded_checkpoint(model.backbone, str(folder))
 
 
+KINDS = {"apm": "an attribute prediction model", "rm": "a reward model", "cost": "a cost model"}
+
+
 @dataclass
-class APM:
-    """A loaded attribute prediction model: ``score`` rates conversations ending in an assistant turn."""
+class Scorer:
+    """A loaded scalar-head model (an APM, a reward model or a cost model: the same head and files):
+    ``predict`` and ``score`` rate conversations ending in an assistant turn."""
 
     model: AttributeModel
     tokenizer: Any
     template: SteerTemplate
     context_length: int | None = None
+    kind: str = "apm"
+    schema: Schema | None = None  # an APM's attributes (clipped and rounded by ``values``)
+    axes: tuple[str, ...] = ()  # a reward or cost model's training pair axes (empty: every pair)
 
     @property
-    def schema(self) -> Schema:
-        return self.model.schema
+    def names(self) -> list[str]:
+        return self.model.names
 
     @classmethod
-    def load(cls, path: str | Path, *, dtype: str = "auto", device: str | None = None) -> APM:
-        """Load an APM run directory (or a checkpoint of one, or its ``steer export``)."""
+    def load(cls, path: str | Path, *, kinds: Sequence[str] = ("apm",), dtype: str = "auto",
+             device: str | None = None) -> Scorer:
+        """Load a run directory of one of ``kinds`` (or a checkpoint of one, or its ``steer export``)."""
         from safetensors.torch import load_file
 
         from steer.runs import load_model, load_tokenizer, model_template, resolve, run_info, torch_dtype
 
         folder, info = run_info(path)
-        if info.get("kind") != "apm" or not (folder / HEAD_FILE).is_file():
-            raise UsageError(f"{folder} is not an attribute prediction model (train one with `steer train apm`)")
+        kind = info.get("kind")
+        if kind not in kinds or not (folder / HEAD_FILE).is_file():
+            wanted = " or ".join(KINDS[k] for k in kinds)
+            raise UsageError(f"{folder} is not {wanted} (train one with `steer train {'|'.join(kinds)}`)")
         ref = resolve(folder)
         backbone = load_model(ref, dtype=torch_dtype(dtype), merge=True, head="none")
-        model = AttributeModel(backbone, Schema.from_dict(info["apm"]["schema"]))
+        schema = Schema.from_dict(info["apm"]["schema"]) if kind == "apm" else None
+        model = (AttributeModel.for_schema(backbone, schema) if schema is not None
+                 else AttributeModel(backbone, info[kind]["outputs"]))
         model.head.load_state_dict(load_file(str(folder / HEAD_FILE)))
         tokenizer = load_tokenizer(ref)
         device = device or ("cuda" if torch.cuda.is_available() else "cpu")
         limit = getattr(backbone.config, "max_position_embeddings", None)
-        return cls(model.to(device).eval(), tokenizer, model_template(tokenizer, info), int(limit) if limit else None)
+        return cls(model.to(device).eval(), tokenizer, model_template(tokenizer, info), int(limit) if limit else None,
+                   kind, schema, tuple(info.get(kind, {}).get("axes") or ()))
 
     def texts(self, conversations: Sequence[Sequence[Mapping[str, Any]]]) -> list[str]:
         """What the model reads for each conversation (each ends with the assistant turn it rates)."""
         for k, conv in enumerate(conversations):
             if not conv or conv[-1].get("role") != "assistant":
-                raise UsageError(f"conversation {k}: an APM rates a conversation that ends with an assistant turn")
+                raise UsageError(f"conversation {k}: {KINDS[self.kind]} rates a conversation that ends with an "
+                                 "assistant turn")
         return [apm_text(self.template, [dict(m) for m in conv]) for conv in conversations]
 
     @torch.no_grad()
@@ -194,12 +214,16 @@ class APM:
         return out
 
     def values(self, prediction: Sequence[float], *, raw: bool = False) -> dict[str, float | int]:
-        """One prediction as attribute values: clipped to each attribute's range and rounded (``raw``: as predicted)."""
-        if raw:
-            return dict(zip(self.schema.names, prediction))
+        """One prediction by output name: an APM's clipped to each attribute's range and rounded (``raw``: as
+        predicted; a reward or cost model's always raw)."""
+        if raw or self.schema is None:
+            return dict(zip(self.names, prediction))
         return {a.name: int(min(a.max, max(a.min, round(v)))) for a, v in zip(self.schema.attributes, prediction)}
 
     def score(self, conversations: Sequence[Sequence[Mapping[str, Any]]], *, raw: bool = False,
               batch_size: int = 16) -> list[dict[str, float | int]]:
         """Attribute values per conversation (see :meth:`values`)."""
         return [self.values(p, raw=raw) for p in self.predict(conversations, batch_size)]
+
+
+APM = Scorer  # the attribute prediction model was the first scalar-head model: its name stays

@@ -250,7 +250,51 @@ class DPORecipe(SFTRecipe):
         return self
 
 
-RECIPES: dict[str, type[Section]] = {"sft": SFTRecipe, "apm": APMRecipe, "dpo": DPORecipe}
+class RMConfig(Section):
+    """A Bradley-Terry reward model: a scalar head trained on preference pairs."""
+
+    strength: Literal["ignore", "weight", "margin"] = Field(
+        default="ignore", description="a pair's preference strength (HelpSteer2/3): a margin inside the sigmoid, "
+                                      "or a weight on the pair's loss (scaled BT, HelpSteer2-Preference)")
+    regularization: float = Field(default=0.0, ge=0, description="weight of the mean squared score: keeps "
+                                                                 "scores near 0 (Safe RLHF's models use one)")
+    length_balance: Literal["none", "bins"] = Field(
+        default="none", description="bins: in each bin of relative length difference keep as many training pairs "
+                                    "where the longer answer wins as where it loses (A Long Way to Go)")
+    init_head: dict[str, float] = Field(default_factory=dict, description="start the head from an APM run "
+                                        "(model.name_or_path): the weighted sum of these attributes' outputs")
+    axes: list[str] = Field(default_factory=list, description="the preference axes to train on (empty: every pair)")
+
+
+class CostConfig(Section):
+    """Safe RLHF's cost model: the less safe answer costs more, and a cost's sign is its safety label."""
+
+    sign_weight: float = Field(default=1.0, ge=0, description="weight of the sign terms -log sigmoid(s * C(y)), "
+                                                              "s = +1 unsafe, -1 safe")
+    severity: bool = Field(default=False, description="weight an unsafe answer's sign term by its severity (1-3, "
+                                                      "PKU-SafeRLHF's levels)")
+    regularization: float = Field(default=0.0, ge=0, description="weight of the mean squared cost")
+    init_head: dict[str, float] = Field(default_factory=dict, description="start the head from an APM run's attributes")
+    axes: list[str] = Field(default_factory=lambda: ["harmlessness"], description="the pair axes whose chosen side "
+                                                                                 "is the safer answer")
+
+
+class RMRecipe(SFTRecipe):
+    """A reward model on preference pairs, through the same loop and data pipeline as SFT."""
+
+    kind: Literal["rm"] = "rm"  # type: ignore[assignment]
+    rm: RMConfig = Field(default_factory=RMConfig)
+
+
+class CostRecipe(SFTRecipe):
+    """A cost model on safety-labelled preference pairs, through the same loop and data pipeline as SFT."""
+
+    kind: Literal["cost"] = "cost"  # type: ignore[assignment]
+    cost: CostConfig = Field(default_factory=CostConfig)
+
+
+RECIPES: dict[str, type[Section]] = {"sft": SFTRecipe, "apm": APMRecipe, "dpo": DPORecipe, "rm": RMRecipe,
+                                     "cost": CostRecipe}
 
 
 def _coerce(raw: str) -> Any:

@@ -1,4 +1,5 @@
-"""``steer label``: annotate every assistant turn of a dataset with an APM's predicted attributes.
+"""``steer label``: annotate every assistant turn of a dataset with an APM's predicted attributes (or a
+reward or cost model's score: ``scores.reward`` / ``scores.cost``).
 
 Any supported dataset goes in; canonical JSONL (``--format steer``) comes out, each record as it was
 loaded (id, system, source, meta, every turn) with ``attributes`` on each assistant turn set to the
@@ -50,6 +51,8 @@ def predicted(apm: Any, records: list[Record], *, raw: bool = False, batch_size:
 
 
 def _rated(message: Any, apm: Any, prediction: list[float], raw: bool) -> Any:
+    if apm.schema is None:  # a reward or cost model: its score joins the turn's raw scores, labels stay
+        return replace(message, scores={**(message.scores or {}), **apm.values(prediction)})
     return replace(message, attributes=apm.values(prediction), scores=apm.values(prediction, raw=True) if raw else None)
 
 
@@ -107,11 +110,12 @@ def label_records(apm: Any, records: Iterable[Record], out: str | Path, *, raw: 
 
 def run(apm_path: str, source: str, out: str | Path, *, format: str = "auto", split: str = "train", raw: bool = False,
         batch_size: int = 32, skip_invalid: bool = False, progress: Events | None = None) -> tuple[BatchReport, Any, int]:
-    """``steer label``: load the APM, then the data, and label every record; ``(report, apm, rows rejected)``."""
-    from steer.apm import APM
+    """``steer label``: load the APM (or reward or cost model), then the data, and label every record;
+    ``(report, model, rows rejected)``."""
+    from steer.apm import Scorer
     from steer.data.loader import load
 
-    apm = APM.load(apm_path)
+    apm = Scorer.load(apm_path, kinds=("apm", "rm", "cost"))
     records, loaded = load(source, format=format, split=split, skip_invalid=skip_invalid)
     report = label_records(apm, records, out, raw=raw, batch_size=batch_size, total=len(records), progress=progress,
                            labelled_by=model_id(apm_path), inputs=(source,))

@@ -40,7 +40,7 @@ def _model():
     from steer.attributes import get_schema
     from steer.apm import AttributeModel
 
-    return AttributeModel(_backbone(), get_schema("helpsteer"))
+    return AttributeModel.for_schema(_backbone(), get_schema("helpsteer"))
 
 
 def test_apm_text_is_nemo_format_without_the_labels():

@@ -105,7 +105,8 @@ def test_value_matching_by_hand():
 
 
 def test_read_values_errors(tmp_path):
-    from steer.evaluate.values import make_scorer, read_values
+    from steer.evaluate.judges import make_scorer
+    from steer.evaluate.values import read_values
 
     path = tmp_path / "v.jsonl"
     path.write_text('{"value": "be terse"}\n{"system": "be thorough"}\n')
@@ -127,7 +128,7 @@ def test_reward_model_scorer(tmp_path, shared_assets):
     import torch
     from transformers import AutoTokenizer, LlamaConfig, LlamaForSequenceClassification
 
-    from steer.evaluate.values import reward_model_scorer
+    from steer.evaluate.judges import reward_model_scorer
 
     folder = next((p for p in sorted((shared_assets / "tokenizers").iterdir()) if (p / "chat_template.jinja").is_file()), None)
     if folder is None:

@@ -104,6 +104,7 @@ def test_label_refuses_another_apms_output_and_marks_what_it_wrote(tmp_path):
 
     class Stand:
         schema = get_schema("helpsteer")
+        names = schema.names
 
         def predict(self, conversations, batch_size):
             return [[1.2, 3.7, 4.0, 0.4, 2.5] for _ in conversations]

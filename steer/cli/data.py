@@ -82,6 +82,9 @@ def data_synth(
     pairs: Annotated[int, typer.Option("--pairs", help="Preference pairs of each kind (pairs-correct.jsonl: right "
                                        "facts chosen; pairs-longer.jsonl: the length-only control), and a twentieth as many "
                                        "held-out (pairs-KIND-valid.jsonl).", min=0)] = 0,
+    safety: Annotated[int, typer.Option("--safety", help="PKU-SafeRLHF-shaped rows where safety is learnable from the "
+                                        "text (pku-safety.jsonl, a fifth as many in pku-safety-valid.jsonl): for "
+                                        "`steer train cost`.", min=0)] = 0,
 ) -> None:
     """Write the synthetic steerable corpus (helpsteer attributes known by construction) and a tokenizer."""
     from steer.synth import write_all
@@ -92,6 +95,12 @@ def data_synth(
         written[f"pairs ({kind})"] = write_pairs(Path(out) / f"pairs-{kind}.jsonl", pairs, seed=seed, kind=kind)
         written[f"validation pairs ({kind})"] = write_pairs(Path(out) / f"pairs-{kind}-valid.jsonl", max(1, pairs // 20),
                                                             seed=seed, kind=kind, stream=1)
+    if safety:
+        from steer import synth_safety
+
+        written["safety rows"] = synth_safety.write(Path(out) / "pku-safety.jsonl", safety, seed=seed)
+        written["validation safety rows"] = synth_safety.write(Path(out) / "pku-safety-valid.jsonl", max(1, safety // 5),
+                                                               seed=seed + 1)
     for name, path in written.items():
         ui.plain(f"{name}: {path}")
 

@@ -8,7 +8,7 @@ import typer
 
 from steer import ui
 from steer.cli.app import eval_app
-from steer.cli.options import (BatchOpt, EngineOpt, JsonOpt, MaxNewOpt, ModelArg, ModelSchemaOpt, TemperatureOpt,
+from steer.cli.options import (BatchOpt, EngineOpt, FormatOpt, SplitOpt, JsonOpt, MaxNewOpt, ModelArg, ModelSchemaOpt, TemperatureOpt,
                                TemplateOpt, quiet_libraries)
 
 
@@ -56,6 +56,27 @@ def eval_steerability(
             ui.plain(f"outputs: {result['outputs']}")
 
 
+@eval_app.command("pairs")
+def eval_pairs(
+    model: Annotated[str, typer.Argument(help="A reward or cost model (`steer train rm|cost` run directory).")],
+    pairs: Annotated[str, typer.Option("--pairs", help="Preference pairs: any pair source (file, folder or hub id).")],
+    fmt: FormatOpt = "auto",
+    split: SplitOpt = "train",
+    batch_size: Annotated[int, typer.Option("--batch-size", help="Answers scored per forward pass.", min=1)] = 16,
+    plot: Annotated[Optional[str], typer.Option("--plot", help="Write a PNG of score margin against length difference.")] = None,
+    axis: Annotated[list[str], typer.Option("--axis", help="Pair axes to score (repeatable; default: those the model "
+                                            "was trained on).")] = [],  # noqa: B006
+    as_json: JsonOpt = False,
+) -> None:
+    """Pairwise accuracy of a reward or cost model (RewardBench-style): overall, per axis/source/category,
+    against "longer wins"; a cost model's sign against the safety labels, per severity."""
+    quiet_libraries()
+    from steer.evaluate.pairs import evaluate
+
+    ui.show(evaluate(model, pairs, fmt=fmt, split=split, batch_size=batch_size, plot_path=plot, axes=axis or None),
+            as_json, ui.pair_accuracy)
+
+
 @eval_app.command("values")
 def eval_values(
     model: ModelArg,
@@ -85,7 +106,8 @@ def eval_length_bias(
     data: Annotated[str, typer.Argument(help="A dataset (any supported format) or a JSONL of outputs (steer batch / label).")],
     fmt: Annotated[str, typer.Option("--format", help="Dataset format (auto-detected by default).")] = "auto",
     score: Annotated[Optional[str], typer.Option("--score", help="Numeric column (dotted path) of a JSONL of outputs to use as the score.")] = None,
-    apm: Annotated[Optional[str], typer.Option("--apm", help="Score responses with an attribute prediction model.")] = None,
+    apm: Annotated[Optional[str], typer.Option("--apm", help="Score responses with an attribute prediction model, "
+                                               "reward model or cost model (steer train apm|rm|cost).")] = None,
     compare: Annotated[Optional[str], typer.Option("--compare", help="A second JSONL of outputs on the same prompts (needs --score): gain and NRG.")] = None,
     tokenizer: Annotated[Optional[str], typer.Option("--tokenizer", help="Count lengths in this tokenizer's tokens (default: words).")] = None,
     as_json: JsonOpt = False,

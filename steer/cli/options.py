@@ -39,6 +39,13 @@ ModelSchemaOpt = Annotated[Optional[str], typer.Option("--schema", help="Attribu
 TemperatureOpt = Annotated[float, typer.Option("--temperature", help="0 is greedy.")]
 MaxNewOpt = Annotated[int, typer.Option("--max-new-tokens")]
 BatchOpt = Annotated[int, typer.Option("--batch-size", help="Generations per engine call.", min=1)]
+BestOfOpt = Annotated[Optional[int], typer.Option("--best-of", help="Sample N answers in one batched call and keep "
+                                                  "the best by --judge.", min=2)]
+JudgeOpt = Annotated[Optional[str], typer.Option("--judge", help="What --best-of ranks by: rm:PATH (a reward model) "
+                                                 "or a judge of one attribute (length, fkgl, apm:PATH needs one).")]
+CostOpt = Annotated[Optional[str], typer.Option("--cost", help="cost:PATH: a cost model that scores each candidate too.")]
+MaxCostOpt = Annotated[Optional[float], typer.Option("--max-cost", help="Keep only candidates whose cost is <= this "
+                                                     "(none within: the least costly, marked).")]
 
 Group = dict[str, tuple[Any, Any]]  # parameter name -> (annotation, default)
 

@@ -31,6 +31,13 @@ def serve(
     max_batch: Annotated[int, typer.Option("--max-batch", help="Requests batched into one generate call.", min=1)] = 16,
     grace: Annotated[int, typer.Option("--grace", help="Seconds to finish in-flight requests on SIGTERM.", min=0)] = 30,
     print_command: Annotated[bool, typer.Option("--print-command", help="With --engine vllm: print the vllm serve command and exit.")] = False,
+    guard: Annotated[Optional[str], typer.Option("--guard", help="cost:PATH: score every chat answer with a cost model "
+                                                 "and regenerate it under a safer steering while over --max-cost.")] = None,
+    max_cost: Annotated[Optional[float], typer.Option("--max-cost", help="The guard's threshold (default 0: a cost "
+                                                      "model's boundary between safe and unsafe).")] = None,
+    guard_rounds: Annotated[int, typer.Option("--guard-rounds", help="Regenerations before the refusal.", min=0)] = 2,
+    refusal: Annotated[Optional[str], typer.Option("--refusal", help="What the guard answers when every round is over "
+                                                   "the threshold.")] = None,
 ) -> None:
     """Serve a model over an OpenAI-compatible API (chat and completions, streaming), steered per request."""
     quiet_libraries()
@@ -47,6 +54,8 @@ def serve(
     elif api_key is not None and not api_key.strip():
         raise UsageError("--api-key is empty (an empty key would let anyone in); leave it out to serve without one")
     engine, template, schema = model_options["engine"], model_options["template"], model_options["schema"]
+    if engine == "vllm" and guard:
+        raise UsageError("--guard runs in steer's own server: serve with --engine hf (vLLM's server has no guard)")
     if engine == "vllm":
         from steer.engines.vllm import INSTALL
         from steer.serve.vllm_command import plan
@@ -64,7 +73,10 @@ def serve(
     from steer.serve.app import Limits
     from steer.serve.app import serve as run_server
 
+    from steer.generate.guard import make
+
+    guarding = make(guard, max_cost, guard_rounds, refusal)  # a bad cost model fails before the model loads
     loaded = load_engine(model, engine=engine, template=template, schema=schema)
     ui.serving(served, host, port, loaded.template.schema)
-    run_server(loaded, served, host=host, port=port, api_key=api_key, grace_s=grace,
+    run_server(loaded, served, host=host, port=port, api_key=api_key, grace_s=grace, guard=guarding,
                limits=Limits(max_tokens=max_tokens, max_queue=max_queue, max_batch=max_batch, timeout_s=timeout))

@@ -1,4 +1,4 @@
-"""``steer train sft|apm|dpo`` and ``steer export``."""
+"""``steer train sft|apm|dpo|rm|cost`` and ``steer export``."""
 
 from __future__ import annotations
 
@@ -73,6 +73,20 @@ def train_dpo_cmd(recipe: RecipeArg, overrides: SetOpt = [], nproc: NprocOpt = N
                   as_json: JsonOpt = False) -> None:
     """Preference optimisation on chosen/rejected pairs: DPO, IPO, hinge, SimPO, RPO, ORPO, with length control."""
     _train("dpo", recipe, overrides, nproc, resume, as_json)
+
+
+@train_app.command("rm")
+def train_rm_cmd(recipe: RecipeArg, overrides: SetOpt = [], nproc: NprocOpt = None, resume: ResumeOpt = None,  # noqa: B006
+                 as_json: JsonOpt = False) -> None:
+    """Train a Bradley-Terry reward model on preference pairs (a judge: rm:RUN; best-of-N)."""
+    _train("rm", recipe, overrides, nproc, resume, as_json)
+
+
+@train_app.command("cost")
+def train_cost_cmd(recipe: RecipeArg, overrides: SetOpt = [], nproc: NprocOpt = None, resume: ResumeOpt = None,  # noqa: B006
+                   as_json: JsonOpt = False) -> None:
+    """Train a Safe RLHF cost model on safety-labelled pairs (cost > 0: unsafe; a judge: cost:RUN)."""
+    _train("cost", recipe, overrides, nproc, resume, as_json)
 
 
 @app.command()

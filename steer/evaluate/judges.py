@@ -5,7 +5,9 @@
 - ``oracle``: the synthetic corpus's oracles (:func:`steer.synth.judge`), for prompts written by
   ``steer data synth --prompts`` or the quickstart; every helpsteer attribute;
 - ``apm:PATH``: a trained attribute prediction model (``steer train apm``): every attribute of its
-  schema, raw (unrounded) predictions for the prompt's conversation plus the answer.
+  schema, raw (unrounded) predictions for the prompt's conversation plus the answer;
+- ``rm:PATH``: a reward model (``steer train rm``, or any one-output ``AutoModelForSequenceClassification``): ``reward``;
+- ``cost:PATH``: a cost model (``steer train cost``): ``cost`` (> 0: unsafe).
 
 A judge rates a batch: ``judge(rows, texts)`` gives one dict of realised values per answer.
 """
@@ -19,7 +21,8 @@ from typing import Any
 from steer.errors import UsageError
 
 Judge = Callable[[Sequence[Mapping[str, Any]], Sequence[str]], list[dict[str, Any]]]
-JUDGES = ("length", "fkgl", "oracle", "apm:PATH")
+Scorer = Callable[[Sequence[Sequence[Mapping[str, Any]]]], list[float]]  # conversations ending in an answer -> a score each
+JUDGES = ("length", "fkgl", "oracle", "apm:PATH", "rm:PATH", "cost:PATH")
 _VOWELS = re.compile(r"[aeiouy]+")
 
 
@@ -72,13 +75,105 @@ def apm_judge(path: str, batch_size: int = 16) -> tuple[Judge, tuple[str, ...]]:
     return judge, tuple(apm.schema.names)
 
 
+def reward_model_scorer(path: str, batch_size: int = 16) -> Scorer:
+    """A reward model (``AutoModelForSequenceClassification`` with one output) as a scorer; the conversation
+    goes through the model's own chat template."""
+    import torch
+
+    from steer.runs import ensure_padding, load_model, load_tokenizer, resolve
+
+    ref = resolve(path)
+    tokenizer = ensure_padding(load_tokenizer(ref))
+    if not getattr(tokenizer, "chat_template", None):
+        raise UsageError(f"reward model {path!r} has no chat template to render conversations with")
+    model = load_model(ref, head="score").eval()
+    model.config.pad_token_id = tokenizer.pad_token_id
+    tokenizer.padding_side = "right"
+
+    @torch.no_grad()
+    def score(convs: Sequence[Sequence[Mapping[str, Any]]]) -> list[float]:
+        out: list[float] = []
+        for start in range(0, len(convs), batch_size):
+            texts = [tokenizer.apply_chat_template([dict(m) for m in c], tokenize=False) for c in convs[start:start + batch_size]]
+            enc = tokenizer(texts, return_tensors="pt", padding=True, add_special_tokens=False)
+            out += model(**enc).logits[:, 0].float().tolist()
+        return out
+
+    return score
+
+
+def apm_scorer(path: str, attribute: str | None, batch_size: int = 16) -> tuple[Scorer, str]:
+    """An APM as a scorer: its raw prediction of ``attribute`` (default helpfulness, else the first)."""
+    from steer.apm import APM
+
+    apm = APM.load(path)
+    names = apm.names
+    name = attribute or ("helpfulness" if "helpfulness" in names else names[0])
+    apm.schema.get(name)  # an unknown name is a one-line error with a suggestion
+    return (lambda convs: [s[name] for s in apm.score(convs, raw=True, batch_size=batch_size)]), name
+
+
+def head_scorer(path: str, kind: str, batch_size: int = 16) -> Scorer:
+    """A reward or cost model of steer's (``steer train rm|cost``) as a scorer: its one raw output."""
+    from steer.apm import Scorer as HeadModel
+
+    model = HeadModel.load(path, kinds=(kind,))
+    return lambda convs: [row[0] for row in model.predict(convs, batch_size)]
+
+
+def is_run_of(path: str, kind: str) -> bool:
+    """Whether ``path`` is a steer run directory (or checkpoint) of ``kind``."""
+    from pathlib import Path
+
+    from steer.runs import find_run_file
+
+    info = find_run_file(Path(path)) if Path(path).is_dir() else None
+    return bool(info) and info.get("kind") == kind
+
+
+def make_scorer(spec: str, attribute: str | None = None) -> tuple[Scorer, str]:
+    """``apm:PATH`` (an attribute's prediction), ``rm:PATH`` (a reward model: steer's, or any
+    ``AutoModelForSequenceClassification`` with one output) or ``cost:PATH`` (steer's cost model),
+    and the name of what it scores."""
+    kind, _, path = spec.partition(":")
+    if kind == "apm" and path:
+        return apm_scorer(path, attribute)
+    if kind in ("rm", "cost") and path:
+        if attribute:
+            raise UsageError(f"--score-attr applies to apm: judges; {kind}:PATH has one score")
+        name = "reward" if kind == "rm" else "cost"
+        if kind == "cost" or is_run_of(path, "rm"):
+            return head_scorer(path, kind), name
+        if is_run_of(path, "apm") or is_run_of(path, "cost"):
+            raise UsageError(f"{path} is not a reward model (train one with `steer train rm`)")
+        return reward_model_scorer(path), name
+    raise UsageError(f"unknown judge {spec!r} (known: apm:PATH, rm:PATH, cost:PATH)")
+
+
+
+
+def scorer_judge(spec: str) -> tuple[Judge, tuple[str, ...]]:
+    """``rm:PATH`` or ``cost:PATH`` as a judge: ``{"reward": x}`` or ``{"cost": x}`` per answer."""
+    from steer.steering import row_messages
+
+    scorer, name = make_scorer(spec)
+
+    def judge(rows: Sequence[Mapping[str, Any]], texts: Sequence[str]) -> list[dict[str, Any]]:
+        convs = [row_messages(dict(row), f"prompt {k}") + [{"role": "assistant", "content": text}]
+                 for k, (row, text) in enumerate(zip(rows, texts))]
+        return [{name: value} for value in scorer(convs)]
+
+    return judge, (name,)
+
+
 def make_judge(spec: str) -> tuple[Judge, tuple[str, ...] | None]:
     """The judge for ``spec`` and the attributes it measures (None: every attribute of the schema);
     judges joined by commas (``length,fkgl``) run together, their findings merged."""
     if "," in spec:
         parts = [make_judge(part.strip()) for part in spec.split(",")]
         if any(measured is None for _, measured in parts):
-            raise UsageError(f"--judge {spec}: only judges of named attributes combine (length, fkgl, apm:PATH)")
+            raise UsageError(f"--judge {spec}: only judges of named attributes combine (length, fkgl, apm:PATH, "
+                             "rm:PATH, cost:PATH)")
         names = [name for _, measured in parts for name in measured or ()]
         twice = sorted({name for name in names if names.count(name) > 1})
         if twice:
@@ -100,4 +195,6 @@ def make_judge(spec: str) -> tuple[Judge, tuple[str, ...] | None]:
         return _each(_oracle), None
     if spec.startswith("apm:") and spec[4:]:
         return apm_judge(spec[4:])
+    if spec.startswith(("rm:", "cost:")) and spec.partition(":")[2]:
+        return scorer_judge(spec)
     raise UsageError(f"unknown judge {spec!r} (known: {', '.join(JUDGES)})")

@@ -158,9 +158,9 @@ def evaluate(data: str, *, fmt: str = "auto", score: str | None = None, apm: str
         raise UsageError("--compare needs --score (the column both output files are scored by)")
     model = None
     if apm:  # load it first: a bad path fails before the data is read
-        from steer.apm import APM
+        from steer.apm import Scorer
 
-        model = APM.load(apm)
+        model = Scorer.load(apm, kinds=("apm", "rm", "cost"))  # a reward model's length bias is the classic case
     tok = None
     if tokenizer:
         from steer.runs import load_tokenizer
@@ -201,7 +201,7 @@ def _scored_labels(out: dict, data: str, fmt: str, model: object, apm: str | Non
         from steer.label import predicted
 
         records = predicted(model, records, raw=True)
-        out["scores"] = f"apm:{apm}"
+        out["scores"] = f"{model.kind}:{apm}"  # type: ignore[attr-defined]
     scored, pairs = label_scores(records, length)
     if not scored and not pairs:
         raise UsageError(f"{data}: no labelled assistant turns and no preference pairs to analyse")

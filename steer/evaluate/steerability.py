@@ -185,7 +185,7 @@ def monotonicity_violations(means: Sequence[float | None]) -> int:
 def summarize(requests: Sequence[Request], realised: Sequence[dict[str, Any]], schema: Schema) -> dict[str, dict]:
     """Per swept attribute: mean realised value per requested level, Spearman(requested, realised)
     over every judged answer, monotonicity violations, and side effects (the largest range of
-    another attribute's mean across the sweep)."""
+    another attribute's mean across the sweep, and of a reward or cost model's score where judged)."""
     out: dict[str, dict] = {}
     for name in dict.fromkeys(r.attribute for r in requests):
         rows = [(r, v) for r, v in zip(requests, realised) if r.attribute == name]
@@ -193,7 +193,8 @@ def summarize(requests: Sequence[Request], realised: Sequence[dict[str, Any]], s
         means = {lvl: _mean([v.get(name) for r, v in rows if r.level == lvl]) for lvl in levels}
         pairs = [(r.level, v[name]) for r, v in rows if v.get(name) is not None]
         side = {}
-        for other in schema.names:
+        scores = [k for k in ("reward", "cost") if any(k in v for _, v in rows)]  # rm:/cost: judges' scores
+        for other in [*schema.names, *scores]:
             if other == name:
                 continue
             m = [x for x in (_mean([v.get(other) for r, v in rows if r.level == lvl]) for lvl in levels) if x is not None]

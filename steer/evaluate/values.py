@@ -9,13 +9,12 @@ An answer *matches* when it scores higher under its own statement than under ano
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 from steer.errors import UsageError
 
-# (conversations ending in an answer) -> one score each
-Scorer = Callable[[Sequence[Sequence[Mapping[str, Any]]]], list[float]]
+from steer.evaluate.judges import Scorer, make_scorer
 
 
 def read_values(path: str) -> list[str]:
@@ -81,56 +80,6 @@ def matching(scores: Sequence[Sequence[Sequence[float]]], values: Sequence[str])
         "per_value": [{"value": v, "win_rate": pv["wins"] / pv["comparisons"] if pv["comparisons"] else None}
                       for v, pv in zip(values, per_value)],
     }
-
-
-def reward_model_scorer(path: str, batch_size: int = 16) -> Scorer:
-    """A reward model (``AutoModelForSequenceClassification`` with one output) as a scorer; the conversation
-    goes through the model's own chat template."""
-    import torch
-
-    from steer.runs import ensure_padding, load_model, load_tokenizer, resolve
-
-    ref = resolve(path)
-    tokenizer = ensure_padding(load_tokenizer(ref))
-    if not getattr(tokenizer, "chat_template", None):
-        raise UsageError(f"reward model {path!r} has no chat template to render conversations with")
-    model = load_model(ref, head="score").eval()
-    model.config.pad_token_id = tokenizer.pad_token_id
-    tokenizer.padding_side = "right"
-
-    @torch.no_grad()
-    def score(convs: Sequence[Sequence[Mapping[str, Any]]]) -> list[float]:
-        out: list[float] = []
-        for start in range(0, len(convs), batch_size):
-            texts = [tokenizer.apply_chat_template([dict(m) for m in c], tokenize=False) for c in convs[start:start + batch_size]]
-            enc = tokenizer(texts, return_tensors="pt", padding=True, add_special_tokens=False)
-            out += model(**enc).logits[:, 0].float().tolist()
-        return out
-
-    return score
-
-
-def apm_scorer(path: str, attribute: str | None, batch_size: int = 16) -> tuple[Scorer, str]:
-    """An APM as a scorer: its raw prediction of ``attribute`` (default helpfulness, else the first)."""
-    from steer.apm import APM
-
-    apm = APM.load(path)
-    names = apm.schema.names
-    name = attribute or ("helpfulness" if "helpfulness" in names else names[0])
-    apm.schema.get(name)  # an unknown name is a one-line error with a suggestion
-    return (lambda convs: [s[name] for s in apm.score(convs, raw=True, batch_size=batch_size)]), name
-
-
-def make_scorer(spec: str, attribute: str | None = None) -> tuple[Scorer, str]:
-    """``apm:PATH`` (an attribute's prediction) or ``rm:PATH`` (a reward model's score), and what it scores."""
-    kind, _, path = spec.partition(":")
-    if kind == "apm" and path:
-        return apm_scorer(path, attribute)
-    if kind == "rm" and path:
-        if attribute:
-            raise UsageError("--score-attr applies to apm: judges; a reward model has one score")
-        return reward_model_scorer(path), "reward"
-    raise UsageError(f"unknown judge {spec!r} (known: apm:PATH, rm:PATH)")
 
 
 def evaluate(model: str, prompts: str, values: str, *, judge: str, score_attr: str | None = None,

@@ -13,7 +13,7 @@
 from __future__ import annotations
 
 from collections.abc import Iterator, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from steer.engines.base import Engine, Prompt, Response, Sampling
@@ -42,6 +42,7 @@ class Request:
     prompt: Prompt
     sampling: Sampling
     steering: Steering
+    messages: list[dict] = field(default_factory=list)  # the conversation before steering (what judges read)
 
     @property
     def attributes(self) -> dict[str, int] | None:
@@ -75,7 +76,8 @@ def request(model: Any, prompt: str | Sequence[Mapping[str, Any]], *, attributes
     eng = engine_for(model, engine, template, schema)
     steering = steering_from(eng.template.schema, attributes=attributes, preset=preset, values=values, system=system)
     messages = [{"role": "user", "content": prompt}] if isinstance(prompt, str) else [dict(m) for m in prompt]
-    return Request(eng, steering_prompt(eng.template, messages, steering), sampling_from(sampling, settings), steering)
+    return Request(eng, steering_prompt(eng.template, messages, steering), sampling_from(sampling, settings), steering,
+                   messages)
 
 
 def generate(model: Any, prompt: str | Sequence[Mapping[str, Any]], **kwargs: Any) -> Response:

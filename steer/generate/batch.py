@@ -137,7 +137,8 @@ REFILL = 4
 
 def run_batch(engine: Engine, jobs: Iterable[Job | BadRow], out: str | Path, sampling: Sampling, *,
               batch_size: int = 8, total: int | None = None, progress: Events | None = None,
-              settings: Mapping[str, Any] | None = None, inputs: Sequence[str | Path] = ()) -> BatchReport:
+              settings: Mapping[str, Any] | None = None, inputs: Sequence[str | Path] = (),
+              best: Any = None) -> BatchReport:
     """Generate every job not yet in ``out``, ``batch_size`` decoding at once, appending and fsyncing
     ``REFILL`` batches at a time.
 
@@ -146,7 +147,7 @@ def run_batch(engine: Engine, jobs: Iterable[Job | BadRow], out: str | Path, sam
     ``out`` but made otherwise (other settings, steering or input row) is refused, not skipped.
     """
     out = Path(out)
-    settings = {**(settings or {}), "sampling": asdict(sampling)}
+    settings = {**(settings or {}), "sampling": asdict(sampling), **({"best_of": dict(best.spec)} if best else {})}
     done, bad_done = resume(out, "key", inputs=inputs), resume(errors_path(out), "key", inputs=inputs)
     schema = engine.template.schema
     report = BatchReport(0, 0, 0)
@@ -158,12 +159,14 @@ def run_batch(engine: Engine, jobs: Iterable[Job | BadRow], out: str | Path, sam
         def flush() -> None:
             nonlocal tokens
             prompts = [steering_prompt(engine.template, j.messages, j.steering) for j in pending]
+            responses, extras = _generate(engine, prompts, pending, sampling, batch_size, best)
             records = []
-            for job, response in zip(pending, engine.generate(prompts, sampling, slots=batch_size)):
+            for job, response, extra in zip(pending, responses, extras):
                 records.append({**job.row, "key": job.key, "grid": job.grid, **({"sample": job.sample} if job.sample else {}),
                                 "steering": job.steering.to_json(schema),
                                 "settings": settings, "text": response.text, "finish_reason": response.finish_reason,
-                                "prompt_tokens": response.prompt_tokens, "completion_tokens": response.completion_tokens})
+                                "prompt_tokens": response.prompt_tokens, "completion_tokens": response.completion_tokens,
+                                **extra})
                 tokens += response.completion_tokens
             append_rows(handle, records)
             report.written += len(pending)
@@ -198,13 +201,32 @@ def run_batch(engine: Engine, jobs: Iterable[Job | BadRow], out: str | Path, sam
     return report
 
 
+def _generate(engine: Engine, prompts: list[Any], jobs: list[Job], sampling: Sampling, batch_size: int,
+              best: Any) -> tuple[list[Any], list[dict[str, Any]]]:
+    """One engine call for the jobs: their answers and what each output row adds (best-of-N: the kept
+    answer of each job's N and ``best_of`` with every candidate)."""
+    if best is None:
+        return engine.generate(prompts, sampling, slots=batch_size), [{}] * len(prompts)
+    from steer.generate.best_of import choose
+
+    flat = engine.generate([p for p in prompts for _ in range(best.n)], sampling, slots=batch_size)
+    groups = [flat[k * best.n:(k + 1) * best.n] for k in range(len(prompts))]
+    chosen = choose(best, [j.row for j in jobs], groups)
+    return ([group[index] for group, (index, _) in zip(groups, chosen)],
+            [{"best_of": {"chosen": index, "score": best.score, "candidates": cands}} for index, cands in chosen])
+
+
 def run(engine: Engine, input_path: str | Path, output: str | Path, sampling: Sampling, *, grid: Sequence[str] = (),
         steering: Mapping[str, Any] | None = None, batch_size: int = 8, progress: Events | None = None,
-        model: str | None = None, samples: int = 1) -> BatchReport:
+        model: str | None = None, samples: int = 1, best: Any = None) -> BatchReport:
     """``steer batch``: every row of ``input_path`` at every ``grid`` point, ``samples`` answers each
     (rows ``sample`` 1.. after the first: what ``steer data pairs`` ranks); ``steering`` (the keyword
     arguments of :func:`steer.steering.steering_from`) is the default a row's own steering overrides;
-    ``model`` (what the engine was loaded from) is recorded with each output row."""
+    ``model`` (what the engine was loaded from) is recorded with each output row; ``best`` (a
+    :class:`steer.generate.best_of.BestOf`) keeps the best of N answers per job, with every candidate in
+    the row's ``best_of``."""
+    if best is not None:
+        best.check(sampling)
     if samples < 1:
         raise UsageError(f"--samples must be >= 1, got {samples}")
     if samples > 1 and sampling.temperature == 0:
@@ -223,4 +245,4 @@ def run(engine: Engine, input_path: str | Path, output: str | Path, sampling: Sa
     settings = {"model": model_id(model) if model else None, "template": {"kind": template.kind, "schema": template.schema.name if template.schema else None,
                                              "sha256": hashlib.sha256(template.source.encode()).hexdigest()[:16]}}
     return run_batch(engine, jobs, output, sampling, batch_size=batch_size, total=total, progress=progress,
-                     settings=settings, inputs=[path])
+                     settings=settings, inputs=[path], best=best)

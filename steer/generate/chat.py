@@ -55,16 +55,18 @@ class ChatSession:
     steering: Steering
     sampling: Sampling
     messages: list[dict] = field(default_factory=list)
+    guard: Any = None  # a steer.generate.guard.Guard: answers are scored (and regenerated) before they are shown
+    last_guard: Any = None  # what the guard did for the last answer (a Guarded)
 
     @classmethod
     def open(cls, model: Any, steering: Mapping[str, Any], sampling: Sampling, *, engine: str = "hf",
-             template: str | None = None, schema: str | None = None) -> ChatSession:
+             template: str | None = None, schema: str | None = None, guard: Any = None) -> ChatSession:
         """A session with ``model`` (loaded on ``engine``), steered by ``steering`` (the keyword
-        arguments of :func:`steer.steering.steering_from`)."""
+        arguments of :func:`steer.steering.steering_from`), answers checked by ``guard`` when given."""
         from steer.generate.api import engine_for
 
         eng = engine_for(model, engine, template, schema)
-        return cls(eng, steering_from(eng.template.schema, **steering), sampling)
+        return cls(eng, steering_from(eng.template.schema, **steering), sampling, guard=guard)
 
     @property
     def schema(self) -> Any:
@@ -95,7 +97,13 @@ class ChatSession:
         by. A stopped (Ctrl-C) or failed answer leaves the question pending: ``/retry`` asks it again."""
         prompt = steering_prompt(self.engine.template, self.messages, self.steering)
         final = None
-        for piece in self.engine.stream(prompt, self.sampling):
+        if self.guard is not None:  # nothing is shown before the guard has passed it: one piece, then the response
+            self.last_guard = self.guard.run(self.messages, self.steering, self.schema, lambda steering: self.engine.generate(
+                [steering_prompt(self.engine.template, self.messages, steering)], self.sampling)[0])
+            final = self.last_guard.response
+            yield final.text
+            yield final
+        for piece in self.engine.stream(prompt, self.sampling) if self.guard is None else ():
             final = piece if isinstance(piece, Response) else final
             yield piece
         turn: dict[str, Any] = {"role": "assistant", "content": final.text if final else ""}

@@ -25,8 +25,10 @@ from steer.steering import steering_prompt
 class Server:
     """The request handling behind the routes (kept apart from FastAPI so it stays testable)."""
 
-    def __init__(self, engine: Any, model_name: str, limits: Limits = Limits(), api_key: str | None = None) -> None:
+    def __init__(self, engine: Any, model_name: str, limits: Limits = Limits(), api_key: str | None = None,
+                 guard: Any = None) -> None:
         self.engine, self.model_name, self.limits, self.api_key = engine, model_name, limits, api_key
+        self.guard = guard  # a steer.generate.guard.Guard: chat answers are scored and regenerated before release
         self.batcher = Batcher(engine, limits.max_queue, limits.max_batch)
         self.created = int(time.time())
         self.loop: asyncio.AbstractEventLoop | None = None  # set when the app starts
@@ -80,6 +82,25 @@ class Server:
         if not isinstance(prompt, str) or not prompt:
             raise APIError(400, "prompt must be a non-empty string", param="prompt")
         return Prompt(prompt)
+
+    def guarded(self, body: Mapping, prompt: Prompt, sampling: Sampling, chat: bool) -> Any:
+        """A request's answer through the guard (blocking: run it off the event loop): each round is one
+        queued generation scored by the cost model, a chat request's under a safer steering each time (a
+        raw completion is sampled again); a :class:`steer.generate.guard.Guarded`."""
+        template = self.engine.template
+        if chat:
+            messages, steering = messages_from(body, self.limits), request_steering(body, template.schema)
+        else:
+            messages, steering = [{"role": "user", "content": prompt.text}], None
+
+        def generate(current: Any) -> Response:
+            job = self.submit(Ticket(steering_prompt(template, messages, current) if chat else prompt, sampling))
+            try:
+                return job.future.result()
+            except ServerClosing:
+                raise closing() from None
+
+        return self.guard.run(messages, steering, template.schema, generate, steer=chat)
 
     def submit(self, job: Ticket) -> Ticket:
         try:
@@ -136,15 +157,25 @@ class Server:
         return {"id": rid, "object": "chat.completion" if chat else "text_completion", "created": int(time.time()),
                 "model": self.model_name, "choices": [choice], "usage": usage}
 
-    def chunk(self, rid: str, chat: bool, text: str | None, finish: str | None, first: bool = False) -> str:
+    def chunk(self, rid: str, chat: bool, text: str | None, finish: str | None, first: bool = False,
+              extra: Mapping[str, Any] | None = None) -> str:
         if chat:
             delta: dict = {"role": "assistant", "content": ""} if first else ({"content": text} if text else {})
             choice = {"index": 0, "delta": delta, "finish_reason": finish, "logprobs": None}
         else:
             choice = {"index": 0, "text": text or "", "finish_reason": finish, "logprobs": None}
         data = {"id": rid, "object": "chat.completion.chunk" if chat else "text_completion", "created": int(time.time()),
-                "model": self.model_name, "choices": [choice]}
+                "model": self.model_name, "choices": [choice], **(extra or {})}
         return f"data: {json.dumps(data)}\n\n"
+
+    async def sse_done(self, response: Response, chat: bool, extra: Mapping[str, Any]) -> AsyncIterator[str]:
+        """A guarded answer as a stream: released only once the guard passed it, in one piece."""
+        rid = new_id(chat)
+        if chat:
+            yield self.chunk(rid, chat, None, None, first=True)
+        yield self.chunk(rid, chat, response.text, None)
+        yield self.chunk(rid, chat, None, response.finish_reason, extra=extra)
+        yield "data: [DONE]\n\n"
 
     async def sse(self, prompt: Prompt, sampling: Sampling, chat: bool) -> AsyncIterator[str]:
         rid = new_id(chat)
@@ -222,7 +253,14 @@ def create_app(server: Server) -> Any:
 
     async def completion(request: Request, chat: bool) -> Any:
         try:
-            prompt, sampling, stream = server.prepare(await read_json(request), chat)
+            body = await read_json(request)
+            prompt, sampling, stream = server.prepare(body, chat)
+            if server.guard is not None:
+                guarded = await asyncio.to_thread(server.guarded, body, prompt, sampling, chat)
+                extra = {"steer": {"guard": guarded.to_json()}}
+                if stream:
+                    return StreamingResponse(server.sse_done(guarded.response, chat, extra), media_type="text/event-stream")
+                return {**server.result(guarded.response, chat, new_id(chat)), **extra}
             if stream:
                 return StreamingResponse(server.sse(prompt, sampling, chat), media_type="text/event-stream")
             response = await server.complete(prompt, sampling, gone=request.is_disconnected)
@@ -268,11 +306,11 @@ def create_app(server: Server) -> Any:
 
 
 def serve(engine: Any, model_name: str, *, host: str = "127.0.0.1", port: int = 8000, api_key: str | None = None,
-          limits: Limits = Limits(), grace_s: int = 30, log_level: str = "info") -> None:
+          limits: Limits = Limits(), grace_s: int = 30, log_level: str = "info", guard: Any = None) -> None:
     """Run the server until SIGINT/SIGTERM: stop accepting, answer waiting requests 503, finish the
     running ones (up to ``grace_s`` seconds), then return (see :mod:`steer.serve.http`)."""
     from steer.serve.http import run
 
-    server = Server(engine, model_name, limits, api_key)
+    server = Server(engine, model_name, limits, api_key, guard)
     run(create_app(server), server, host=host, port=port, grace_s=grace_s, timeout_s=limits.timeout_s,
         log_level=log_level)

@@ -34,6 +34,27 @@ METRICS_FILE = "metrics.jsonl"
 Recipe = SFTRecipe  # every recipe kind extends the SFT recipe's sections
 
 
+class MetricStore:
+    """Per-batch metrics a task's ``compute_loss`` computes, kept until the next log line and averaged
+    into it (``eval_``-prefixed in an evaluation's log), as TRL's trainers report theirs."""
+
+    def __init__(self) -> None:
+        self.stored: dict[str, dict[str, list[float]]] = {"train": {}, "eval": {}}
+
+    def add(self, mode: str, metrics: dict[str, Any]) -> None:
+        """Keep one batch's ``metrics`` (tensors or numbers) for ``mode`` (train or eval)."""
+        for name, value in metrics.items():
+            self.stored[mode].setdefault(name, []).append(float(value.detach() if hasattr(value, "detach") else value))
+
+    def merge(self, logs: dict) -> None:
+        """Average what was kept into ``logs`` in place (``evaluate()`` returns that dict) and forget it."""
+        mode = "eval" if any(k.startswith("eval_") for k in logs) else "train"
+        prefix = "eval_" if mode == "eval" else ""
+        for name, values in self.stored[mode].items():
+            logs[prefix + name] = sum(values) / len(values)
+        self.stored[mode].clear()
+
+
 @dataclass
 class Task:
     """What one kind of model needs from the shared loop (one instance per file in ``train/tasks/``)."""

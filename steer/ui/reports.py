@@ -122,6 +122,50 @@ def pairs_derived(result: Mapping[str, Any]) -> None:
     plain(f"pairs: {result['out']}")
 
 
+def pair_accuracy(result: Mapping[str, Any]) -> None:
+    """``steer eval pairs``: accuracy overall and per group, the "longer wins" baseline, a cost model's sign."""
+    pct = lambda v: "-" if v is None else f"{100 * v:.1f}%"  # noqa: E731
+    what = "the safer answer costs less" if result["kind"] == "cost" else "the chosen answer scores higher"
+    other = f" ({result['other_axes']} on other axes left out)" if result.get("other_axes") else ""
+    console.print(f"[bold]{result['data']}[/] ({result['format']}): {result['pairs']} pairs{other}; {what} in "
+                  f"[bold]{pct(result['accuracy'])}[/]; 'longer wins' {pct(result['longer_wins']['accuracy'])}; "
+                  f"the model sides with the longer answer in {pct(result['agrees_with_longer'])}")
+    groups = [(name.removeprefix("by_"), key, row) for name in ("by_axis", "by_source", "by_category")
+              for key, row in result.get(name, {}).items()]
+    if groups:
+        table = Table(title_justify="left")
+        for col in ("group", "", "pairs", "accuracy"):
+            table.add_column(col, justify="right" if col in ("pairs", "accuracy") else "left")
+        for kind, key, row in groups:
+            table.add_row(kind, key, str(row["pairs"]), pct(row["accuracy"]))
+        console.print(table)
+    sign = result.get("sign")
+    if sign:
+        levels = ", ".join(f"{k} {pct(v['accuracy'])} ({v['pairs']})" for k, v in sign["by_level"].items())
+        console.print(f"cost sign matches the safety label on {pct(sign['accuracy'])} of {sign['pairs']} answers: {levels}")
+    if result.get("plot"):
+        plain(f"plot: {result['plot']}")
+
+
+def best_answer(result: Mapping[str, Any]) -> None:
+    """``steer generate --best-of N``: the answer kept, then one dim line with every candidate's scores."""
+    best = result["best_of"]
+    plain(result["text"])
+    marks = []
+    for k, c in enumerate(best["candidates"]):
+        cost = f", cost {_num(c['cost'])}" if "cost" in c else ""
+        over = " over the limit" if c.get("within_cost") is False else ""
+        marks.append(f"{'*' if k == best['chosen'] else ''}{_num(c[best['score']])}{cost}{over}")
+    console.print(f"[dim]best of {len(best['candidates'])} by {best['score']}: {'; '.join(marks)}[/]")
+
+
+def guard_note(guarded: Mapping[str, Any]) -> None:
+    """One dim line when the guard regenerated or refused an answer (nothing when it passed at once)."""
+    if guarded["rounds"] > 1 or guarded["refused"]:
+        costs = ", ".join(f"{c:.2f}" for c in guarded["costs"])
+        console.print(f"[dim](guard: {guarded['rounds']} rounds, costs {costs}{'; refused' if guarded['refused'] else ''})[/]")
+
+
 def batch_done(report: Any, output: str, errors: str) -> None:
     """The summary line of ``steer batch``."""
     bad = f" (see {errors})" if report.errors else ""
@@ -329,4 +373,4 @@ def pulled(record: Mapping[str, Any]) -> None:
     plain(f'try: steer generate {record["alias"]} "What is the capital of France?"')
 
 
-__all__ = ['inspect_example', 'inspect_legend', 'inspection', 'load_summary', 'data_stats', 'labelled', 'pairs_derived', 'batch_done', 'prepared', 'trained', 'metrics_table', 'steerability', 'side_effects', 'length_bias', 'samples', 'quickstart', 'value_matching', 'models_table', 'pulled', 'real_quickstart']
+__all__ = ['inspect_example', 'inspect_legend', 'inspection', 'load_summary', 'data_stats', 'labelled', 'pairs_derived', 'pair_accuracy', 'best_answer', 'guard_note', 'batch_done', 'prepared', 'trained', 'metrics_table', 'steerability', 'side_effects', 'length_bias', 'samples', 'quickstart', 'value_matching', 'models_table', 'pulled', 'real_quickstart']

@@ -3,6 +3,6 @@
 from __future__ import annotations
 
 from steer.train.loop import Task
-from steer.train.tasks import apm, dpo, sft
+from steer.train.tasks import apm, cost, dpo, rm, sft
 
-TASKS: dict[str, Task] = {"sft": sft.TASK, "apm": apm.TASK, "dpo": dpo.TASK}
+TASKS: dict[str, Task] = {"sft": sft.TASK, "apm": apm.TASK, "dpo": dpo.TASK, "rm": rm.TASK, "cost": cost.TASK}

@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from steer.apm import HEAD_FILE, MISSING, APM, AttributeModel, ScoredCollator, apm_text, load_apm_weights, save_apm
+from steer.apm import HEAD_FILE, MISSING, AttributeModel, Scorer, ScoredCollator, apm_text, load_apm_weights, save_apm
 from steer.attributes import Schema
 from steer.data.prepare import EncodedBatch, Encoder
 from steer.data.records import Conversation, DataError
@@ -146,12 +146,13 @@ def _build(recipe: Recipe) -> AttributeModel:
     from steer.train.model import build_model
 
     backbone = build_model(recipe.model, recipe.train, packing=recipe.data.packing, backbone=True)
-    return AttributeModel(backbone, recipe.template.build_schema())
+    return AttributeModel.for_schema(backbone, recipe.template.build_schema())
 
 
 def _export(folder: Path, out: Path, info: dict, dtype: str) -> None:
-    """A standalone APM: the merged backbone (plain ``AutoModel`` weights), its head file and tokenizer."""
-    apm = APM.load(folder, dtype=dtype, device="cpu")
+    """A standalone APM (or reward or cost model): the merged backbone (plain ``AutoModel`` weights), its
+    head file and tokenizer."""
+    apm = Scorer.load(folder, kinds=(info.get("kind", "apm"),), dtype=dtype, device="cpu")
     out.mkdir(parents=True, exist_ok=True)
     save_apm(apm.model, out)
     apm.tokenizer.save_pretrained(str(out))

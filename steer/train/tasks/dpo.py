@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-from collections import defaultdict
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -26,7 +25,7 @@ from steer.config import REFERENCE_FREE, DPOConfig
 from steer.data.encode import Encoded, encode_many
 from steer.data.prepare import IDENTICAL, OTHER_AXIS, EncodedBatch, Encoder
 from steer.data.records import DataError, PreferencePair
-from steer.train.loop import Recipe, Task
+from steer.train.loop import MetricStore, Recipe, Task
 from steer.train.tasks import sft
 
 COLUMNS = {"chosen_ids": "int32", "chosen_labels": "int32", "rejected_ids": "int32", "rejected_labels": "int32",
@@ -138,7 +137,7 @@ def trainer_class(recipe: Recipe) -> type:
         def __init__(self, *args: Any, **kwargs: Any) -> None:
             super().__init__(*args, **kwargs)
             self.model_accepts_loss_kwargs = False  # a mean over pairs: the Trainer scales it for accumulation
-            self.stored: dict[str, dict[str, list[float]]] = {"train": defaultdict(list), "eval": defaultdict(list)}
+            self.store = MetricStore()
             self.ref_model = None
             if reference == "model":
                 import copy
@@ -195,22 +194,15 @@ def trainer_class(recipe: Recipe) -> type:
 
         def remember(self, logps: Any, result: Any, mode: str) -> None:
             """Keep this batch's pair metrics until the next log line."""
-            store = self.stored[mode]
             c, r = result.chosen_reward, result.rejected_reward
-            for name, value in (("rewards/chosen", c.mean()), ("rewards/rejected", r.mean()),
-                                ("rewards/margins", (c - r).mean()), ("rewards/accuracies", (c > r).float().mean()),
-                                ("logps/chosen", logps.chosen.mean()), ("logps/rejected", logps.rejected.mean()),
-                                ("nll/chosen", logps.chosen_nll.mean()),
-                                ("length/chosen", logps.chosen_tokens.mean()),
-                                ("length/rejected", logps.rejected_tokens.mean())):
-                store[name].append(float(value.detach()))
+            self.store.add(mode, {"rewards/chosen": c.mean(), "rewards/rejected": r.mean(),
+                                  "rewards/margins": (c - r).mean(), "rewards/accuracies": (c > r).float().mean(),
+                                  "logps/chosen": logps.chosen.mean(), "logps/rejected": logps.rejected.mean(),
+                                  "nll/chosen": logps.chosen_nll.mean(), "length/chosen": logps.chosen_tokens.mean(),
+                                  "length/rejected": logps.rejected_tokens.mean()})
 
         def log(self, logs: dict, *args: Any, **kwargs: Any) -> None:
-            mode = "eval" if any(k.startswith("eval_") for k in logs) else "train"
-            prefix = "eval_" if mode == "eval" else ""
-            for name, values in self.stored[mode].items():
-                logs[prefix + name] = sum(values) / len(values)  # in place: evaluate() returns this dict
-            self.stored[mode].clear()
+            self.store.merge(logs)
             super().log(logs, *args, **kwargs)
 
         def with_reference(self, dataset: Any) -> Any:
