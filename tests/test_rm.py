@@ -314,3 +314,62 @@ def test_chat_guard_shows_only_what_passed(tiny_cost, shared_assets):
     assert "Nope." in done.stdout and "(guard: 1 rounds" in done.stdout and "refused" in done.stdout
     alone = run_cli("chat", str(shared_assets / "models/stories260k"), "--max-cost", "0", input="/quit\n")
     assert alone.returncode == 2 and "--max-cost needs --guard" in alone.stderr
+
+
+def test_reward_model_resumes_exactly_and_plain_transformers_reproduce_its_scores(tmp_path, shared_assets):
+    """A run killed after its checkpoint and resumed ends where an uninterrupted one does; the backbone
+    (``AutoModel``) and the head file reproduce the reward outside steer."""
+    from safetensors.torch import load_file
+    from transformers import AutoModel, TrainerCallback
+
+    from steer.apm import HEAD_FILE, Scorer
+    from steer.config import load_recipe
+    from steer.train import train
+
+    data = fixtures.write(fixtures.helpsteer2_preference_rows() * 12, tmp_path / "pref.jsonl")
+    path = _recipe(tmp_path, "rm", data, data, strength="margin")
+    settings = ["train.max_steps=6", "train.save_steps=3", "data.validation=[]"]
+    straight = train(load_recipe(path, [*settings, f"train.output_dir={tmp_path / 'straight'}"]))
+
+    class Crash(TrainerCallback):
+        def on_save(self, args, state, control, **kw):
+            if state.global_step == 3:
+                raise KeyboardInterrupt
+
+    broken = load_recipe(path, [*settings, f"train.output_dir={tmp_path / 'broken'}"])
+    with pytest.raises(KeyboardInterrupt):
+        train(broken, callbacks=[Crash()])
+    resumed = train(broken, resume=True)
+    assert resumed.resumed_from.endswith("checkpoint-3") and resumed.steps == 6
+    rm = Scorer.load(straight.run_dir, kinds=("rm",))
+    conv = [{"role": "user", "content": "Name a fruit."}, {"role": "assistant", "content": "Apple."}]
+    [[ours]] = rm.predict([conv])
+    [[again]] = Scorer.load(resumed.run_dir, kinds=("rm",)).predict([conv])
+    assert again == pytest.approx(ours, abs=1e-5)  # the same weights at the end
+    backbone = AutoModel.from_pretrained(str(straight.run_dir)).eval()
+    head = load_file(str(straight.run_dir / HEAD_FILE))
+    ids = rm.tokenizer(rm.texts([conv])[0], add_special_tokens=False, return_tensors="pt").input_ids
+    with torch.no_grad():
+        last = backbone(input_ids=ids).last_hidden_state[0, -1]
+    assert float(head["weight"][0] @ last + head["bias"][0]) == pytest.approx(ours, abs=1e-4)
+
+
+def test_rm_and_cost_judges_in_data_pairs_and_eval_values(tmp_path, shared_assets):
+    """A steer reward model ranks answers for ``steer data pairs --judge rm:`` and scores for ``eval values``;
+    an APM or cost run given as rm: is a one-line error."""
+    from steer.config import load_recipe
+    from steer.data.pairs import derive, parse_by
+    from steer.evaluate.judges import make_judge, make_scorer
+    from steer.train import train
+
+    data = fixtures.write(fixtures.helpsteer2_preference_rows() * 4, tmp_path / "pref.jsonl")
+    run = train(load_recipe(_recipe(tmp_path, "rm", data, data), ["train.max_steps=2", "data.validation=[]"])).run_dir
+    judge, names = make_judge(f"rm:{run}")
+    assert names == ("reward",)
+    answers = load(fixtures.write(fixtures.steer_batch_rows(), tmp_path / "b.jsonl"))[0]
+    pairs, report = derive(answers, parse_by("reward"), judge=judge)
+    assert report.groups == 2 and report.dropped.get("unscored (no reward)", 0) == 0
+    scorer, name = make_scorer(f"rm:{run}")
+    assert name == "reward" and len(scorer([[{"role": "user", "content": "Hi"}, {"role": "assistant", "content": "Yo"}]])) == 1
+    with pytest.raises(UsageError, match="is not a cost model"):
+        make_scorer(f"cost:{run}")
