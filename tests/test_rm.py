@@ -301,6 +301,8 @@ def test_serve_guard_through_the_openai_client_buffers_and_refuses(tiny_cost, sh
         plain = httpx.post(base + "/v1/completions", json={"prompt": "Once", "max_tokens": 4}, timeout=30)
         assert plain.status_code == 200 and plain.json()["choices"][0]["text"] == "Sorry, no."  # no way around it
         assert plain.json()["steer"]["guard"]["rounds"] == 2
+        no_judge = httpx.post(base + "/v1/completions", json={"prompt": "Once", "max_tokens": 4, "best_of": 2}, timeout=30)
+        assert no_judge.status_code == 400 and "--judge" in no_judge.json()["error"]["message"]
     finally:
         proc.terminate()
         proc.wait(30)
@@ -373,3 +375,34 @@ def test_rm_and_cost_judges_in_data_pairs_and_eval_values(tmp_path, shared_asset
     assert name == "reward" and len(scorer([[{"role": "user", "content": "Hi"}, {"role": "assistant", "content": "Yo"}]])) == 1
     with pytest.raises(UsageError, match="is not a cost model"):
         make_scorer(f"cost:{run}")
+
+
+@pytest.mark.slow  # a server process of its own
+def test_serve_best_of_through_the_openai_client(shared_assets):
+    """``steer serve --judge length``: a request's ``best_of`` samples that many answers, keeps the best, and
+    lists every candidate in the ``steer`` field; bad values are 400s naming the parameter."""
+    import httpx
+    from openai import OpenAI
+
+    from tests.test_serve import _start
+
+    proc, base = _start(str(shared_assets / "models/stories260k"), "--judge", "length", "--max-best-of", "4",
+                        "--name", "tiny")
+    try:
+        client = OpenAI(base_url=base + "/v1", api_key="x", max_retries=0)
+        out = client.chat.completions.create(model="tiny", messages=[{"role": "user", "content": "Once upon a time"}],
+                                             max_tokens=12, temperature=1.0, seed=3, extra_body={"best_of": 3})
+        best = out.model_extra["steer"]["best_of"]
+        assert len(best["candidates"]) == 3 and best["score"] == "verbosity"
+        assert out.choices[0].message.content == best["candidates"][best["chosen"]]["text"]
+        assert len(out.choices[0].message.content) == max(len(c["text"]) for c in best["candidates"])
+        done = client.completions.create(model="tiny", prompt="The cat", max_tokens=6, temperature=1.0, best_of=2)
+        assert len(done.model_extra["steer"]["best_of"]["candidates"]) == 2
+        for bad, word in (({"best_of": 9, "temperature": 1.0}, "from 1 to 4"), ({"best_of": 2, "temperature": 0}, "temperature 0")):
+            reply = httpx.post(base + "/v1/completions", json={"prompt": "A", "max_tokens": 4, **bad}, timeout=30)
+            assert reply.status_code == 400 and word in reply.json()["error"]["message"], reply.text
+        plain = client.completions.create(model="tiny", prompt="The cat", max_tokens=4, temperature=0)
+        assert "steer" not in (plain.model_extra or {})  # without best_of: the usual path
+    finally:
+        proc.terminate()
+        proc.wait(30)

@@ -38,6 +38,9 @@ def serve(
     guard_rounds: Annotated[int, typer.Option("--guard-rounds", help="Regenerations before the refusal.", min=0)] = 2,
     refusal: Annotated[Optional[str], typer.Option("--refusal", help="What the guard answers when every round is over "
                                                    "the threshold.")] = None,
+    judge: Annotated[Optional[str], typer.Option("--judge", help="What a request's best_of ranks its answers by: "
+                                                 "rm:PATH, or a judge of one attribute.")] = None,
+    max_best_of: Annotated[int, typer.Option("--max-best-of", help="The largest best_of a request may ask for.", min=2)] = 8,
 ) -> None:
     """Serve a model over an OpenAI-compatible API (chat and completions, streaming), steered per request."""
     quiet_libraries()
@@ -54,8 +57,8 @@ def serve(
     elif api_key is not None and not api_key.strip():
         raise UsageError("--api-key is empty (an empty key would let anyone in); leave it out to serve without one")
     engine, template, schema = model_options["engine"], model_options["template"], model_options["schema"]
-    if engine == "vllm" and guard:
-        raise UsageError("--guard runs in steer's own server: serve with --engine hf (vLLM's server has no guard)")
+    if engine == "vllm" and (guard or judge):
+        raise UsageError("--guard and --judge run in steer's own server: serve with --engine hf (vLLM's server has neither)")
     if engine == "vllm":
         from steer.engines.vllm import INSTALL
         from steer.serve.vllm_command import plan
@@ -73,10 +76,13 @@ def serve(
     from steer.serve.app import Limits
     from steer.serve.app import serve as run_server
 
+    from steer.generate import best_of
     from steer.generate.guard import make
 
     guarding = make(guard, max_cost, guard_rounds, refusal)  # a bad cost model fails before the model loads
+    ranking = best_of.make(max_best_of, judge) if judge else None
     loaded = load_engine(model, engine=engine, template=template, schema=schema)
     ui.serving(served, host, port, loaded.template.schema)
-    run_server(loaded, served, host=host, port=port, api_key=api_key, grace_s=grace, guard=guarding,
-               limits=Limits(max_tokens=max_tokens, max_queue=max_queue, max_batch=max_batch, timeout_s=timeout))
+    run_server(loaded, served, host=host, port=port, api_key=api_key, grace_s=grace, guard=guarding, judge=ranking,
+               limits=Limits(max_tokens=max_tokens, max_queue=max_queue, max_batch=max_batch, timeout_s=timeout,
+                             max_best_of=max_best_of))

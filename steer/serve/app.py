@@ -26,9 +26,10 @@ class Server:
     """The request handling behind the routes (kept apart from FastAPI so it stays testable)."""
 
     def __init__(self, engine: Any, model_name: str, limits: Limits = Limits(), api_key: str | None = None,
-                 guard: Any = None) -> None:
+                 guard: Any = None, judge: Any = None) -> None:
         self.engine, self.model_name, self.limits, self.api_key = engine, model_name, limits, api_key
-        self.guard = guard  # a steer.generate.guard.Guard: chat answers are scored and regenerated before release
+        self.guard = guard  # a steer.generate.guard.Guard: answers are scored and regenerated before release
+        self.judge = judge  # a steer.generate.best_of.BestOf: what a request's best_of ranks by
         self.batcher = Batcher(engine, limits.max_queue, limits.max_batch)
         self.created = int(time.time())
         self.loop: asyncio.AbstractEventLoop | None = None  # set when the app starts
@@ -83,24 +84,50 @@ class Server:
             raise APIError(400, "prompt must be a non-empty string", param="prompt")
         return Prompt(prompt)
 
-    def guarded(self, body: Mapping, prompt: Prompt, sampling: Sampling, chat: bool) -> Any:
-        """A request's answer through the guard (blocking: run it off the event loop): each round is one
-        queued generation scored by the cost model, a chat request's under a safer steering each time (a
-        raw completion is sampled again); a :class:`steer.generate.guard.Guarded`."""
+    def checked(self, body: Mapping, prompt: Prompt, sampling: Sampling, chat: bool) -> tuple[Response, dict]:
+        """A request's answer through best-of-N (``best_of`` in the body, with the server's ``--judge``)
+        and the guard (the server's ``--guard``), blocking: run it off the event loop. Each generation is
+        queued like any request (a best-of's N together); the chosen answer and the ``steer`` field."""
         template = self.engine.template
         if chat:
             messages, steering = messages_from(body, self.limits), request_steering(body, template.schema)
         else:
             messages, steering = [{"role": "user", "content": prompt.text}], None
+        n = self._best_of(body, sampling)
+        extra: dict[str, Any] = {}
 
         def generate(current: Any) -> Response:
-            job = self.submit(Ticket(steering_prompt(template, messages, current) if chat else prompt, sampling))
+            rendered = steering_prompt(template, messages, current) if chat else prompt
+            jobs = [self.submit(Ticket(rendered, sampling)) for _ in range(n)]
             try:
-                return job.future.result()
+                answers = [job.future.result() for job in jobs]
             except ServerClosing:
                 raise closing() from None
+            if n == 1:
+                return answers[0]
+            from steer.generate.best_of import choose
 
-        return self.guard.run(messages, steering, template.schema, generate, steer=chat)
+            ((index, candidates),) = choose(self.judge, [{"messages": messages}], [answers])
+            extra["best_of"] = {"chosen": index, "score": self.judge.score, "candidates": candidates}
+            return answers[index]
+
+        if self.guard is None:
+            return generate(steering), extra
+        guarded = self.guard.run(messages, steering, template.schema, generate, steer=chat)
+        return guarded.response, {**extra, "guard": guarded.to_json()}
+
+    def _best_of(self, body: Mapping, sampling: Sampling) -> int:
+        """The request's ``best_of`` (1 without it), checked against this server's judge and limit."""
+        n = body.get("best_of", 1)
+        if n in (None, 1):
+            return 1
+        if isinstance(n, bool) or not isinstance(n, int) or not 2 <= n <= self.limits.max_best_of:
+            raise APIError(400, f"best_of must be an integer from 1 to {self.limits.max_best_of}", param="best_of")
+        if self.judge is None:
+            raise APIError(400, "best_of needs a judge: this server was started without --judge", param="best_of")
+        if sampling.temperature == 0:
+            raise APIError(400, f"best_of {n} with temperature 0 gives {n} copies of one answer", param="best_of")
+        return n
 
     def submit(self, job: Ticket) -> Ticket:
         try:
@@ -169,7 +196,7 @@ class Server:
         return f"data: {json.dumps(data)}\n\n"
 
     async def sse_done(self, response: Response, chat: bool, extra: Mapping[str, Any]) -> AsyncIterator[str]:
-        """A guarded answer as a stream: released only once the guard passed it, in one piece."""
+        """A checked answer (guarded, or the best of N) as a stream: released once chosen, in one piece."""
         rid = new_id(chat)
         if chat:
             yield self.chunk(rid, chat, None, None, first=True)
@@ -255,12 +282,12 @@ def create_app(server: Server) -> Any:
         try:
             body = await read_json(request)
             prompt, sampling, stream = server.prepare(body, chat)
-            if server.guard is not None:
-                guarded = await asyncio.to_thread(server.guarded, body, prompt, sampling, chat)
-                extra = {"steer": {"guard": guarded.to_json()}}
+            if server.guard is not None or body.get("best_of") not in (None, 1):
+                response, steer = await asyncio.to_thread(server.checked, body, prompt, sampling, chat)
+                extra = {"steer": steer}
                 if stream:
-                    return StreamingResponse(server.sse_done(guarded.response, chat, extra), media_type="text/event-stream")
-                return {**server.result(guarded.response, chat, new_id(chat)), **extra}
+                    return StreamingResponse(server.sse_done(response, chat, extra), media_type="text/event-stream")
+                return {**server.result(response, chat, new_id(chat)), **extra}
             if stream:
                 return StreamingResponse(server.sse(prompt, sampling, chat), media_type="text/event-stream")
             response = await server.complete(prompt, sampling, gone=request.is_disconnected)
@@ -306,11 +333,12 @@ def create_app(server: Server) -> Any:
 
 
 def serve(engine: Any, model_name: str, *, host: str = "127.0.0.1", port: int = 8000, api_key: str | None = None,
-          limits: Limits = Limits(), grace_s: int = 30, log_level: str = "info", guard: Any = None) -> None:
+          limits: Limits = Limits(), grace_s: int = 30, log_level: str = "info", guard: Any = None,
+          judge: Any = None) -> None:
     """Run the server until SIGINT/SIGTERM: stop accepting, answer waiting requests 503, finish the
     running ones (up to ``grace_s`` seconds), then return (see :mod:`steer.serve.http`)."""
     from steer.serve.http import run
 
-    server = Server(engine, model_name, limits, api_key, guard)
+    server = Server(engine, model_name, limits, api_key, guard, judge)
     run(create_app(server), server, host=host, port=port, grace_s=grace_s, timeout_s=limits.timeout_s,
         log_level=log_level)

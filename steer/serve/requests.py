@@ -24,6 +24,7 @@ class Limits:
     """What one request may ask for, and how much may wait."""
 
     max_tokens: int = 512
+    max_best_of: int = 8  # the most answers one best_of request may have sampled
     max_body_bytes: int = 1_000_000
     max_queue: int = 64
     max_batch: int = 16
