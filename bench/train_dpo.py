@@ -205,8 +205,13 @@ def main() -> None:
         return
     import torch
     import transformers
-    import trl
 
+    try:  # TRL is a bench extra (pip install -e ".[bench]"): without it its trainers report why
+        import trl
+
+        trl_version = trl.__version__
+    except ImportError:
+        trl_version = None
     shapes, trainers = args.shapes.split(","), args.trainers.split(",")
     unknown = [s for s in shapes if s not in SHAPES] + [t for t in trainers if t not in TRAINERS]
     if unknown:
@@ -230,7 +235,7 @@ def main() -> None:
     out.update({"matmul_flops": flops, "pairs_per_step": args.pairs_per_step, "steps": args.steps,
                 "warmup": args.warmup, "max_length": MAX_LENGTH, "beta": BETA, "date": time.strftime("%Y-%m-%d"),
                 "machine": {"cpus": os.cpu_count(), "platform": platform.platform(), "torch": torch.__version__,
-                            "transformers": transformers.__version__, "trl": trl.__version__}})
+                            "transformers": transformers.__version__, "trl": trl_version}})
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)
     Path(args.out).write_text(json.dumps(out, indent=2))
 
