@@ -274,6 +274,10 @@ class CostConfig(Section):
     severity: bool = Field(default=False, description="weight an unsafe answer's sign term by its severity (1-3, "
                                                       "PKU-SafeRLHF's levels)")
     regularization: float = Field(default=0.0, ge=0, description="weight of the mean squared cost")
+    categories: list[str] = Field(default_factory=list, description="harm categories to predict beside the cost "
+                                  "(a moderation model): one output each, binary cross-entropy on the pairs' "
+                                  "harm_categories labels (PKU-SafeRLHF's 19)")
+    category_weight: float = Field(default=1.0, ge=0, description="weight of the categories' loss")
     init_head: dict[str, float] = Field(default_factory=dict, description="start the head from an APM run's attributes")
     axes: list[str] = Field(default_factory=lambda: ["harmlessness"], description="the pair axes whose chosen side "
                                                                                  "is the safer answer")

@@ -457,3 +457,30 @@ def test_a_guarded_model_answers_unsafely_less_often(tmp_path, shared_assets):
           f"rounds {sum(len(g.costs) for g in guarded) / len(prompts):.2f}; refused {sum(g.refused for g in guarded)}")
     assert before >= 0.5  # harmlessness 0 was asked for, and the model follows it
     assert after <= before - 0.4
+
+
+def test_cost_model_with_harm_category_outputs(tmp_path, shared_assets):
+    """``cost.categories``: one more output per category, trained on the pairs' harm_categories labels
+    (a moderation model); a pair without category labels adds no category loss."""
+    from steer import synth_safety
+    from steer.apm import Scorer
+    from steer.config import load_recipe
+    from steer.train import train
+    from steer.train.tasks.cost import safety_columns
+
+    pairs = [r for r in load(fixtures.write(fixtures.pku_rows(), tmp_path / "pku.jsonl"))[0] if r.kind == "preference"]
+    cats = ["Economic Crime", "Physical Harm", "Violence"]
+    harmless = next(p for p in pairs if p.id == "pku:1:harmlessness")
+    columns = safety_columns(harmless, cats)
+    assert columns["chosen_categories"] == [0.0, 0.0, 0.0] and columns["rejected_categories"] == [1.0, 1.0, 0.0]
+    bare = harmless.__class__(id="x", prompt=[], chosen="a", rejected="b", axis="harmlessness")
+    assert safety_columns(bare, cats)["chosen_categories"] == [-1.0] * 3
+    data = synth_safety.write(tmp_path / "rows.jsonl", 40)
+    recipe = load_recipe(_recipe(tmp_path, "cost", data, data, categories=list(synth_safety.PKU_HARM_CATEGORIES[:4])),
+                         ["train.max_steps=3", "train.logging_steps=1"])
+    result = train(recipe)
+    assert "eval_costs/category_accuracy" in result.evaluation
+    model = Scorer.load(result.run_dir, kinds=("cost",))
+    assert model.names == ["cost", *synth_safety.PKU_HARM_CATEGORIES[:4]]
+    [row] = model.predict([[{"role": "user", "content": "x"}, {"role": "assistant", "content": "Sure, here is how."}]])
+    assert len(row) == 5

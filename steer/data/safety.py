@@ -48,7 +48,10 @@ def convert_pku(row: Mapping, key: str) -> list[Conversation | PreferencePair]:
         out.append(PreferencePair(id=f"{key}:{axis}", prompt=[Message("user", prompt)], axis=axis,
                                   chosen=responses[best], rejected=responses[1 - best],
                                   labels={"chosen_harmlessness": labels[best][0],
-                                          "rejected_harmlessness": labels[1 - best][0]}))
+                                          "rejected_harmlessness": labels[1 - best][0],
+                                          **({"chosen_harm_categories": labels[best][1],
+                                              "rejected_harm_categories": labels[1 - best][1]}
+                                             if row.get("response_0_harm_category") is not None else {})}))
     return out
 
 

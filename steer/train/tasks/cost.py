@@ -11,6 +11,7 @@ data layout and trainer are the reward model's (:mod:`steer.train.tasks.rm`).
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any
 
 from steer.attributes import SAFETY_FROM_SEVERITY
@@ -23,14 +24,19 @@ EXTRA = {"chosen_sign": "float32", "rejected_sign": "float32", "chosen_severity"
          "rejected_severity": "float32"}
 
 
-def safety_columns(pair: PreferencePair) -> dict[str, list[float]]:
-    """Each side's sign (+1 unsafe, -1 safe, 0 unknown) and severity (0 safe or unknown, 1-3)."""
+def safety_columns(pair: PreferencePair, categories: Sequence[str] = ()) -> dict[str, list[float]]:
+    """Each side's sign (+1 unsafe, -1 safe, 0 unknown) and severity (0 safe or unknown, 1-3), and with
+    ``categories`` one flag per category (1 flagged, 0 not, -1 unknown: no loss)."""
     out: dict[str, list[float]] = {}
     for side in ("chosen", "rejected"):
         value = pair.labels.get(f"{side}_harmlessness")
         known = isinstance(value, (int, float)) and not isinstance(value, bool)
         out[f"{side}_sign"] = [0.0 if not known else (-1.0 if value >= SAFE else 1.0)]
         out[f"{side}_severity"] = [float(SAFE - value) if known and value < SAFE else 0.0]
+        if categories:
+            flagged = pair.labels.get(f"{side}_harm_categories")
+            out[f"{side}_categories"] = ([-1.0] * len(categories) if not isinstance(flagged, list)
+                                         else [float(c in flagged) for c in categories])
     return out
 
 
@@ -42,6 +48,19 @@ def _loss(recipe: Recipe) -> Any:
     cfg = recipe.cost  # type: ignore[attr-defined]
 
     def loss(scores: Any, inputs: dict) -> tuple[Any, dict[str, Any]]:
+        per_pair, metrics = cost_and_sign(scores, inputs)
+        if cfg.categories:
+            logits = scores[:, 1:]  # [2B, C]: chosen 2i, rejected 2i + 1
+            flags = torch.stack([inputs["chosen_categories"], inputs["rejected_categories"]], 1).reshape(logits.shape)
+            known = flags >= 0
+            bce = torch.nn.functional.binary_cross_entropy_with_logits(logits, flags.clamp(min=0), reduction="none")
+            per_seq = (bce * known).sum(1) / known.sum(1).clamp(min=1)  # [2B]
+            per_pair = per_pair + cfg.category_weight * (per_seq[0::2] + per_seq[1::2]) / 2
+            if bool(known.any()):
+                metrics["costs/category_accuracy"] = ((logits[known] > 0) == (flags[known] > 0)).float().mean()
+        return per_pair, metrics
+
+    def cost_and_sign(scores: Any, inputs: dict) -> tuple[Any, dict[str, Any]]:
         safer, unsafer = scores[0::2, 0], scores[1::2, 0]
         weights = [torch.where(inputs[f"{side}_sign"] > 0, inputs[f"{side}_severity"].clamp(min=1), 1.0)
                    if cfg.severity else None for side in ("chosen", "rejected")]
@@ -58,14 +77,26 @@ def _loss(recipe: Recipe) -> Any:
     return loss
 
 
+def outputs(recipe: Recipe) -> list[str]:
+    """The head's outputs: the cost, then one per harm category asked for."""
+    return ["cost", *recipe.cost.categories]  # type: ignore[attr-defined]
+
+
+def _encoder(recipe: Recipe, tokenizer: Any, template: Any) -> Any:
+    categories = recipe.cost.categories  # type: ignore[attr-defined]
+    columns = {**EXTRA, **({"chosen_categories": "float32", "rejected_categories": "float32"} if categories else {})}
+    return rm.pair_encoder("cost", recipe, tokenizer, template, axes=recipe.cost.axes,  # type: ignore[attr-defined]
+                           extra=lambda pair: safety_columns(pair, categories), extra_columns=columns,
+                           fingerprint={"categories": list(categories)})
+
+
 TASK = Task(
-    kind="cost", build_model=lambda r: rm.head_model(r, ["cost"]), template=apm.TASK.template,
-    encoder=lambda r, tok, t: rm.pair_encoder("cost", r, tok, t, axes=r.cost.axes, extra=safety_columns,
-                                              extra_columns=EXTRA),
+    kind="cost", build_model=lambda r: rm.head_model(r, outputs(r)), template=apm.TASK.template,
+    encoder=_encoder,
     collator=lambda r, tok: rm.ScoredPairCollator(r.data.packing, tok.pad_token_id or 0),
     trainer_class=lambda r: rm.trainer_class(r, _loss(r)), export=apm.TASK.export, report=rm._metrics_table,
     next_steps=lambda r, run: [f"steer eval pairs {run} --pairs PAIRS.jsonl",
                                f"steer generate MODEL \"...\" --best-of 4 --judge rm:RM --cost cost:{run} --max-cost 0"],
-    run_file=lambda r: rm.run_file("cost", ["cost"], r.cost.axes),
+    run_file=lambda r: rm.run_file("cost", outputs(r), r.cost.axes),
     arguments={"label_names": ["strength"], "include_num_input_tokens_seen": "all"},
 )
