@@ -170,6 +170,7 @@ def test_best_of_picks_the_highest_score_within_the_cost_threshold():
         BestOf(2, score, "verbosity").check(__import__("steer.engines.base", fromlist=["Sampling"]).Sampling(temperature=0))
 
 
+@pytest.mark.slow  # five CLI processes: the default suite stays under 6 minutes
 def test_cli_generate_and_batch_best_of_with_a_length_judge(tmp_path, shared_assets):
     model = str(shared_assets / "models/stories260k")
     done = run_cli("generate", model, "Once upon a time", "--template", "steerlm", "--best-of", "4", "--judge", "length",
@@ -308,6 +309,7 @@ def test_serve_guard_through_the_openai_client_buffers_and_refuses(tiny_cost, sh
         proc.wait(30)
 
 
+@pytest.mark.slow  # CLI processes and a module fixture's training run
 def test_chat_guard_shows_only_what_passed(tiny_cost, shared_assets):
     done = run_cli("chat", str(shared_assets / "models/stories260k"), "--template", "steerlm", "--guard",
                    f"cost:{tiny_cost}", "--max-cost", "-1000", "--guard-rounds", "0", "--refusal", "Nope.",
