@@ -85,7 +85,7 @@ def outputs(recipe: Recipe) -> list[str]:
 def _encoder(recipe: Recipe, tokenizer: Any, template: Any) -> Any:
     categories = recipe.cost.categories  # type: ignore[attr-defined]
     columns = {**EXTRA, **({"chosen_categories": "float32", "rejected_categories": "float32"} if categories else {})}
-    return rm.pair_encoder("cost", recipe, tokenizer, template, axes=recipe.cost.axes,  # type: ignore[attr-defined]
+    return rm.pair_encoder("cost", tokenizer, template, axes=recipe.cost.axes,  # type: ignore[attr-defined]
                            extra=lambda pair: safety_columns(pair, categories), extra_columns=columns,
                            fingerprint={"categories": list(categories)})
 

@@ -79,7 +79,7 @@ def encode_scored_pairs(pairs: Sequence[PreferencePair], template: SteerTemplate
     return columns, errors, tokens
 
 
-def pair_encoder(kind: str, recipe: Recipe, tokenizer: Any, template: SteerTemplate, *, axes: Sequence[str],
+def pair_encoder(kind: str, tokenizer: Any, template: SteerTemplate, *, axes: Sequence[str],
                  extra: Extra | None = None, extra_columns: Mapping[str, str] | None = None,
                  fingerprint: Mapping[str, Any] | None = None) -> Encoder:
     """The :class:`~steer.data.prepare.Encoder` of a scalar-head pair task (``rm``, ``cost``)."""
@@ -237,7 +237,7 @@ def run_file(kind: str, names: Sequence[str], axes: Sequence[str]) -> dict:
 
 TASK = Task(
     kind="rm", build_model=lambda r: head_model(r, ["reward"]), template=apm.TASK.template,
-    encoder=lambda r, tok, t: pair_encoder("rm", r, tok, t, axes=r.rm.axes),
+    encoder=lambda r, tok, t: pair_encoder("rm", tok, t, axes=r.rm.axes),
     collator=lambda r, tok: ScoredPairCollator(r.data.packing, tok.pad_token_id or 0),
     trainer_class=lambda r: trainer_class(r, _loss(r)), export=apm.TASK.export, report=_metrics_table,
     next_steps=lambda r, run: [f"steer eval pairs {run} --pairs PAIRS.jsonl",
