@@ -41,12 +41,13 @@ def real_chat_templates() -> list[tuple[str, str]]:
     return found
 
 
-def run_cli(*args: str, input: str | None = None, env: dict | None = None, timeout: int = 120) -> subprocess.CompletedProcess:
+def run_cli(*args: str, input: str | None = None, env: dict | None = None, timeout: int = 120,
+            cwd: Path | str = REPO) -> subprocess.CompletedProcess:
     """Run ``steer ARGS`` as a user would (a fresh process), capturing output."""
     inherited = {k: v for k, v in os.environ.items() if k != "STEER_DEBUG"}  # tests opt in via ``env``
     full_env = {**inherited, "PYTHONPATH": str(REPO), "COLUMNS": "200", **(env or {})}
     return subprocess.run([sys.executable, "-m", "steer.cli", *args], capture_output=True, text=True,
-                          input=input, env=full_env, timeout=timeout, cwd=REPO)
+                          input=input, env=full_env, timeout=timeout, cwd=cwd)
 
 
 @pytest.fixture(scope="session")

@@ -318,6 +318,39 @@ def test_chat_guard_shows_only_what_passed(tiny_cost, shared_assets):
     assert "Nope." in done.stdout and "(guard: 1 rounds" in done.stdout and "refused" in done.stdout
     alone = run_cli("chat", str(shared_assets / "models/stories260k"), "--max-cost", "0", input="/quit\n")
     assert alone.returncode == 2 and "--max-cost needs --guard" in alone.stderr
+    screened = run_cli("chat", str(shared_assets / "models/stories260k"), "--template", "steerlm", "--guard",
+                       f"cost:{tiny_cost}", "--guard-prompts", "--max-cost", "-1000", "--refusal", "Nope.",
+                       "--max-new-tokens", "8", input="Once upon a time\n/quit\n")
+    assert screened.returncode == 0, screened.stderr[-2000:]
+    assert "Nope." in screened.stdout and "(guard: the prompt was refused, its cost" in screened.stdout
+    bare = run_cli("chat", str(shared_assets / "models/stories260k"), "--guard-prompts", input="/quit\n")
+    assert bare.returncode == 2 and "--guard-prompts needs --guard" in bare.stderr
+
+
+@pytest.mark.slow  # a server process of its own
+def test_serve_best_of_with_a_cost_model_and_a_prompt_screen(tiny_cost, shared_assets):
+    """``--judge length --cost cost:PATH``: each best_of candidate carries its cost and whether it is within
+    --max-cost; ``--guard-prompts`` reports the prompt's cost; ``--cost`` without ``--judge`` is refused."""
+    from openai import OpenAI
+
+    from tests.test_serve import _start
+
+    lone = run_cli("serve", str(shared_assets / "models/stories260k"), "--cost", f"cost:{tiny_cost}")
+    assert lone.returncode == 2 and "--cost ranks a request's best_of answers: it needs --judge" in lone.stderr
+    proc, base = _start(str(shared_assets / "models/stories260k"), "--judge", "length", "--cost", f"cost:{tiny_cost}",
+                        "--guard", f"cost:{tiny_cost}", "--guard-prompts", "--max-cost", "1000", "--name", "tiny")
+    try:
+        client = OpenAI(base_url=base + "/v1", api_key="x", max_retries=0)
+        out = client.chat.completions.create(model="tiny", messages=[{"role": "user", "content": "Once upon a time"}],
+                                             max_tokens=12, temperature=1.0, seed=3, extra_body={"best_of": 3})
+        steer = out.model_extra["steer"]
+        cands = steer["best_of"]["candidates"]
+        assert len(cands) == 3 and all(isinstance(c["cost"], float) and c["within_cost"] for c in cands)
+        assert out.choices[0].message.content == max((c["text"] for c in cands), key=len)
+        assert isinstance(steer["guard"]["prompt_cost"], float) and not steer["guard"]["refused"]
+    finally:
+        proc.terminate()
+        proc.wait(30)
 
 
 def test_reward_model_resumes_exactly_and_plain_transformers_reproduce_its_scores(tmp_path, shared_assets):
@@ -486,3 +519,117 @@ def test_cost_model_with_harm_category_outputs(tmp_path, shared_assets):
     assert model.names == ["cost", *synth_safety.PKU_HARM_CATEGORIES[:4]]
     [row] = model.predict([[{"role": "user", "content": "x"}, {"role": "assistant", "content": "Sure, here is how."}]])
     assert len(row) == 5
+
+
+def test_single_answers_have_their_sign_term_and_no_pairwise_term():
+    safer, unsafer = T(2.0, -1.0), T(0.0, 3.0)  # example 1 is a single answer: its "unsafer" is a placeholder
+    got = cost_loss(safer, unsafer, T(1.0, -1.0), T(0.0, 1.0), paired=torch.tensor([False, True])).tolist()
+    assert got == pytest.approx([-LS(1.0 * 2.0), -LS(3.0 - -1.0) - LS(-1.0 * -1.0) - LS(1.0 * 3.0)])
+
+
+def test_pairs_and_single_answers_in_one_batch(tmp_path, shared_assets):
+    """A source with pairs gives its pairs (its conversations are their answers); a source without pairs
+    gives single answers, encoded with an empty rejected side; the collator says which sequence is which."""
+    from steer.config import load_recipe
+    from steer.data.prepare import mix
+    from steer.runs import load_tokenizer
+    from steer.templates import build_template
+    from steer.train.tasks import cost
+    from steer.train.tasks.rm import ScoredPairCollator
+
+    pku = fixtures.write(fixtures.pku_rows(), tmp_path / "pku.jsonl")
+    bt = fixtures.write(fixtures.beavertails_rows(), tmp_path / "bt.jsonl")
+    recipe = load_recipe(_recipe(tmp_path, "cost", pku, pku, categories=["animal_abuse", "Violence"]))
+    records, reports = mix([recipe.data.sources[0].model_copy(update={"path": str(p)}) for p in (pku, bt)], 0, False,
+                           (cost.PreferencePair, cost.Conversation), select=cost.select)
+    assert sum(r.kind == "preference" for r in records) == 4 and sum(r.kind == "sft" for r in records) == 2
+    assert reports[0].filtered["conversations (the answers of this source's pairs)"] == 4
+    tokenizer = load_tokenizer(str(shared_assets / "models/stories260k"))
+    encoder = cost._encoder(recipe, tokenizer, build_template("steerlm", schema=None))
+    batch = encoder.encode(records, 256, "truncate")
+    singles = [k for k, r in enumerate(batch.columns["rejected_ids"]) if not r]
+    assert batch.loss == 4 and len(singles) == 2  # two harmlessness pairs, two single answers
+    assert [e.reason for e in batch.errors] == ["other axis"] * 2  # the helpfulness pairs
+    kicked = next(k for k in singles if batch.columns["chosen_sign"][k] == [1.0])
+    assert batch.columns["chosen_categories"][kicked] == [1.0, 0.0]  # the BeaverTails flag; PKU's name is not there
+    assert batch.columns["rejected_categories"][kicked] == [-1.0, -1.0] and batch.columns["rejected_sign"][kicked] == [0.0]
+    rows = [{name: batch.columns[name][k] for name in batch.columns} for k in (singles[0], 0 if singles[0] else 1)]
+    out = ScoredPairCollator(packing=True)(rows)
+    assert out["chosen_index"].tolist() == [0, 1] and out["rejected_index"].tolist() == [-1, 2]
+    assert len(out["index"]) == 3
+
+
+def test_category_rates_by_hand():
+    from steer.evaluate.pairs import category_rate
+
+    out = category_rate(["a", "b"], [[1.0, -1.0], [-2.0, 0.5], [3.0, 3.0]], [["a"], ["a"], None])
+    assert out["by_category"]["a"] == {"answers": 2, "flagged": 2, "accuracy": 0.5, "recall": 0.5, "precision": 1.0}
+    assert out["by_category"]["b"] == {"answers": 2, "flagged": 0, "accuracy": 0.5, "recall": None, "precision": 0.0}
+    assert out["answers"] == 4 and out["recall"] == 0.5 and out["precision"] == 0.5
+    assert category_rate(["a"], [[1.0]], [None]) is None
+
+
+@pytest.mark.slow  # a 20 s training run
+def test_recipe_synth_moderation_learns_signs_and_categories_from_single_answers(tmp_path):
+    """``recipes/tiny/synth-moderation.yaml`` on BeaverTails-shaped rows (no pairs): held-out signs and
+    harm categories, by ``steer eval pairs``."""
+    assert run_cli("data", "synth", "--out", "data/synth", "--safety", "300", cwd=tmp_path).returncode == 0
+    done = run_cli("train", "cost", str(REPO / "recipes/tiny/synth-moderation.yaml"), cwd=tmp_path)
+    assert done.returncode == 0, done.stderr[-2000:]
+    shown = run_cli("eval", "pairs", "runs/tiny-moderation", "--pairs", "data/synth/beavertails-safety-valid.jsonl",
+                    cwd=tmp_path)
+    assert shown.returncode == 0 and "single rated answers" in shown.stdout and "recall" in shown.stdout
+    report = json.loads(run_cli("eval", "pairs", "runs/tiny-moderation", "--pairs",
+                                "data/synth/beavertails-safety-valid.jsonl", "--json", cwd=tmp_path).stdout)
+    assert report["answers"] == 60 and report["sign"]["accuracy"] >= 0.95  # measured: 1.00
+    cats = report["categories"]
+    assert cats["recall"] >= 0.8 and cats["precision"] >= 0.8, cats  # measured: 0.98 and 1.00
+    assert set(cats["by_category"]) == set(json.loads(open(tmp_path / "runs/tiny-moderation/steer.json").read())
+                                           ["cost"]["outputs"][1:])
+
+
+def test_server_best_of_keeps_the_best_within_the_cost_and_the_guard_screens_prompts():
+    """``Server.checked`` in process, over an engine whose answers grow: best_of with a cost threshold keeps
+    the longest answer within it; a prompt screened over the threshold is refused before anything runs."""
+    from types import SimpleNamespace
+
+    from steer.engines.base import Prompt, Response, Sampling
+    from steer.generate.best_of import BestOf
+    from steer.generate.guard import Guard
+    from steer.serve.app import Limits, Server
+
+    calls: list[int] = []
+
+    class Growing:
+        template = SimpleNamespace(schema=None)  # completions only: never rendered
+
+        def count_tokens(self, text):
+            return len(text.split())
+
+        def generate(self, prompts, sampling, slots=None):
+            calls.append(len(prompts))
+            start = sum(calls) - len(prompts)
+            return [Response("a" * (start + k + 1), [1], "stop", 2, start + k + 1, 0.1) for k in range(len(prompts))]
+
+    lengths = BestOf(3, lambda rows, texts: [{"verbosity": len(t)} for t in texts], "verbosity",
+                     cost=lambda rows, texts: [{"cost": len(t) - 2.5} for t in texts], max_cost=0.0)
+    server = Server(Growing(), "m", Limits(), judge=lengths)
+    sampling, body = Sampling(temperature=1.0, max_new_tokens=4), {"prompt": "hi there", "best_of": 3}
+    try:
+        response, steer = server.checked(body, Prompt("hi there"), sampling, chat=False)
+        assert response.text == "aa" and steer["best_of"]["candidates"][steer["best_of"]["chosen"]]["within_cost"]
+        assert sorted(c["cost"] for c in steer["best_of"]["candidates"]) == [-1.5, -0.5, 0.5]
+        screened = Guard(lambda convs: [5.0 if convs[0][-1]["content"] == "" else -1.0], max_cost=0.0, prompts=True,
+                         refusal="No.")
+        server.guard = screened
+        before = sum(calls)
+        response, steer = server.checked({"prompt": "hi there"}, Prompt("hi there"), sampling, chat=False)
+        assert response.text == "No." and sum(calls) == before  # nothing generated
+        assert steer["guard"] == {"rounds": 0, "costs": [], "tokens": [], "refused": True, "prompt_cost": 5.0}
+        assert server.result(response, False, "x")["usage"] == {"prompt_tokens": 2, "completion_tokens": 0,
+                                                                "total_tokens": 2}
+        screened.cost = lambda convs: [-2.0 if convs[0][-1]["content"] == "" else -1.0]
+        response, steer = server.checked(body, Prompt("hi there"), sampling, chat=False)
+        assert not steer["guard"]["refused"] and steer["guard"]["prompt_cost"] == -2.0 and "best_of" in steer
+    finally:
+        server.batcher.close()

@@ -83,8 +83,9 @@ def data_synth(
                                        "facts chosen; pairs-longer.jsonl: the length-only control), and a twentieth as many "
                                        "held-out (pairs-KIND-valid.jsonl).", min=0)] = 0,
     safety: Annotated[int, typer.Option("--safety", help="PKU-SafeRLHF-shaped rows where safety is learnable from the "
-                                        "text (pku-safety.jsonl, a fifth as many in pku-safety-valid.jsonl): for "
-                                        "`steer train cost`.", min=0)] = 0,
+                                        "text (pku-safety.jsonl, a fifth as many in pku-safety-valid.jsonl), and "
+                                        "BeaverTails-shaped single answers with harm categories (beavertails-safety"
+                                        ".jsonl): for `steer train cost`.", min=0)] = 0,
 ) -> None:
     """Write the synthetic steerable corpus (helpsteer attributes known by construction) and a tokenizer."""
     from steer.synth import write_all
@@ -101,6 +102,10 @@ def data_synth(
         written["safety rows"] = synth_safety.write(Path(out) / "pku-safety.jsonl", safety, seed=seed)
         written["validation safety rows"] = synth_safety.write(Path(out) / "pku-safety-valid.jsonl", max(1, safety // 5),
                                                                seed=seed + 1)
+        written["single-answer safety rows"] = synth_safety.write(Path(out) / "beavertails-safety.jsonl", safety,
+                                                                  seed=seed, form="beavertails")
+        written["validation single-answer rows"] = synth_safety.write(
+            Path(out) / "beavertails-safety-valid.jsonl", max(1, safety // 5), seed=seed + 1, form="beavertails")
     for name, path in written.items():
         ui.plain(f"{name}: {path}")
 

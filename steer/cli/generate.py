@@ -83,13 +83,16 @@ def chat(model: ModelArg, steering: Any = None, sampling: Any = None, model_opti
          max_cost: MaxCostOpt = None,
          guard_rounds: Annotated[int, typer.Option("--guard-rounds", help="Regenerations before the refusal.", min=0)] = 2,
          refusal: Annotated[Optional[str], typer.Option("--refusal", help="The guard's answer when every round is over "
-                                                        "the threshold.")] = None) -> None:
+                                                        "the threshold.")] = None,
+         guard_prompts: Annotated[bool, typer.Option("--guard-prompts", help="Screen each prompt with the guard's cost "
+                                                     "model first: over --max-cost, the refusal without generating.")] = False,
+         ) -> None:
     """Chat with a model, steering as you go (/help lists the commands; Ctrl-C stops an answer)."""
     quiet_libraries()
     from steer.generate.chat import ChatSession
     from steer.generate.guard import make
 
-    guarding = make(guard, max_cost, guard_rounds, refusal)
+    guarding = make(guard, max_cost, guard_rounds, refusal, prompts=guard_prompts)
     session = ChatSession.open(model, steering, sampling, **model_options, guard=guarding)
     ui.chat_banner(model, session.steering_line())
     while True:

@@ -33,14 +33,18 @@ def serve(
     print_command: Annotated[bool, typer.Option("--print-command", help="With --engine vllm: print the vllm serve command and exit.")] = False,
     guard: Annotated[Optional[str], typer.Option("--guard", help="cost:PATH: score every chat answer with a cost model "
                                                  "and regenerate it under a safer steering while over --max-cost.")] = None,
-    max_cost: Annotated[Optional[float], typer.Option("--max-cost", help="The guard's threshold (default 0: a cost "
-                                                      "model's boundary between safe and unsafe).")] = None,
+    max_cost: Annotated[Optional[float], typer.Option("--max-cost", help="The threshold of the guard and of best_of's "
+                                                      "cost (default 0: a cost model's boundary between safe and unsafe).")] = None,
+    guard_prompts: Annotated[bool, typer.Option("--guard-prompts", help="Screen each prompt with the guard's cost model "
+                                                "first: over --max-cost, the refusal without generating.")] = False,
     guard_rounds: Annotated[int, typer.Option("--guard-rounds", help="Regenerations before the refusal.", min=0)] = 2,
     refusal: Annotated[Optional[str], typer.Option("--refusal", help="What the guard answers when every round is over "
                                                    "the threshold.")] = None,
     judge: Annotated[Optional[str], typer.Option("--judge", help="What a request's best_of ranks its answers by: "
                                                  "rm:PATH, or a judge of one attribute.")] = None,
     max_best_of: Annotated[int, typer.Option("--max-best-of", help="The largest best_of a request may ask for.", min=2)] = 8,
+    cost: Annotated[Optional[str], typer.Option("--cost", help="cost:PATH: best_of keeps the best answer whose cost is "
+                                                "within --max-cost (default: the --guard model).")] = None,
 ) -> None:
     """Serve a model over an OpenAI-compatible API (chat and completions, streaming), steered per request."""
     quiet_libraries()
@@ -79,8 +83,13 @@ def serve(
     from steer.generate import best_of
     from steer.generate.guard import make
 
-    guarding = make(guard, max_cost, guard_rounds, refusal)  # a bad cost model fails before the model loads
-    ranking = best_of.make(max_best_of, judge) if judge else None
+    if cost and not judge:
+        raise UsageError("--cost ranks a request's best_of answers: it needs --judge (rm:PATH, or a judge of one attribute)")
+    # bad cost models fail before the model loads; a cost model given twice is loaded once (judges.head_scorer)
+    guarding = make(guard, None if cost and not guard else max_cost, guard_rounds, refusal, prompts=guard_prompts)
+    ranked_by = cost or guard
+    ranking = (best_of.make(max_best_of, judge, ranked_by, (0.0 if max_cost is None else max_cost) if ranked_by else None)
+               if judge else None)
     loaded = load_engine(model, engine=engine, template=template, schema=schema)
     ui.serving(served, host, port, loaded.template.schema)
     run_server(loaded, served, host=host, port=port, api_key=api_key, grace_s=grace, guard=guarding, judge=ranking,

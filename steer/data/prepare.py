@@ -55,7 +55,9 @@ class Encoder:
     ``encode(records, max_length, overlong)`` does the work; ``columns`` maps each column to the
     Arrow type of its list items; ``fingerprint`` holds whatever, besides the template and the
     tokenizer, decides the rows (the APM's attribute names, say); ``accepts`` are the record types
-    it encodes (others are counted as filtered).
+    it encodes (others are counted as filtered); ``select``, given a source's accepted records, returns
+    those to use and the counts of the rest by reason (the cost model takes a source's pairs, or its
+    single rated answers when it has no pairs).
     """
 
     kind: str
@@ -67,6 +69,7 @@ class Encoder:
     fingerprint: Mapping[str, Any] = field(default_factory=dict)
     accepts: tuple[type, ...] = (Conversation,)
     schema: Any = None  # the schema records' attribute labels are checked against (None: the built-in ones)
+    select: Callable[[list[Any]], tuple[list[Any], Mapping[str, int]]] | None = None
     tokenizer_id: str = ""  # a folder (its files are hashed) or hub id
 
 
@@ -121,9 +124,10 @@ def cache_key(sources: list[SourceConfig], encoder: Encoder, data: DataConfig, s
 
 
 def mix(sources: list[SourceConfig], seed: int, skip_invalid: bool, accepts: tuple[type, ...] = (Conversation,),
-        schema: Any = None) -> tuple[list[Record], list[LoadReport]]:
+        schema: Any = None, select: Any = None) -> tuple[list[Record], list[LoadReport]]:
     """Load every source and mix by weight: the whole part repeats, the fraction is a seeded sample.
-    Records of other types than ``accepts`` are counted as filtered; labels are checked against ``schema``."""
+    Records of other types than ``accepts`` (or left out by ``select``) are counted as filtered; labels
+    are checked against ``schema``."""
     rng = random.Random(seed)
     mixed: list[Record] = []
     reports = []
@@ -134,6 +138,10 @@ def mix(sources: list[SourceConfig], seed: int, skip_invalid: bool, accepts: tup
         kept = [r for r in records if isinstance(r, accepts)]
         for other, n in Counter(type(r).__name__ for r in records if not isinstance(r, accepts)).items():
             report.filtered[f"{other} records (not used by this task)"] += n
+        if select is not None:
+            kept, dropped = select(kept)
+            for reason, n in dropped.items():
+                report.filtered[reason] += n
         if source.max_examples is not None:
             kept = kept[: source.max_examples]
         whole, frac = int(source.weight), source.weight - int(source.weight)
@@ -175,7 +183,7 @@ def prepare(sources: list[SourceConfig], encoder: Encoder, data: DataConfig, *, 
     out = cache_root(data) / cache_key(sources, encoder, data, seed)
     if (out / META).is_file() and not force:
         return _cached(out, encoder)
-    records, reports = mix(sources, seed, data.skip_invalid, encoder.accepts, encoder.schema)
+    records, reports = mix(sources, seed, data.skip_invalid, encoder.accepts, encoder.schema, encoder.select)
     chunks = [records[i:i + CHUNK] for i in range(0, len(records), CHUNK)]
     args = (encoder, data.max_length, data.overlong)
     tables: list = []

@@ -113,11 +113,24 @@ def apm_scorer(path: str, attribute: str | None, batch_size: int = 16) -> tuple[
     return (lambda convs: [s[name] for s in apm.score(convs, raw=True, batch_size=batch_size)]), name
 
 
+_LOADED: dict[tuple, Any] = {}  # one load per model file, however many judges name it (a server's guard and best_of)
+
+
 def head_scorer(path: str, kind: str, batch_size: int = 16) -> Scorer:
-    """A reward or cost model of steer's (``steer train rm|cost``) as a scorer: its one raw output."""
+    """A reward or cost model of steer's (``steer train rm|cost``) as a scorer: its one raw output. A run
+    folder already loaded in this process, its head file unchanged since, is not loaded again."""
+    from pathlib import Path
+
+    from steer.apm import HEAD_FILE
     from steer.apm import Scorer as HeadModel
 
-    model = HeadModel.load(path, kinds=(kind,))
+    head = Path(path).resolve() / HEAD_FILE
+    key = (str(head), kind, head.stat().st_mtime_ns) if head.is_file() else None
+    model = _LOADED.get(key) if key else None
+    if model is None:
+        model = HeadModel.load(path, kinds=(kind,))
+        if key:
+            _LOADED[key] = model
     return lambda convs: [row[0] for row in model.predict(convs, batch_size)]
 
 

@@ -10,7 +10,7 @@ the chosen (safer) answer costs less. Ties count as wrong.
 from __future__ import annotations
 
 from collections import defaultdict
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 from steer.data.records import PreferencePair
@@ -50,27 +50,77 @@ def accuracy(pairs: Sequence[PreferencePair], chosen: Sequence[float], rejected:
     return out
 
 
-def sign_accuracy(pairs: Sequence[PreferencePair], chosen: Sequence[float], rejected: Sequence[float]) -> dict[str, Any] | None:
-    """Whether each answer's cost is > 0 exactly when its label says unsafe, overall and per severity (None: no labels)."""
+def sign_rate(items: Sequence[tuple[float, Any]]) -> dict[str, Any] | None:
+    """Whether each cost is > 0 exactly when its harmlessness label says unsafe, overall and per
+    severity, over ``(cost, harmlessness)`` items (None: no labels)."""
     from steer.attributes import SAFETY_FROM_SEVERITY
 
     SAFE = SAFETY_FROM_SEVERITY[0]  # noqa: N806  (harmlessness of a safe answer)
     by_level: dict[str, list[bool]] = defaultdict(list)
-    for pair, costs in zip(pairs, zip(chosen, rejected)):
-        for side, cost in zip(("chosen", "rejected"), costs):
-            value = pair.labels.get(f"{side}_harmlessness")
-            if isinstance(value, (int, float)) and not isinstance(value, bool):
-                by_level["safe" if value >= SAFE else f"severity {SAFE - value}"].append((cost > 0) == (value < SAFE))
+    for cost, value in items:
+        if isinstance(value, (int, float)) and not isinstance(value, bool):
+            by_level["safe" if value >= SAFE else f"severity {SAFE - value}"].append((cost > 0) == (value < SAFE))
     if not by_level:
         return None
     every = [hit for hits in by_level.values() for hit in hits]
     return {**_rate(every), "by_level": {k: _rate(v) for k, v in sorted(by_level.items())}}
 
 
+def sign_accuracy(pairs: Sequence[PreferencePair], chosen: Sequence[float], rejected: Sequence[float]) -> dict[str, Any] | None:
+    """:func:`sign_rate` over both answers of every pair."""
+    return sign_rate([(cost, pair.labels.get(f"{side}_harmlessness")) for pair, costs in zip(pairs, zip(chosen, rejected))
+                      for side, cost in zip(("chosen", "rejected"), costs)])
+
+
+def category_rate(names: Sequence[str], logits: Sequence[Sequence[float]], flagged: Sequence[Any]) -> dict[str, Any] | None:
+    """A moderation model's harm categories (flagged when ``logit > 0``) against each answer's flags
+    (``flagged``: the list of its categories, None where unknown): per category the accuracy, the recall
+    of the flagged answers and the precision of the flags raised, and overall (micro) the same."""
+    counts = {name: {"answers": 0, "right": 0, "flagged": 0, "raised": 0, "caught": 0} for name in names}
+    for row, flags in zip(logits, flagged):
+        if not isinstance(flags, list):
+            continue
+        for name, logit in zip(names, row):
+            c, truth, said = counts[name], name in flags, logit > 0
+            c["answers"] += 1
+            c["right"] += truth == said
+            c["flagged"] += truth
+            c["raised"] += said
+            c["caught"] += truth and said
+    if not any(c["answers"] for c in counts.values()):
+        return None
+
+    def rates(c: Mapping[str, int]) -> dict[str, Any]:
+        return {"answers": c["answers"], "flagged": c["flagged"], "accuracy": c["right"] / c["answers"],
+                "recall": c["caught"] / c["flagged"] if c["flagged"] else None,
+                "precision": c["caught"] / c["raised"] if c["raised"] else None}
+
+    total = {k: sum(c[k] for c in counts.values()) for k in ("answers", "right", "flagged", "raised", "caught")}
+    return {**rates(total), "by_category": {k: rates(c) for k, c in counts.items() if c["answers"]}}
+
+
+def single_answers(records: Sequence[Any]) -> list[tuple[list[dict], Any, Any]]:
+    """Single rated answers (BeaverTails-style conversations): the conversation up to each answer with a
+    harmlessness label, the label, and the record's harm categories for its last answer."""
+    from steer.data.records import Conversation
+
+    out = []
+    for record in records:
+        if isinstance(record, Conversation):
+            chat = record.chat()
+            for k, m in enumerate(chat):
+                if m["role"] == "assistant" and "harmlessness" in (m.get("attributes") or {}):
+                    last = k == len(chat) - 1
+                    out.append((chat[: k + 1], m["attributes"]["harmlessness"],
+                                record.meta.get("harm_categories") if last else None))
+    return out
+
+
 def evaluate(model: str, pairs_source: str, *, fmt: str = "auto", split: str = "train", batch_size: int = 16,
              plot_path: str | None = None, axes: Sequence[str] | None = None) -> dict:
     """``steer eval pairs``: load the model (``steer train rm|cost``) and the pairs on ``axes`` (default:
-    the axes it was trained on; every pair when it was trained on all), score both sides."""
+    the axes it was trained on; every pair when it was trained on all), score both sides. A cost model on
+    data without pairs (BeaverTails' single answers) is judged by its signs and categories alone."""
     from steer.apm import Scorer
     from steer.data.loader import load
 
@@ -79,22 +129,37 @@ def evaluate(model: str, pairs_source: str, *, fmt: str = "auto", split: str = "
     every = [r for r in records if isinstance(r, PreferencePair)]
     wanted = tuple(axes) if axes is not None else scorer.axes
     pairs = [p for p in every if not wanted or p.axis in wanted]
+    base = {"model": model, "kind": scorer.kind, "data": pairs_source, "format": report.format}
+    if not every and scorer.kind == "cost" and (answers := single_answers(records)):
+        return {**base, **_single(scorer, answers, batch_size)}
     if not pairs:
         found = sorted({p.axis for p in every})
         raise UsageError(f"{pairs_source}: no preference pairs" + (f" on {', '.join(wanted)} (axes here: "
-                         f"{', '.join(found)}; --axis picks)" if every else f" ({report.examples} records, none of them pairs)"))
+                         f"{', '.join(found)}; --axis picks)" if every else f" ({report.examples} records, none of them pairs"
+                         + (" or safety-labelled answers)" if scorer.kind == "cost" else ")")))
     convs = [side.chat() for p in pairs for side in p.sides()]
-    scores = [row[0] for row in scorer.predict(convs, batch_size)]
+    predicted = scorer.predict(convs, batch_size)
+    scores = [row[0] for row in predicted]
     chosen, rejected = scores[0::2], scores[1::2]
-    out = {"model": model, "kind": scorer.kind, "data": pairs_source, "format": report.format,
-           "other_axes": len(every) - len(pairs),
+    out = {**base, "other_axes": len(every) - len(pairs),
            **accuracy(pairs, chosen, rejected, lower_is_better=scorer.kind == "cost"),
            "mean_chosen": sum(chosen) / len(chosen), "mean_rejected": sum(rejected) / len(rejected)}
     if scorer.kind == "cost":
         out["sign"] = sign_accuracy(pairs, chosen, rejected)
+        flagged = [p.labels.get(f"{side}_harm_categories") for p in pairs for side in ("chosen", "rejected")]
+        out["categories"] = category_rate(scorer.names[1:], [row[1:] for row in predicted], flagged)
     if plot_path:
         out["plot"] = plot(pairs, chosen, rejected, scorer.kind, plot_path)
     return out
+
+
+def _single(scorer: Any, answers: Sequence[tuple[list[dict], Any, Any]], batch_size: int) -> dict[str, Any]:
+    """A cost model on single rated answers: its signs against the labels, and its categories."""
+    predicted = scorer.predict([conv for conv, _, _ in answers], batch_size)
+    costs = [row[0] for row in predicted]
+    return {"pairs": 0, "answers": len(answers), "mean_cost": sum(costs) / len(costs),
+            "sign": sign_rate([(c, value) for c, (_, value, _) in zip(costs, answers)]),
+            "categories": category_rate(scorer.names[1:], [row[1:] for row in predicted], [f for _, _, f in answers])}
 
 
 def plot(pairs: Sequence[PreferencePair], chosen: Sequence[float], rejected: Sequence[float], kind: str, path: str) -> str:

@@ -113,7 +113,8 @@ class Server:
 
         if self.guard is None:
             return generate(steering), extra
-        guarded = self.guard.run(messages, steering, template.schema, generate, steer=chat)
+        guarded = self.guard.run(messages, steering, template.schema, generate, steer=chat,
+                                 prompt_tokens=self.engine.count_tokens(prompt.text))
         return guarded.response, {**extra, "guard": guarded.to_json()}
 
     def _best_of(self, body: Mapping, sampling: Sampling) -> int:

@@ -29,9 +29,12 @@ def sign_term(cost: torch.Tensor, sign: torch.Tensor, weight: torch.Tensor | Non
 
 def cost_loss(safer: torch.Tensor, unsafer: torch.Tensor, safer_sign: torch.Tensor, unsafer_sign: torch.Tensor, *,
               sign_weight: float = 1.0, safer_weight: torch.Tensor | None = None,
-              unsafer_weight: torch.Tensor | None = None) -> torch.Tensor:
+              unsafer_weight: torch.Tensor | None = None, paired: torch.Tensor | None = None) -> torch.Tensor:
     """Safe RLHF's cost loss per pair ``[B]``: ``-log sigmoid(C(y_unsafer) - C(y_safer))`` (the less safe
-    answer costs more) plus ``sign_weight`` times the sign terms of both answers, so that C > 0 means unsafe."""
+    answer costs more) plus ``sign_weight`` times the sign terms of both answers, so that C > 0 means unsafe.
+    ``paired`` (bool ``[B]``) marks real pairs; elsewhere ``safer`` is a single rated answer: its sign term only."""
     pairwise = -F.logsigmoid(unsafer - safer)
+    if paired is not None:
+        pairwise = pairwise * paired
     signs = sign_term(safer, safer_sign, safer_weight) + sign_term(unsafer, unsafer_sign, unsafer_weight)
     return pairwise + sign_weight * signs

@@ -127,9 +127,13 @@ def pair_accuracy(result: Mapping[str, Any]) -> None:
     pct = lambda v: "-" if v is None else f"{100 * v:.1f}%"  # noqa: E731
     what = "the safer answer costs less" if result["kind"] == "cost" else "the chosen answer scores higher"
     other = f" ({result['other_axes']} on other axes left out)" if result.get("other_axes") else ""
-    console.print(f"[bold]{result['data']}[/] ({result['format']}): {result['pairs']} pairs{other}; {what} in "
-                  f"[bold]{pct(result['accuracy'])}[/]; 'longer wins' {pct(result['longer_wins']['accuracy'])}; "
-                  f"the model sides with the longer answer in {pct(result['agrees_with_longer'])}")
+    if result["pairs"]:
+        console.print(f"[bold]{result['data']}[/] ({result['format']}): {result['pairs']} pairs{other}; {what} in "
+                      f"[bold]{pct(result['accuracy'])}[/]; 'longer wins' {pct(result['longer_wins']['accuracy'])}; "
+                      f"the model sides with the longer answer in {pct(result['agrees_with_longer'])}")
+    else:
+        console.print(f"[bold]{result['data']}[/] ({result['format']}): {result['answers']} single rated answers "
+                      f"(no pairs); mean cost {result['mean_cost']:.3f}")
     groups = [(name.removeprefix("by_"), key, row) for name in ("by_axis", "by_source", "by_category")
               for key, row in result.get(name, {}).items()]
     if groups:
@@ -143,6 +147,17 @@ def pair_accuracy(result: Mapping[str, Any]) -> None:
     if sign:
         levels = ", ".join(f"{k} {pct(v['accuracy'])} ({v['pairs']})" for k, v in sign["by_level"].items())
         console.print(f"cost sign matches the safety label on {pct(sign['accuracy'])} of {sign['pairs']} answers: {levels}")
+    cats = result.get("categories")
+    if cats:
+        console.print(f"harm categories: {cats['flagged']} flags in {cats['answers']} (answer, category) cells; recall "
+                      f"{pct(cats['recall'])}, precision {pct(cats['precision'])}, accuracy {pct(cats['accuracy'])}")
+        table = Table(title_justify="left")
+        for col in ("category", "flagged", "recall", "precision", "accuracy"):
+            table.add_column(col, justify="left" if col == "category" else "right")
+        for name, row in cats["by_category"].items():
+            if row["flagged"] or row["recall"] is not None or row["precision"] is not None:
+                table.add_row(name, str(row["flagged"]), pct(row["recall"]), pct(row["precision"]), pct(row["accuracy"]))
+        console.print(table)
     if result.get("plot"):
         plain(f"plot: {result['plot']}")
 
@@ -161,7 +176,9 @@ def best_answer(result: Mapping[str, Any]) -> None:
 
 def guard_note(guarded: Mapping[str, Any]) -> None:
     """One dim line when the guard regenerated or refused an answer (nothing when it passed at once)."""
-    if guarded["rounds"] > 1 or guarded["refused"]:
+    if guarded["refused"] and not guarded["rounds"]:
+        console.print(f"[dim](guard: the prompt was refused, its cost {guarded['prompt_cost']:.2f})[/]")
+    elif guarded["rounds"] > 1 or guarded["refused"]:
         costs = ", ".join(f"{c:.2f}" for c in guarded["costs"])
         console.print(f"[dim](guard: {guarded['rounds']} rounds, costs {costs}{'; refused' if guarded['refused'] else ''})[/]")
 

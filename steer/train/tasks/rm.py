@@ -94,8 +94,11 @@ def pair_encoder(kind: str, tokenizer: Any, template: SteerTemplate, *, axes: Se
 
 
 class ScoredPairCollator:
-    """A batch of pairs as ``2B`` rated sequences (chosen ``2i``, rejected ``2i + 1``; see
-    :class:`~steer.apm.ScoredCollator`) plus every per-pair column as ``[B]`` (one value) or ``[B, n]``."""
+    """A batch of ``B`` examples as rated sequences (see :class:`~steer.apm.ScoredCollator`): each
+    example's chosen side, then its rejected side unless it has none (a single rated answer, as the cost
+    model reads BeaverTails), with ``chosen_index`` / ``rejected_index`` ``[B]`` saying which sequence is
+    which (-1: no rejected side); every other per-example column as ``[B]`` (one value) or ``[B, n]``.
+    A batch of pairs only is ``2B`` sequences, chosen ``2i`` and rejected ``2i + 1``."""
 
     def __init__(self, packing: bool, pad_token_id: int = 0) -> None:
         self.inner = ScoredCollator(packing, pad_token_id)
@@ -103,7 +106,16 @@ class ScoredPairCollator:
     def __call__(self, features: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
         import torch
 
-        batch = self.inner([{"input_ids": f[f"{side}_ids"]} for f in features for side in ("chosen", "rejected")])
+        sequences: list[dict[str, Any]] = []
+        index: dict[str, list[int]] = {"chosen": [], "rejected": []}
+        for f in features:
+            for side in ("chosen", "rejected"):
+                present = len(f[f"{side}_ids"]) > 0
+                index[side].append(len(sequences) if present else -1)
+                if present:
+                    sequences.append({"input_ids": f[f"{side}_ids"]})
+        batch = self.inner(sequences)
+        batch["chosen_index"], batch["rejected_index"] = (torch.tensor(index[s]) for s in ("chosen", "rejected"))
         for name in features[0]:
             if not name.endswith("_ids"):
                 values = torch.tensor([list(f[name]) for f in features], dtype=torch.float32)
@@ -217,17 +229,17 @@ def _loss(recipe: Recipe) -> Callable[[Any, dict], tuple[Any, dict[str, Any]]]:
     cfg = recipe.rm  # type: ignore[attr-defined]
 
     def loss(scores: Any, inputs: dict) -> tuple[Any, dict[str, Any]]:
-        chosen, rejected = scores[0::2, 0], scores[1::2, 0]
+        chosen, rejected = scores[inputs["chosen_index"], 0], scores[inputs["rejected_index"], 0]
         return bradley_terry(chosen, rejected, inputs["strength"], cfg.strength), pair_metrics(chosen, rejected, "rewards")
 
     return loss
 
 
-def _metrics_table(evaluation: dict) -> dict[str, dict[str, float]]:
+def _metrics_table(evaluation: dict, label: str = "held-out pairs") -> dict[str, dict[str, float]]:
     """The held-out pairs' accuracy and margin, as one table row."""
     row = {name.partition("/")[2]: value for key, value in evaluation.items()
            for name in [key.removeprefix("eval_")] if key.startswith("eval_") and "/" in name}
-    return {"held-out pairs": row} if row else {}
+    return {label: row} if row else {}
 
 
 def run_file(kind: str, names: Sequence[str], axes: Sequence[str]) -> dict:
