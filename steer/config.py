@@ -297,8 +297,67 @@ class CostRecipe(SFTRecipe):
     cost: CostConfig = Field(default_factory=CostConfig)
 
 
+class RLConfig(Section):
+    """Online RL: rollouts from the policy, a reward and a cost from judges, a KL penalty to the reference,
+    and the Lagrangian ``E[R] - lambda * (E[C] - threshold)`` with lambda by dual ascent (Safe RLHF)."""
+
+    algorithm: Literal["grpo", "ppo"] = Field(
+        default="grpo", description="grpo: critic-free, advantages normalised within each prompt's group of samples; "
+                                    "ppo: a value head (reward and cost values) and GAE, as Safe RLHF's PPO-Lagrangian")
+    reward: str = Field(description="the reward's judge: rm:PATH, apm:PATH (with reward_attribute), oracle (the "
+                                    "synthetic world's, with reward_attribute), length (the length-only control), fkgl")
+    reward_attribute: str | None = Field(default=None, description="the attribute of a judge that measures several")
+    cost: str | None = Field(default=None, description="the cost's judge (cost:PATH, or any judge above): none for "
+                                                        "unconstrained RL")
+    cost_attribute: str | None = Field(default=None, description="the attribute of a cost judge that measures several")
+    threshold: float = Field(default=0.0, description="the bound d on the expected cost")
+    lambda_init: float = Field(default=0.0, ge=0, description="the Lagrange multiplier's start")
+    lambda_lr: float = Field(default=0.05, ge=0, description="dual ascent's step: lambda += lr * (mean cost - d)")
+    lambda_max: float | None = Field(default=None, gt=0, description="an upper bound on lambda")
+    group_size: int = Field(default=4, ge=1, description="samples per prompt (grpo: the group; at least 2)")
+    max_new_tokens: int = Field(default=64, gt=0, description="the longest rollout answer")
+    temperature: float = Field(default=1.0, gt=0, description="rollout sampling temperature")
+    top_p: float = Field(default=1.0, gt=0, le=1, description="rollout nucleus sampling")
+    kl_coef: float = Field(default=0.05, ge=0, description="weight of the KL to the reference (grpo: the k3 "
+                                                           "estimate in the loss; ppo: a per-token reward penalty)")
+    clip: float = Field(default=0.2, gt=0, description="PPO's ratio clip (and the value clip)")
+    scale_rewards: bool = Field(default=True, description="grpo: divide by the group's std (false: centre only, "
+                                                          "as Dr. GRPO)")
+    value_coef: float = Field(default=0.5, ge=0, description="ppo: weight of the value loss")
+    gamma: float = Field(default=1.0, gt=0, le=1, description="ppo: discount")
+    gae_lambda: float = Field(default=0.95, ge=0, le=1, description="ppo: GAE's lambda")
+    monitor: list[str] = Field(default_factory=list, description="judges whose findings on every rollout are "
+                               "logged as judge/NAME (no effect on training): the oracle beside a length reward")
+    attributes: dict[str, int] = Field(default_factory=dict, description="steering of every rollout (a row's own "
+                                                                         "attributes win)")
+    values: list[str] = Field(default_factory=list, description="value statements of every rollout (a row's own win)")
+
+    @model_validator(mode="after")
+    def _consistent(self) -> RLConfig:
+        if self.algorithm == "grpo" and self.group_size < 2:
+            raise ValueError("group_size: grpo normalises within a prompt's samples, so it needs at least 2")
+        if self.cost is None and self.lambda_init:
+            raise ValueError("lambda_init needs a cost judge (rl.cost)")
+        return self
+
+
+class RLRecipe(SFTRecipe):
+    """Online constrained RL from a policy run (``model.name_or_path``), on prompt rows (``steer batch``'s
+    input: ``prompt`` or ``messages``, optional steering, anything a judge reads)."""
+
+    kind: Literal["rl"] = "rl"  # type: ignore[assignment]
+    rl: RLConfig
+
+    @model_validator(mode="after")
+    def _rollouts(self) -> RLRecipe:
+        if self.data.validation or self.data.validation_fraction:
+            raise ValueError("data.validation: an RL run is measured by its rollouts' metrics; evaluate the policy "
+                             "afterwards with `steer eval steerability` or `steer batch`")
+        return self
+
+
 RECIPES: dict[str, type[Section]] = {"sft": SFTRecipe, "apm": APMRecipe, "dpo": DPORecipe, "rm": RMRecipe,
-                                     "cost": CostRecipe}
+                                     "cost": CostRecipe, "rl": RLRecipe}
 
 
 def _coerce(raw: str) -> Any:

@@ -62,6 +62,33 @@ def run_info(path: str | Path) -> tuple[Path, dict]:
     return folder, info
 
 
+METRICS_FILE = "metrics.jsonl"  # one JSON object per logged step (the training loop writes it)
+
+
+def read_metrics(path: str | Path) -> list[dict]:
+    """The logged steps of a run directory (or of the run a checkpoint belongs to; a run still training
+    too), in order; a line that is not a JSON object is an error naming the line."""
+    folder = Path(path)
+    if not folder.is_dir():
+        raise UsageError(f"not a directory: {folder}")
+    found = run_path(folder, METRICS_FILE)
+    if found is None:
+        raise UsageError(f"{folder}: no {METRICS_FILE} (not a steer run, or one that has logged nothing yet)")
+    rows = []
+    with open(found, encoding="utf-8") as handle:
+        for n, line in enumerate(handle, start=1):
+            if not line.strip():
+                continue
+            try:
+                row = json.loads(line)
+            except json.JSONDecodeError as err:
+                raise UsageError(f"{found}:{n}: not valid JSON ({err.msg})") from None
+            if not isinstance(row, dict):
+                raise UsageError(f"{found}:{n}: expected a JSON object")
+            rows.append(row)
+    return rows
+
+
 def write_run_file(run_dir: Path, info: dict) -> Path:
     """Write ``steer.json`` atomically (a reader never sees half a file)."""
     return write_text_atomic(run_dir / RUN_FILE, json.dumps(info, indent=2))

@@ -251,12 +251,14 @@ def write_dataset(out: Path, n: int, seed: int = 0, valid: int = 0, vocab_size: 
     return paths
 
 
-def write_prompts(path: Path, n: int, seed: int = 0) -> Path:
-    """:func:`prompts` as JSONL (``prompt`` plus what the oracles need), for ``steer eval steerability``."""
+def write_prompts(path: Path, n: int, seed: int = 0, stream: int = 1) -> Path:
+    """:func:`prompts` as JSONL (``prompt`` plus what the oracles need), for ``steer eval steerability``;
+    another ``stream`` gives other questions (stream 2: ``steer train rl``'s rollout prompts)."""
     path.parent.mkdir(parents=True, exist_ok=True)
+    name = "eval" if stream == 1 else f"s{stream}"
     with open(path, "w", encoding="utf-8") as handle:
-        for i, q in enumerate(prompts(n, seed)):
-            handle.write(json.dumps({"id": f"synth-eval-{seed}-{i}", **q}) + "\n")
+        for i, q in enumerate(prompts(n, seed, stream=stream)):
+            handle.write(json.dumps({"id": f"synth-{name}-{seed}-{i}", **q}) + "\n")
     return path
 
 

@@ -48,3 +48,15 @@ def test_best_of_and_dpo_benchmarks_run_at_a_tiny_size(tmp_path, shared_assets):
     results = json.loads(out.read_text())["shapes"]["tiny"]["results"]
     assert results["steer"]["tokens_per_s"] > 0, results
     assert all(r.get("tokens_per_s", 0) > 0 or "trl" in r.get("error", "") for r in results.values()), results
+
+
+@pytest.mark.slow
+def test_rl_benchmark_runs_at_a_tiny_size(tmp_path, shared_assets):
+    """bench/train_rl.py at two short steps (TRL's GRPO too where TRL is installed)."""
+    out = tmp_path / "rl.json"
+    proc = subprocess.run([sys.executable, "bench/train_rl.py", "--shapes", "tiny", "--steps", "2", "--warmup", "1",
+                           "--out", str(out)], cwd=REPO, capture_output=True, text=True, timeout=1800)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    results = json.loads(out.read_text())["shapes"]["tiny"]["results"]
+    assert results["steer"]["completion_tokens_per_s"] > 0 and 0 < results["steer"]["rollout_share"] < 1, results
+    assert all(r.get("completion_tokens_per_s", 0) > 0 or "trl" in r.get("error", "") for r in results.values()), results

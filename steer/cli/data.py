@@ -79,6 +79,8 @@ def data_synth(
     tokenizer: Annotated[bool, typer.Option("--tokenizer/--no-tokenizer", help="Also train a BPE tokenizer on it.")] = True,
     vocab: Annotated[int, typer.Option("--vocab", help="Tokenizer vocabulary size.", min=300)] = 1024,
     prompts: Annotated[int, typer.Option("--prompts", help="Held-out questions for `steer eval steerability` (prompts.jsonl).", min=0)] = 40,
+    rl_prompts: Annotated[int, typer.Option("--rl-prompts", help="Questions from another stream for `steer train rl`'s "
+                                            "rollouts (rl-prompts.jsonl).", min=0)] = 0,
     pairs: Annotated[int, typer.Option("--pairs", help="Preference pairs of each kind (pairs-correct.jsonl: right "
                                        "facts chosen; pairs-longer.jsonl: the length-only control), and a twentieth as many "
                                        "held-out (pairs-KIND-valid.jsonl).", min=0)] = 0,
@@ -96,6 +98,10 @@ def data_synth(
         written[f"pairs ({kind})"] = write_pairs(Path(out) / f"pairs-{kind}.jsonl", pairs, seed=seed, kind=kind)
         written[f"validation pairs ({kind})"] = write_pairs(Path(out) / f"pairs-{kind}-valid.jsonl", max(1, pairs // 20),
                                                             seed=seed, kind=kind, stream=1)
+    if rl_prompts:
+        from steer.synth import write_prompts
+
+        written["rollout prompts"] = write_prompts(Path(out) / "rl-prompts.jsonl", rl_prompts, seed=seed, stream=2)
     if safety:
         from steer import synth_safety
 

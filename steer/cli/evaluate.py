@@ -77,6 +77,21 @@ def eval_pairs(
             as_json, ui.pair_accuracy)
 
 
+@eval_app.command("curves")
+def eval_curves(
+    runs: Annotated[list[str], typer.Argument(help="Run directories (or their checkpoints; a run still training too).")],
+    metric: Annotated[list[str], typer.Option("--metric", "-m", help="A logged metric (repeatable; default: reward, "
+                                              "cost, lambda).")] = [],  # noqa: B006
+    window: Annotated[int, typer.Option("--window", help="Logged steps the end value is the mean of.", min=1)] = 10,
+    plot: Annotated[Optional[str], typer.Option("--plot", help="Write a PNG: a panel per metric, a line per run.")] = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """Where each run's logged metrics started and ended (an RL run's reward, cost and lambda; any loss)."""
+    from steer.evaluate.curves import evaluate
+
+    ui.show(evaluate(runs, metric or ["reward", "cost", "lambda"], window=window, plot_path=plot), as_json, ui.curves)
+
+
 @eval_app.command("values")
 def eval_values(
     model: ModelArg,

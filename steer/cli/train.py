@@ -89,6 +89,13 @@ def train_cost_cmd(recipe: RecipeArg, overrides: SetOpt = [], nproc: NprocOpt = 
     _train("cost", recipe, overrides, nproc, resume, as_json)
 
 
+@train_app.command("rl")
+def train_rl_cmd(recipe: RecipeArg, overrides: SetOpt = [], nproc: NprocOpt = None, resume: ResumeOpt = None,  # noqa: B006
+                 as_json: JsonOpt = False) -> None:
+    """Online RL from a policy run: rewards and costs from judges, lambda by dual ascent (Safe RLHF), GRPO or PPO."""
+    _train("rl", recipe, overrides, nproc, resume, as_json)
+
+
 @app.command()
 def export(
     run_dir: Annotated[str, typer.Argument(help="A steer run directory (or one of its checkpoint-N folders).")],

@@ -110,7 +110,8 @@ class HFEngine:
                 from transformers import StopStringCriteria
 
                 stop = StopStringCriteria(tokenizer=tok, stop_strings=kwargs["stop_strings"])
-            return decode.decode(self.model, ids, pad_id=tok.pad_token_id, max_new_tokens=sampling.max_new_tokens,
+            pad = tok.pad_token_id if tok.pad_token_id is not None else 0  # a bare tokenizer: masked out anyway
+            return decode.decode(self.model, ids, pad_id=pad, max_new_tokens=sampling.max_new_tokens,
                                  eos=decode.eos_ids(self.model, tok), stop=stop, temperature=sampling.temperature,
                                  top_k=sampling.top_k, top_p=sampling.top_p, slots=slots)
         tok.padding_side = "left"

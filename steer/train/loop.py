@@ -27,10 +27,9 @@ from steer.data.prepare import Encoder, Prepared, prepare
 from steer.errors import SteerError, UsageError
 from steer.events import DataReady, Events, Progress, TrainLog
 from steer.outputs import write_text_atomic
-from steer.runs import ensure_padding, load_tokenizer, write_run_file
+from steer.runs import METRICS_FILE, ensure_padding, load_tokenizer, write_run_file
 from steer.templates import SteerTemplate
 
-METRICS_FILE = "metrics.jsonl"
 Recipe = SFTRecipe  # every recipe kind extends the SFT recipe's sections
 
 
@@ -71,6 +70,8 @@ class Task:
     report: Callable[[dict], dict[str, dict[str, float]]] = lambda evaluation: {}  # a table of the final evaluation
     arguments: dict = field(default_factory=dict)  # extra TrainingArguments
     metrics: Callable[[Recipe], Callable | None] = lambda recipe: None  # the Trainer's compute_metrics
+    # a task whose examples are not prepared records (RL's prompt rows): (recipe, encoder, events) -> (train, eval)
+    datasets: Callable[[Recipe, Encoder, Events | None], tuple[Any, Any]] | None = None
 
 
 @dataclass
@@ -322,6 +323,8 @@ def recipe_encoder(recipe: Recipe, task: Task, tokenizer: Any = None) -> Encoder
 def prepare_recipe(recipe: Recipe, task: Task, *, encoder: Encoder | None = None, sources: list[SourceConfig] | None = None,
                    progress: Events | None = None, force: bool = False) -> Prepared:
     """Prepare a recipe's training sources (or ``sources``) with its task's encoder; see :func:`steer.data.prepare.prepare`."""
+    if task.datasets is not None:
+        raise UsageError(f"a {task.kind} recipe's data is read when it trains (prompt rows, nothing to prepare)")
     encoder = encoder or recipe_encoder(recipe, task)
     return prepare(recipe.data.sources if sources is None else sources, encoder, recipe.data, seed=recipe.train.seed,
                    progress=progress, force=force)
@@ -347,6 +350,8 @@ def _datasets(recipe: Recipe, task: Task, encoder: Encoder, events: Events | Non
     """The prepared training and evaluation datasets (rank 0 prepares, the others read its cache)."""
     import datasets
 
+    if task.datasets is not None:
+        return task.datasets(recipe, encoder, events if is_main_process() else None)
     with args.main_process_first(desc="prepare data"):
         prepared = prepare_recipe(recipe, task, encoder=encoder, progress=events if is_main_process() else None)
         val_prepared = (prepare_recipe(recipe, task, encoder=encoder, sources=recipe.data.validation)

@@ -162,6 +162,20 @@ def pair_accuracy(result: Mapping[str, Any]) -> None:
         plain(f"plot: {result['plot']}")
 
 
+def curves(result: Mapping[str, Any]) -> None:
+    """``steer eval curves``: a row per run and metric: the first value, the end (mean of the last steps), min, max."""
+    table = Table(title=f"end: the mean of the last {result['window']} logged steps", title_justify="left")
+    for col in ("run", "metric", "first", "end", "min", "max", "steps"):
+        table.add_column(col, justify="left" if col in ("run", "metric") else "right")
+    for run, metrics in result["runs"].items():
+        for name, m in metrics.items():
+            table.add_row(run, name, f"{m['first']:.3f}", f"{m['last']:.3f}", f"{m['min']:.3f}", f"{m['max']:.3f}",
+                          str(m["steps"]))
+    console.print(table)
+    if result.get("plot"):
+        plain(f"plot: {result['plot']}")
+
+
 def best_answer(result: Mapping[str, Any]) -> None:
     """``steer generate --best-of N``: the answer kept, then one dim line with every candidate's scores."""
     best = result["best_of"]
@@ -390,4 +404,4 @@ def pulled(record: Mapping[str, Any]) -> None:
     plain(f'try: steer generate {record["alias"]} "What is the capital of France?"')
 
 
-__all__ = ['inspect_example', 'inspect_legend', 'inspection', 'load_summary', 'data_stats', 'labelled', 'pairs_derived', 'pair_accuracy', 'best_answer', 'guard_note', 'batch_done', 'prepared', 'trained', 'metrics_table', 'steerability', 'side_effects', 'length_bias', 'samples', 'quickstart', 'value_matching', 'models_table', 'pulled', 'real_quickstart']
+__all__ = ['inspect_example', 'inspect_legend', 'inspection', 'load_summary', 'data_stats', 'labelled', 'pairs_derived', 'pair_accuracy', 'curves', 'best_answer', 'guard_note', 'batch_done', 'prepared', 'trained', 'metrics_table', 'steerability', 'side_effects', 'length_bias', 'samples', 'quickstart', 'value_matching', 'models_table', 'pulled', 'real_quickstart']

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from steer.train.loop import Task
-from steer.train.tasks import apm, cost, dpo, rm, sft
+from steer.train.tasks import apm, cost, dpo, rl, rm, sft
 
-TASKS: dict[str, Task] = {"sft": sft.TASK, "apm": apm.TASK, "dpo": dpo.TASK, "rm": rm.TASK, "cost": cost.TASK}
+TASKS: dict[str, Task] = {"sft": sft.TASK, "apm": apm.TASK, "dpo": dpo.TASK, "rm": rm.TASK, "cost": cost.TASK,
+                         "rl": rl.TASK}
