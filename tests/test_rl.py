@@ -140,6 +140,12 @@ def test_a_resumed_rl_run_equals_an_uninterrupted_one(tmp_path, shared_assets, a
     wa, wb = (load_file(str(r.run_dir / "model.safetensors")) for r in (straight, resumed))
     assert not any("value_head" in k for k in wa)  # the critic stays out of the policy's weights
     assert all(torch.allclose(wa[k], wb[k], atol=1e-5) for k in wa)
+    if algorithm == "ppo":  # a plain causal LM after export
+        from transformers import AutoModelForCausalLM
+
+        assert run_cli("export", str(resumed.run_dir), "--out", str(tmp_path / "plain")).returncode == 0
+        plain = AutoModelForCausalLM.from_pretrained(str(tmp_path / "plain"))
+        assert torch.allclose(plain.state_dict()["model.norm.weight"], wa["model.norm.weight"], atol=1e-6)
 
 
 @pytest.mark.slow  # two 60-step runs from the fast quickstart's model
@@ -237,3 +243,14 @@ def test_eval_curves_reads_any_run_s_metrics_and_names_what_is_missing(tmp_path)
     (run / "metrics.jsonl").write_text("{not json\n")
     bad = run_cli("eval", "curves", str(run))
     assert bad.returncode == 2 and "metrics.jsonl:1: not valid JSON" in bad.stderr
+
+
+@pytest.mark.slow  # two processes under torchrun
+def test_rl_under_torchrun_on_cpu(tmp_path, shared_assets):
+    """``--nproc 2`` (gloo): each process samples its own prompts, lambda's dual step sees both."""
+    path = _recipe(tmp_path, shared_assets)
+    done = run_cli("train", "rl", str(path), "--nproc", "2", "--json", timeout=600, env={"OMP_NUM_THREADS": "1"})
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert json.loads(done.stdout)["steps"] == 2  # 8 prompts, 2 per process and step; stdout is the result alone
+    steps = _per_step(tmp_path / "rl")
+    assert steps[2]["lambda"] > 0 and json.loads((tmp_path / "rl/checkpoint-2/rl_state.json").read_text())["lambda"] > 0

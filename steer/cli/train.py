@@ -21,7 +21,7 @@ def _torchrun(nproc: int, argv: list[str]) -> int:
     import subprocess
 
     cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc_per_node={nproc}", "-m", "steer", *argv]
-    ui.plain("launching: " + " ".join(cmd[2:]))
+    ui.dim("launching: " + " ".join(cmd[2:]))  # stderr: stdout stays the result (--json)
     return subprocess.run(cmd, check=False).returncode
 
 
