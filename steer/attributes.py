@@ -149,6 +149,11 @@ SCHEMAS: dict[str, Schema] = {
     "helpsteer": Schema("helpsteer", _HELPSTEER, "HelpSteer / HelpSteer2 attributes (0-4)"),
     "oasst": Schema("oasst", _OASST, "OpenAssistant labels used by SteerLM (0-4)"),
     "steerlm": Schema("steerlm", _OASST + _HELPSTEER, "NeMo SteerLM's nine attributes in NeMo order"),
+    "vlfeedback": Schema("vlfeedback", (
+        _scale("helpfulness", 4, "how well the response answers the question about the image"),
+        _scale("visual_faithfulness", 4, "agreement with what the image shows (no invented details)"),
+        _scale("ethics", 4, "ethical considerations: safe, fair, privacy-respecting"),
+    ), "VLFeedback / Silkie ratings (1-5 mapped to 0-4)"),
     "safety": Schema(
         "safety",
         (Attribute("harmlessness", 0, 3, 3, "3 safe, 2 minor, 1 moderate, 0 severe harm (PKU-SafeRLHF severity)"),),

@@ -226,8 +226,13 @@ class SteerTemplate:
         """Render a conversation; assistant messages may carry their own ``attributes`` dict.
 
         ``attributes`` steer the turn to be generated; earlier assistant turns without their own
-        attributes are rendered with the schema defaults.
+        attributes are rendered with the schema defaults. Content is text: a message with image parts
+        is refused (a vision-language model's processor renders those).
         """
+        for k, message in enumerate(messages):
+            if not isinstance(message.get("content", ""), str):
+                raise TemplateError(f"message {k} has image parts: a text model's template renders text only "
+                                    "(train a vision-language model on image data)")
         return render_template(self.source, messages, add_generation_prompt=add_generation_prompt,
                                special_tokens=self.special_tokens, trusted=self.trusted,
                                **self.kwargs(attributes, values))
@@ -244,7 +249,8 @@ class SteerTemplate:
         A span runs from the end of the generation prompt for that turn (after the role header
         and the attribute line) to the end of the turn, its end-of-turn marker included.
         """
-        if self.trusted and self.kind == "steerlm" and self.default_system is not None:
+        if self.trusted and self.kind == "steerlm" and self.default_system is not None \
+                and all(isinstance(m.get("content", ""), str) for m in messages):
             fast = _steerlm_training(self, messages, values)
             if fast is not None:
                 return fast

@@ -227,10 +227,79 @@ def steer_batch_rows() -> list[dict]:
              "key": 'q2|{"verbosity": 1}', **common, "text": "Blue."}]
 
 
+def png(colour: str = "red", size: int = 8) -> bytes:
+    """A small PNG of one colour (the visual rows' images)."""
+    import io
+
+    from PIL import Image
+
+    buffer = io.BytesIO()
+    Image.new("RGB", (size, size), colour).save(buffer, format="PNG")
+    return buffer.getvalue()
+
+
+def data_url(colour: str = "red") -> str:
+    import base64
+
+    return "data:image/png;base64," + base64.b64encode(png(colour)).decode("ascii")
+
+
+def _note(rating: str, why: str = "ok") -> dict:
+    return {"Rating": rating, "Rationale": why}
+
+
+def spa_vl_rows() -> list[dict]:
+    """SPA-VL's validation split (``class1/2/3`` present); images as data URLs so the file stands alone."""
+    return [{"image": data_url("red"), "question": "How do I get into this house?", "chosen": "Ask the owner.",
+             "rejected": "Break the window.", "image_name": "house.png", "class1": "Privacy", "class2": "Trespass",
+             "class3": "Break-in"},
+            {"image": data_url("blue"), "question": "What is this?", "chosen": "A blue square.", "rejected": "A cat.",
+             "image_name": "sq.png", "class1": "Misinformation", "class2": "Facts", "class3": "Objects"}]
+
+
+def vlfeedback_rows() -> list[dict]:
+    """VLFeedback: three completions rated as strings, one rating not a number (Silkie skips it)."""
+    def completion(model, response, h, v, e):
+        return {"annotations": {"Helpfulness": _note(h), "Visual Faithfulness": _note(v), "Ethical Considerations": _note(e)},
+                "model": model, "response": response}
+
+    return [{"id": "vlf-1", "prompt": "Describe the image.", "models": ["a", "b", "c", "d"],
+             "completions": [completion("a", "A red square.", "5", "5", "5"), completion("b", "A red circle.", "3", "2", "5"),
+                             completion("c", "Red.", "3", "2", "5"), completion("d", "A dog.", "N/A", "1", "5")],
+             "img_path": data_url("red")}]
+
+
+def beavertails_v_rows() -> list[dict]:
+    """BeaverTails-V's preference form: ids "1"/"2", safety "yes"/"no", rates -3..3."""
+    return [{"question": "How can I use this?", "category": "dangerous_behavior", "image": data_url("black"),
+             "image_severity": 2, "response_1": "Carefully, with gloves.", "response_2": "Throw it at people.",
+             "response_1_from": "m1", "response_2_from": "m2", "more_helpful_response_id": "1", "safer_response_id": "1",
+             "is_response_1_safe": "yes", "is_response_2_safe": "no", "response_1_harmless_rate": 2,
+             "response_2_harmless_rate": -2, "response_1_helpful_rate": 2, "response_2_helpful_rate": -1}]
+
+
+def beavertails_v_single_rows() -> list[dict]:
+    return [{"question": "What is this?", "image": data_url("green"), "category": "violence", "image_severity": 0,
+             "response": "A green square.", "is_response_safe": "yes"},
+            {"question": "How do I hurt with this?", "image": data_url("green"), "category": "violence",
+             "image_severity": 3, "response": "Hit hard.", "is_response_safe": "no"}]
+
+
+def llamafactory_rows() -> list[dict]:
+    """LLaMA-Factory's multimodal sharegpt (its mllm_demo layout): ``<image>`` placeholders and ``images``."""
+    return [{"messages": [{"role": "user", "content": "<image>What colour is it?"},
+                          {"role": "assistant", "content": "Red."},
+                          {"role": "user", "content": "And this one? <image>"},
+                          {"role": "assistant", "content": "Blue."}],
+             "images": [data_url("red"), data_url("blue")]}]
+
+
 ALL = {"helpsteer": helpsteer_rows, "helpsteer2-preference": helpsteer2_preference_rows, "helpsteer3": helpsteer3_rows, "helpsteer2": helpsteer2_rows, "oasst": oasst_rows, "oasst-tree": oasst_tree_rows,
        "nemo-steerlm": nemo_steerlm_rows, "nemo-rm": nemo_rm_rows,
        "multifaceted": multifaceted_rows, "multifaceted-dpo": multifaceted_dpo_rows,
-       "pku-saferlhf": pku_rows, "beavertails": beavertails_rows, "steer": steer_rows, "steer-batch": steer_batch_rows}
+       "pku-saferlhf": pku_rows, "beavertails": beavertails_rows, "steer": steer_rows, "steer-batch": steer_batch_rows,
+       "spa-vl": spa_vl_rows, "vlfeedback": vlfeedback_rows, "beavertails-v": beavertails_v_rows,
+       "beavertails-v-single": beavertails_v_single_rows, "llamafactory": llamafactory_rows}
 
 
 def write(rows: list[dict], path: Path) -> Path:

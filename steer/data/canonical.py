@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Mapping
+from pathlib import Path
 from typing import Any
 
 from steer.attributes import SCHEMAS, Attribute, Schema
@@ -14,7 +15,33 @@ from steer.data.records import Conversation, DataError, Message, PreferencePair,
 BUILT_IN: dict[str, Attribute] = {a.name: a for s in SCHEMAS.values() for a in s.attributes}
 
 
-def _messages(value: Any, column: str, schema: Schema | None, *, allow_empty: bool = False) -> list[Message]:
+def _content(value: Any, column: str, base: Path | None) -> str | list[dict]:
+    """A message's content: non-empty text, or a list of text and image parts (images relative to the
+    data file, or ``data:`` URLs; checked)."""
+    from steer.data import images
+
+    if isinstance(value, str):
+        if not value.strip():
+            raise DataError("empty text", "empty text", column=column)
+        return value
+    if not isinstance(value, list) or not value:
+        raise DataError("missing column" if value is None else "wrong type", "expected text or a list of parts",
+                        column=column)
+    parts: list[dict] = []
+    for k, item in enumerate(value):
+        kind = item.get("type") if isinstance(item, Mapping) else None
+        if kind == "text" and isinstance(item.get("text"), str):
+            parts.append(images.text_part(item["text"]))
+        elif kind == "image":
+            parts.append(images.part(images.reference(item.get("image", item.get("path")), base, f"{column}[{k}].image")))
+        else:
+            raise DataError("wrong type", "a part is {type: text, text} or {type: image, image: PATH}",
+                            column=f"{column}[{k}]")
+    return parts
+
+
+def _messages(value: Any, column: str, schema: Schema | None, *, allow_empty: bool = False,
+              base: Path | None = None) -> list[Message]:
     if not isinstance(value, list) or (not value and not allow_empty):
         raise DataError("wrong type", "expected a non-empty list of messages", column=column)
     out = []
@@ -25,10 +52,7 @@ def _messages(value: Any, column: str, schema: Schema | None, *, allow_empty: bo
         role = item.get("role")
         if role not in ("user", "assistant"):
             raise DataError("wrong type", f"role must be user or assistant, got {role!r}", column=f"{where}.role")
-        content = fields.text(item, "content") if isinstance(item.get("content"), str) else None
-        if content is None:
-            raise DataError("missing column" if "content" not in item else "wrong type", "expected text",
-                            column=f"{where}.content")
+        content = _content(item.get("content"), f"{where}.content", base)
         out.append(Message(role, content, attributes(item.get("attributes"), f"{where}.attributes", schema),
                            _scores(item.get("scores"), f"{where}.scores")))
     return out
@@ -107,9 +131,10 @@ def alternating(messages: list[Message], column: str, *, ends_with: str) -> None
                         column=column)
 
 
-def convert(row: Mapping, key: str, schema: Schema | None = None) -> Record:
+def convert(row: Mapping, key: str, schema: Schema | None = None, base: Path | None = None) -> Record:
     """A canonical row: an SFT conversation, or a preference pair (``type: preference``); attribute
-    labels are checked against ``schema`` (else the built-in attribute of each name)."""
+    labels are checked against ``schema`` (else the built-in attribute of each name); image parts'
+    paths are relative to ``base`` (the data file's folder)."""
     rid = row.get("id", key)
     if not isinstance(rid, (str, int)) or isinstance(rid, bool):
         raise DataError("wrong type", "id must be a string or integer", column="id")
@@ -118,7 +143,7 @@ def convert(row: Mapping, key: str, schema: Schema | None = None) -> Record:
     if not isinstance(common["meta"], Mapping):
         raise DataError("wrong type", "meta must be an object", column="meta")
     if row.get("type") == "preference" or "chosen" in row:
-        prompt = _messages(fields.get(row, "prompt"), "prompt", schema)
+        prompt = _messages(fields.get(row, "prompt"), "prompt", schema, base=base)
         alternating(prompt, "prompt", ends_with="user")
         labels = row.get("labels") or {}
         if not isinstance(labels, Mapping):
@@ -129,6 +154,6 @@ def convert(row: Mapping, key: str, schema: Schema | None = None) -> Record:
                               values=_values(row.get("values")), strength=_strength(row.get("strength")), **common)
     if row.get("type") not in (None, "sft"):
         raise DataError("wrong type", f"type must be sft or preference, got {row.get('type')!r}", column="type")
-    messages = _messages(fields.get(row, "messages"), "messages", schema)
+    messages = _messages(fields.get(row, "messages"), "messages", schema, base=base)
     alternating(messages, "messages", ends_with="assistant")
     return Conversation(messages=messages, **common)

@@ -106,6 +106,9 @@ def explain(record: Conversation, template: SteerTemplate, tokenizer: Any = None
             "note": note}
 
 
+IMAGE_PARTS = "image parts"  # a record with images, for a text model: a counted reject
+
+
 def encode_many(records: list[Conversation], template: SteerTemplate, tokenizer: Any, *, max_length: int | None = None,
                 overlong: str = "truncate", values: list[list[str] | None] | None = None,
                 reply: bool = False) -> list[Encoded | DataError]:
@@ -113,6 +116,10 @@ def encode_many(records: list[Conversation], template: SteerTemplate, tokenizer:
     each record's value statements, when it is steered by some; ``reply``: see :func:`loss_spans`)."""
     rendered: list[tuple[str, list[tuple[int, int]]] | DataError] = []
     for n, record in enumerate(records):
+        if any(not isinstance(m.content, str) for m in record.messages):
+            rendered.append(DataError(IMAGE_PARTS, f"example {record.id}: it has image parts, and a text model's "
+                                      "template renders text only"))
+            continue
         try:
             rendered.append(loss_spans(record, template, values[n] if values else None, reply=reply))
         except SteerError as err:

@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, Any
 
-from steer.data import canonical, generated, helpsteer, multifaceted, nemo, oasst, preference, safety
+from steer.data import canonical, generated, helpsteer, multifaceted, nemo, oasst, preference, safety, vision
 from steer.data.io import read_rows
 from steer.data.records import DataError, Record
 
@@ -35,13 +35,25 @@ ROW_FORMATS: dict[str, RowConverter] = {
     "steer": canonical.convert,
     "steer-batch": generated.convert,
 }
+# formats whose rows may hold images: their converters also take the data file's folder (``base``)
+VISION_FORMATS: dict[str, Callable[..., Record | list[Record]]] = {
+    "steer": canonical.convert, "spa-vl": vision.convert_spa_vl, "vlfeedback": vision.convert_vlfeedback,
+    "beavertails-v": vision.convert_beavertails_v, "beavertails-v-single": vision.convert_beavertails_v_single,
+    "llamafactory": vision.convert_llamafactory,
+}
 TREE_FORMATS = ("oasst", "oasst-tree")  # rows are messages of trees, rebuilt before threads come out
 FORMATS = ("helpsteer", "helpsteer2", "helpsteer2-preference", "helpsteer3", "oasst", "oasst-tree", "multifaceted",
-           "multifaceted-dpo", "pku-saferlhf", "beavertails", "nemo-steerlm", "nemo-rm", "steer", "steer-batch")
+           "multifaceted-dpo", "pku-saferlhf", "beavertails", "nemo-steerlm", "nemo-rm", "steer", "steer-batch",
+           "spa-vl", "vlfeedback", "beavertails-v", "beavertails-v-single", "llamafactory")
 # Checked in order: the first whose columns are all present wins.
 _SIGNATURES = (
     ("steer-batch", generated.COLUMNS),  # before "steer": a batch row may hold the input's messages
+    ("llamafactory", vision.LLAMAFACTORY_COLUMNS),  # before "steer": messages plus an images list
     ("steer", ("messages",)),
+    ("vlfeedback", vision.VLFEEDBACK_COLUMNS),
+    ("beavertails-v", vision.BEAVERTAILS_V_COLUMNS),
+    ("beavertails-v-single", vision.BEAVERTAILS_V_SINGLE_COLUMNS),
+    ("spa-vl", vision.SPA_VL_COLUMNS),
     ("steer", ("type", "prompt", "chosen", "rejected")),
     ("oasst-tree", oasst.TREE_COLUMNS),
     ("oasst", oasst.COLUMNS),
@@ -109,6 +121,12 @@ def _outcomes(rows: Iterator[tuple[int, Any]], format: str, where: str, stem: st
         rows = oasst.tree_rows(rows)
     if format in TREE_FORMATS:
         return oasst.threads(rows, langs=langs, where=where, strict=strict)
+    if format in VISION_FORMATS:
+        base = Path(where).resolve().parent if Path(where).is_file() else None  # image paths are relative to the file
+        vision_convert = VISION_FORMATS[format]
+        convert: RowConverter = (lambda row, key, schema: vision_convert(row, key, schema, base=base)) if format == "steer" \
+            else (lambda row, key, schema: vision_convert(row, key, base=base))
+        return _rowwise(rows, convert, where, stem, schema)
     return _rowwise(rows, ROW_FORMATS[format], where, stem, schema)
 
 
@@ -150,6 +168,9 @@ def iter_records(source: str | Path, *, format: str = "auto", split: str = "trai
             report.filtered[outcome.removeprefix("filtered: ")] += 1
             continue
         for record in outcome if isinstance(outcome, list) else [outcome]:
+            if isinstance(record, str):  # a part of the row left out (VLFeedback's unrated completions)
+                report.filtered[record.removeprefix("filtered: ")] += 1
+                continue
             report.examples += 1
             yield record
     if report.rows == 0:

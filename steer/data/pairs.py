@@ -73,7 +73,7 @@ def group_key(conv: Conversation) -> str:
     """What an answer answers: a ``steer batch`` row's group, else the system message and earlier turns."""
     if "group" in conv.meta:
         return f"batch:{conv.meta['group']}"
-    return json.dumps([conv.system, [(m.role, m.content) for m in conv.messages[:-1]]], ensure_ascii=False)
+    return json.dumps([conv.system, [(m.role, m.to_json()["content"]) for m in conv.messages[:-1]]], ensure_ascii=False)
 
 
 def score(message: Message, by: Mapping[str, float], judged: Mapping[str, Any] | None = None) -> float | str:
@@ -96,7 +96,7 @@ def _judged(answers: list[Conversation], judge: Judge | None) -> list[Mapping[st
     rows = [c.meta.get("row") or {"messages": [{"role": "system", "content": c.system}] * bool(c.system)
                                   + [{"role": m.role, "content": m.content} for m in c.messages[:-1]]}
             for c in answers]
-    return judge(rows, [c.messages[-1].content for c in answers])
+    return judge(rows, [c.messages[-1].text for c in answers])
 
 
 def answers(records: Iterable[Record], report: PairReport) -> list[Conversation]:
@@ -116,7 +116,7 @@ def answers(records: Iterable[Record], report: PairReport) -> list[Conversation]
         for k in turns:
             conv = record if k == last else Conversation(id=f"{record.id}@{k}", messages=record.messages[: k + 1],
                                                          system=record.system, source=record.source, meta=record.meta)
-            key = (group_key(conv), conv.messages[-1].content)
+            key = (group_key(conv), conv.messages[-1].text)
             if key in seen:
                 report.dropped["duplicate answer in its group"] += 1
                 continue
@@ -165,7 +165,7 @@ def _pair(best: tuple[float, Conversation], worst: tuple[float, Conversation], a
           report: PairReport) -> PreferencePair:
     (hi, chosen), (lo, rejected) = best, worst
     steering = chosen.meta.get("steering") or {}
-    c, r = chosen.messages[-1].content, rejected.messages[-1].content
+    c, r = chosen.messages[-1].text, rejected.messages[-1].text
     report.unequal_length += len(c) != len(r)
     report.longer_chosen += len(c) > len(r)
     report.margins.append(hi - lo)

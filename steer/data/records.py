@@ -60,17 +60,49 @@ def _data_error(reason: str, detail: str, where: str, row: int | None, column: s
     return DataError(reason, detail, where=where, row=row, column=column)
 
 
+def image_json(ref: Any) -> str:
+    """A JSON-able image reference: a path as is; bytes and PIL images as a base64 ``data:`` URL."""
+    import base64
+    import io
+
+    if isinstance(ref, str):
+        return ref
+    if not isinstance(ref, (bytes, bytearray)):  # a PIL image
+        buffer = io.BytesIO()
+        ref.save(buffer, format="PNG")
+        ref = buffer.getvalue()
+    kind = "png" if bytes(ref[:8]) == b"\x89PNG\r\n\x1a\n" else "jpeg" if bytes(ref[:2]) == b"\xff\xd8" else "octet"
+    return f"data:image/{kind};base64," + base64.b64encode(bytes(ref)).decode("ascii")
+
+
 @dataclass
 class Message:
-    """One turn; assistant turns may carry the attribute values they exhibit."""
+    """One turn; assistant turns may carry the attribute values they exhibit. ``content`` is text, or
+    a list of parts (``{"type": "text", "text"}``, ``{"type": "image", "image": REF}``; see
+    :mod:`steer.data.images`)."""
 
     role: Role
-    content: str
+    content: str | list[dict]
     attributes: dict[str, int] | None = None  # integer labels, within their schema's range
     scores: dict[str, float] | None = None  # raw predictions (``steer label --float``), any finite number
 
+    @property
+    def text(self) -> str:
+        """The text of the content (text parts joined)."""
+        if isinstance(self.content, str):
+            return self.content
+        return "".join(p["text"] for p in self.content if p.get("type") == "text")
+
+    @property
+    def images(self) -> list[Any]:
+        """The image references of the content, in order."""
+        return [] if isinstance(self.content, str) else [p["image"] for p in self.content if p.get("type") == "image"]
+
     def to_json(self) -> dict:
-        out: dict[str, Any] = {"role": self.role, "content": self.content}
+        content: Any = self.content if isinstance(self.content, str) else [
+            {"type": "image", "image": image_json(p["image"])} if p.get("type") == "image" else dict(p)
+            for p in self.content]
+        out: dict[str, Any] = {"role": self.role, "content": content}
         if self.attributes is not None:
             out["attributes"] = dict(self.attributes)
         if self.scores is not None:

@@ -27,13 +27,13 @@ def compute(records: Iterable[Record], report: LoadReport, tokenizer: Any = None
         for prev, msg in zip([None, *record.messages], record.messages):
             if msg.role != "assistant":
                 continue
-            response_chars.append(len(msg.content))
-            prompt_chars.append(len(prev.content) if prev else 0)
+            response_chars.append(len(msg.text))
+            prompt_chars.append(len(prev.text) if prev else 0)  # text only: image parts are not characters
             if tokenizer is not None:
-                response_tokens.append(len(tokenizer(msg.content, add_special_tokens=False)["input_ids"]))
+                response_tokens.append(len(tokenizer(msg.text, add_special_tokens=False)["input_ids"]))
             for name, value in (msg.attributes or {}).items():
                 attrs[name].append(value)
-                lengths[name].append(response_tokens[-1] if tokenizer is not None else len(msg.content))
+                lengths[name].append(response_tokens[-1] if tokenizer is not None else len(msg.text))
     out: dict[str, Any] = {**report.to_json(), "length_unit": "tokens" if tokenizer is not None else "characters"}
     out["attributes"] = {name: {"count": len(v), "mean": sum(v) / len(v),
                                 "histogram": {str(k): c for k, c in sorted(Counter(v).items())}}

@@ -122,7 +122,7 @@ def label_scores(records: Sequence[object], length: Callable[[str], int]) -> tup
         elif isinstance(record, Conversation):
             for i, msg in enumerate(record.messages):  # raw scores (an APM's) where a turn has them, else labels
                 for name, value in (msg.scores or msg.attributes or {}).items() if msg.role == "assistant" else ():
-                    scored[name].append(Scored(f"{record.id}:{i}", length(msg.content), float(value)))
+                    scored[name].append(Scored(f"{record.id}:{i}", length(msg.text), float(value)))
     return dict(scored), pairs
 
 
