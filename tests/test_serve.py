@@ -244,3 +244,23 @@ def test_vllm_command_construction(tmp_path, shared_assets, monkeypatch):
     line = out.stdout.strip().splitlines()[0]
     assert line.startswith(f"vllm serve {model} --host 127.0.0.1 --port 8123 --chat-template ")
     assert "--served-model-name stories260k" in line and "<extra_id_1>" in out.stderr
+
+
+def test_image_parts_through_the_openai_client_are_400s_on_a_text_model(server, client):
+    """The official client's image_url parts reach the server's checks: a remote URL is refused as such,
+    a good inline image by the text model; the server stays healthy."""
+    import httpx
+    import openai
+
+    from tests import fixtures
+
+    def ask(url):
+        return client.chat.completions.create(model="tiny", max_tokens=4, messages=[{"role": "user", "content": [
+            {"type": "text", "text": "What is it?"}, {"type": "image_url", "image_url": {"url": url}}]}])
+
+    for url, words in (("https://example.com/cat.png", "https image URLs are not fetched"),
+                       (fixtures.data_url("red"), "this model reads text only")):
+        with pytest.raises(openai.BadRequestError) as err:
+            ask(url)
+        assert err.value.status_code == 400 and words in str(err.value)
+    assert httpx.get(server[1] + "/health").json()["status"] == "ok"

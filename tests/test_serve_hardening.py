@@ -275,3 +275,42 @@ def test_an_empty_or_unreadable_key_is_refused_not_served_open(tmp_path, shared_
         result = run_cli("serve", model, "--template", "steerlm", "--engine", "vllm", "--print-command", *args,
                          env={"XDG_CACHE_HOME": str(tmp_path)})
         assert result.returncode == 2 and needle in result.stderr and "Traceback" not in result.stderr, result.stderr
+
+
+def test_image_parts_only_as_checked_data_urls_within_the_limits():
+    """An image part is a base64 data: URL: a remote or file URL, an oversize image, a huge canvas, a
+    broken image and too many images are each a 400 naming the part; a good one reaches the engine check
+    (a text model refuses it)."""
+    import base64
+    import io
+
+    from PIL import Image
+
+    from steer.serve.requests import APIError, Limits, messages_from
+    from tests import fixtures
+
+    limits = Limits(max_images=2, max_image_bytes=2000, max_image_pixels=64 * 64)
+
+    def body(*urls):
+        return {"messages": [{"role": "user", "content": [{"type": "text", "text": "What is it?"},
+                                                          *({"type": "image_url", "image_url": {"url": u}} for u in urls)]}]}
+
+    good = fixtures.data_url("red")
+    [message] = messages_from(body(good), limits)
+    assert message["content"][1] == {"type": "image", "image": fixtures.png("red")}
+    big = io.BytesIO()
+    Image.new("RGB", (100, 100), "red").save(big, format="PNG")
+    canvas = "data:image/png;base64," + base64.b64encode(big.getvalue()).decode()
+    noise = io.BytesIO()
+    Image.effect_noise((60, 60), 90).convert("RGB").save(noise, format="PNG")
+    heavy = "data:image/png;base64," + base64.b64encode(noise.getvalue()).decode()
+    broken = "data:image/png;base64," + base64.b64encode(fixtures.png("red")[:30]).decode()
+    for urls, words in (((" https://example.com/a.png".strip(),), "https image URLs are not fetched"),
+                        (("file:///etc/passwd",), "file image URLs are not fetched"),
+                        (("/etc/passwd",), "a path image URLs are not fetched"),
+                        ((heavy,), "over 2000 bytes"), ((canvas,), "100x100, over 4096 pixels"),
+                        ((broken,), "not a readable image"), (("data:image/png;base64,@@@",), "not valid base64"),
+                        ((good, good, good), "at most 2 images per request")):
+        with pytest.raises(APIError) as err:
+            messages_from(body(*urls), limits)
+        assert err.value.status == 400 and words in err.value.message, (words, err.value.message)

@@ -45,6 +45,11 @@ def serve(
     max_best_of: Annotated[int, typer.Option("--max-best-of", help="The largest best_of a request may ask for.", min=2)] = 8,
     cost: Annotated[Optional[str], typer.Option("--cost", help="cost:PATH: best_of keeps the best answer whose cost is "
                                                 "within --max-cost (default: the --guard model).")] = None,
+    max_images: Annotated[int, typer.Option("--max-images", help="Image parts one request may send (base64 data: URLs).",
+                                            min=0)] = 4,
+    max_image_bytes: Annotated[int, typer.Option("--max-image-bytes", help="The largest image, decoded; for a model "
+                                                 "that reads images the body limit grows to fit --max-images of them.",
+                                                 min=1)] = 4_000_000,
 ) -> None:
     """Serve a model over an OpenAI-compatible API (chat and completions, streaming), steered per request."""
     quiet_libraries()
@@ -94,4 +99,7 @@ def serve(
     ui.serving(served, host, port, loaded.template.schema)
     run_server(loaded, served, host=host, port=port, api_key=api_key, grace_s=grace, guard=guarding, judge=ranking,
                limits=Limits(max_tokens=max_tokens, max_queue=max_queue, max_batch=max_batch, timeout_s=timeout,
-                             max_best_of=max_best_of))
+                             max_best_of=max_best_of, max_images=max_images, max_image_bytes=max_image_bytes,
+                             # a model that reads images: room for them as base64 beside the rest of a request
+                             max_body_bytes=1_000_000 + (max_images * (max_image_bytes * 4 // 3 + 64)
+                                                         if getattr(loaded, "reads_images", False) else 0)))

@@ -32,6 +32,9 @@ class Limits:
     max_messages: int = 256
     max_stop: int = 16  # stop strings per request
     max_stop_chars: int = 256  # characters per stop string
+    max_images: int = 4  # image parts per request
+    max_image_bytes: int = 4_000_000  # one image, decoded from its base64 data URL
+    max_image_pixels: int = 4096 * 4096  # width x height of one image
     timeout_s: float = 10.0  # for a connection to send its request headers, and for a body to arrive
 
 
@@ -129,18 +132,71 @@ def messages_from(body: Mapping, limits: Limits) -> list[dict]:
             raise APIError(400, f"messages[{i}]: role must be system, user or assistant", param="messages")
         content = m.get("content")
         if isinstance(content, list):
-            _check_parts(content, i)
+            content = _check_parts(content, i, limits)
         elif not isinstance(content, str):
             raise APIError(400, f"messages[{i}]: content must be a string or a list of parts", param="messages")
         out.append({"role": m["role"], "content": content})
+    images = sum(1 for m in out if isinstance(m["content"], list) for p in m["content"] if p["type"] == "image")
+    if images > limits.max_images:
+        raise APIError(400, f"at most {limits.max_images} images per request, got {images}", param="messages")
     return out
 
 
-def _check_parts(parts: list, i: int) -> None:
+def _check_parts(parts: list, i: int, limits: Limits) -> list[dict]:
+    """The parts with every image decoded from its data URL and checked: ``{"type": "image", "image": bytes}``."""
+    out = []
     for k, part in enumerate(parts):
         kind = part.get("type") if isinstance(part, dict) else None
         if kind not in PART_TYPES or part.get(PART_TYPES[kind]) is None:
             raise APIError(400, f"messages[{i}].content[{k}]: a part is {{type: text, text: ...}} or an image part",
                            param="messages")
-        if kind == "text" and not isinstance(part["text"], str):
-            raise APIError(400, f"messages[{i}].content[{k}].text must be a string", param="messages")
+        if kind == "text":
+            if not isinstance(part["text"], str):
+                raise APIError(400, f"messages[{i}].content[{k}].text must be a string", param="messages")
+            out.append({"type": "text", "text": part["text"]})
+            continue
+        out.append({"type": "image", "image": _image(part[PART_TYPES[kind]], f"messages[{i}].content[{k}]", limits)})
+    return out
+
+
+def _image(value: Any, where: str, limits: Limits) -> bytes:
+    """An image part's bytes: only a base64 ``data:`` URL (the server fetches nothing and opens no file a
+    request names), within the size limits, and an image PIL can decode."""
+    from steer.data.images import DATA_URL, decode_data_url, open_image
+    from steer.data.records import DataError
+
+    url = value.get("url") if isinstance(value, Mapping) else value
+    if not isinstance(url, str):
+        raise APIError(400, f"{where}: an image is {{image_url: {{url: 'data:image/...;base64,...'}}}}", param="messages")
+    if not url.startswith(DATA_URL):
+        scheme = url.split(":", 1)[0] if ":" in url[:12] else "a path"
+        raise APIError(400, f"{where}: {scheme} image URLs are not fetched by this server: send the image inline as "
+                       "a base64 data: URL", param="messages")
+    if len(url) > limits.max_image_bytes * 4 // 3 + 64:  # before decoding: base64 is 4/3 of the bytes
+        raise APIError(400, f"{where}: the image is over {limits.max_image_bytes} bytes", param="messages")
+    try:
+        data = decode_data_url(url, where)
+        if len(data) > limits.max_image_bytes:
+            raise APIError(400, f"{where}: the image is over {limits.max_image_bytes} bytes", param="messages")
+        _check_pixels(data, where, limits)
+        open_image(data, where)
+    except DataError as err:
+        raise APIError(400, f"{where}: {err.detail}", param="messages") from None
+    return data
+
+
+def _check_pixels(data: bytes, where: str, limits: Limits) -> None:
+    """Refuse an image whose header claims more pixels than allowed, before decoding it (a small file
+    can declare a huge canvas)."""
+    import io
+
+    from PIL import Image
+
+    try:
+        with Image.open(io.BytesIO(data)) as img:
+            width, height = img.size
+    except Exception:  # noqa: BLE001 - not an image: open_image names it
+        return
+    if width * height > limits.max_image_pixels:
+        raise APIError(400, f"{where}: the image is {width}x{height}, over {limits.max_image_pixels} pixels",
+                       param="messages")
