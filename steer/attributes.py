@@ -154,6 +154,10 @@ SCHEMAS: dict[str, Schema] = {
         _scale("visual_faithfulness", 4, "agreement with what the image shows (no invented details)"),
         _scale("ethics", 4, "ethical considerations: safe, fair, privacy-respecting"),
     ), "VLFeedback / Silkie ratings (1-5 mapped to 0-4)"),
+    "vision": Schema("vision", (
+        _scale("visual_faithfulness", 4, "agreement with what the image shows (no invented details)"),
+        _scale("verbosity", 2, "amount of detail relative to what the prompt asks for"),
+    ), "the visual synthetic world's attributes (0-4): steer data synth --vision"),
     "safety": Schema(
         "safety",
         (Attribute("harmlessness", 0, 3, 3, "3 safe, 2 minor, 1 moderate, 0 severe harm (PKU-SafeRLHF severity)"),),

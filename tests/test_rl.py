@@ -105,7 +105,7 @@ def _per_step(run_dir):
     return {r["step"]: r for r in rows if "reward" in r}
 
 
-@pytest.mark.parametrize("algorithm", ["grpo", "ppo"])
+@pytest.mark.parametrize("algorithm", ["grpo", pytest.param("ppo", marks=pytest.mark.slow)])  # the default suite's budget
 def test_a_resumed_rl_run_equals_an_uninterrupted_one(tmp_path, shared_assets, algorithm):
     """Killed after its step-2 checkpoint and resumed: the same rollouts (seeded by the step), lambda, value
     head and weights as a run that was never stopped."""
@@ -214,6 +214,7 @@ def test_rollout_prompts_from_prompt_rows_and_from_any_dataset(tmp_path, shared_
     assert len(rl.datasets(recipe, recipe_encoder(recipe, rl.TASK), None)[0]) == len(dataset)
 
 
+@pytest.mark.slow  # three CLI processes
 def test_cli_train_rl_bad_judges_are_one_line_errors(tmp_path, shared_assets):
     path = _recipe(tmp_path, shared_assets, reward="oracle", cost=None)
     done = run_cli("train", "rl", str(path))

@@ -81,6 +81,9 @@ def data_synth(
     prompts: Annotated[int, typer.Option("--prompts", help="Held-out questions for `steer eval steerability` (prompts.jsonl).", min=0)] = 40,
     rl_prompts: Annotated[int, typer.Option("--rl-prompts", help="Questions from another stream for `steer train rl`'s "
                                             "rollouts (rl-prompts.jsonl).", min=0)] = 0,
+    vision: Annotated[int, typer.Option("--vision", help="Rows of the visual world: PNGs of shapes with known facts and "
+                                        "answers labelled with visual_faithfulness and verbosity (vision/train.jsonl, "
+                                        "a fifth as many in vision/valid.jsonl, images in vision/images).", min=0)] = 0,
     pairs: Annotated[int, typer.Option("--pairs", help="Preference pairs of each kind (pairs-correct.jsonl: right "
                                        "facts chosen; pairs-longer.jsonl: the length-only control), and a twentieth as many "
                                        "held-out (pairs-KIND-valid.jsonl).", min=0)] = 0,
@@ -98,6 +101,12 @@ def data_synth(
         written[f"pairs ({kind})"] = write_pairs(Path(out) / f"pairs-{kind}.jsonl", pairs, seed=seed, kind=kind)
         written[f"validation pairs ({kind})"] = write_pairs(Path(out) / f"pairs-{kind}-valid.jsonl", max(1, pairs // 20),
                                                             seed=seed, kind=kind, stream=1)
+    if vision:
+        from steer import synth_vision
+
+        written["visual rows"] = synth_vision.write(Path(out) / "vision", vision, seed=seed)
+        written["validation visual rows"] = synth_vision.write(Path(out) / "vision", max(1, vision // 5), seed=seed + 1,
+                                                               name="valid.jsonl")
     if rl_prompts:
         from steer.synth import write_prompts
 
