@@ -255,3 +255,28 @@ def test_rl_under_torchrun_on_cpu(tmp_path, shared_assets):
     assert json.loads(done.stdout)["steps"] == 2  # 8 prompts, 2 per process and step; stdout is the result alone
     steps = _per_step(tmp_path / "rl")
     assert steps[2]["lambda"] > 0 and json.loads((tmp_path / "rl/checkpoint-2/rl_state.json").read_text())["lambda"] > 0
+
+
+def test_a_checkpoint_s_rl_state_that_does_not_fit_is_a_one_line_error(tmp_path):
+    from steer.errors import UsageError
+    from steer.train.tasks import rl
+
+    head = rl.ValueHead.build(4)
+    with pytest.raises(UsageError, match="not a checkpoint of an RL run"):
+        rl.load_state(tmp_path, None, 0.0)
+    (tmp_path / rl.STATE_FILE).write_text("{oops")
+    with pytest.raises(UsageError, match="not an RL state file"):
+        rl.load_state(tmp_path, None, 0.0)
+    rl.save_state(tmp_path, 1.5, None)  # a grpo checkpoint resumed as ppo
+    with pytest.raises(UsageError, match="not of a ppo run"):
+        rl.load_state(tmp_path, head, 0.0)
+    rl.save_state(tmp_path, 2.5, head)
+    assert rl.load_state(tmp_path, head, 0.0) == 2.5
+
+
+def test_answer_ids_keep_the_end_of_sequence_token_a_response_stopped_on():
+    from steer.engines.base import Response
+    from steer.train.tasks.rl import answer_ids
+
+    assert answer_ids(Response("hi", [5, 6], "stop", 1, 2, 0.0, end_id=2)) == [5, 6, 2]
+    assert answer_ids(Response("hi", [5, 6], "length", 1, 2, 0.0)) == [5, 6]

@@ -633,3 +633,21 @@ def test_server_best_of_keeps_the_best_within_the_cost_and_the_guard_screens_pro
         assert not steer["guard"]["refused"] and steer["guard"]["prompt_cost"] == -2.0 and "best_of" in steer
     finally:
         server.batcher.close()
+
+
+def test_cost_model_with_one_harm_category_trains_its_loss():
+    """One category: the collator gives its flag columns as [B]; the loss reads them as [B, 1]."""
+    from steer.config import validate_recipe
+    from steer.train.tasks.cost import _loss
+
+    recipe = validate_recipe({"kind": "cost", "model": {"name_or_path": "x"}, "data": {"sources": [{"path": "p"}]},
+                              "cost": {"categories": ["Violence"]}}, kind="cost")
+    scores = torch.tensor([[-1.0, -2.0], [1.0, 3.0]], requires_grad=True)  # safer, unsafer: cost, Violence
+    inputs = {"chosen_index": torch.tensor([0]), "rejected_index": torch.tensor([1]),
+              "chosen_sign": torch.tensor([-1.0]), "rejected_sign": torch.tensor([1.0]),
+              "chosen_severity": torch.tensor([0.0]), "rejected_severity": torch.tensor([2.0]),
+              "chosen_categories": torch.tensor([0.0]), "rejected_categories": torch.tensor([1.0])}
+    per_pair, metrics = _loss(recipe)(scores, inputs)
+    bce = (math.log1p(math.exp(-2.0)) + math.log1p(math.exp(-3.0))) / 2  # both flags right, mean of the sides
+    base = -LS(1.0 - -1.0) - LS(1.0) - LS(1.0)
+    assert per_pair.item() == pytest.approx(base + bce, abs=1e-5) and metrics["costs/category_accuracy"] == 1.0

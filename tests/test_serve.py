@@ -258,8 +258,8 @@ def test_image_parts_through_the_openai_client_are_400s_on_a_text_model(server, 
         return client.chat.completions.create(model="tiny", max_tokens=4, messages=[{"role": "user", "content": [
             {"type": "text", "text": "What is it?"}, {"type": "image_url", "image_url": {"url": url}}]}])
 
-    for url, words in (("https://example.com/cat.png", "https image URLs are not fetched"),
-                       (fixtures.data_url("red"), "this model reads text only")):
+    for url in ("https://example.com/cat.png", fixtures.data_url("red")):  # refused before any decoding
+        words = "this model reads text only"
         with pytest.raises(openai.BadRequestError) as err:
             ask(url)
         assert err.value.status_code == 400 and words in str(err.value)

@@ -314,3 +314,8 @@ def test_image_parts_only_as_checked_data_urls_within_the_limits():
         with pytest.raises(APIError) as err:
             messages_from(body(*urls), limits)
         assert err.value.status == 400 and words in err.value.message, (words, err.value.message)
+    with pytest.raises(APIError, match="this model reads text only"):
+        messages_from(body(good), limits, images=False)  # a text model: refused before decoding
+    eps = "data:image/png;base64," + base64.b64encode(b"%!PS-Adobe-3.0 EPSF-3.0\n%%BoundingBox: 0 0 8 8\n").decode()
+    with pytest.raises(APIError, match="not a readable image"):
+        messages_from(body(eps), limits)  # EPS (Ghostscript) is not among the formats a request's image may be

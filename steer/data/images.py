@@ -67,11 +67,19 @@ def decode_data_url(url: str, column: str) -> bytes:
         raise DataError("bad image", "the data URL is not valid base64", column=column) from None
 
 
-def open_image(ref: Any, column: str = "image") -> Any:
-    """The decoded image (RGB) of a reference; a missing, unreadable or truncated one is a DataError."""
+# the formats decoded: common raster formats only (PIL would also run Ghostscript for EPS)
+FORMATS = ("PNG", "JPEG", "WEBP", "GIF", "BMP", "TIFF")
+
+
+def open_image(ref: Any, column: str = "image", formats: tuple[str, ...] = FORMATS) -> Any:
+    """The decoded image (RGB) of a reference; a missing, unreadable or truncated one, or one in
+    another format than ``formats``, is a DataError."""
     Image = _pil()  # noqa: N806
     if is_image(ref):
-        return ref.convert("RGB")
+        try:
+            return ref.convert("RGB")
+        except Exception as err:  # noqa: BLE001 - a lazily loaded image decodes here
+            raise DataError("bad image", f"PIL image: not readable ({type(err).__name__})", column=column) from None
     name = ref[:200] if isinstance(ref, str) else "image bytes"
     if isinstance(ref, str):
         try:
@@ -81,7 +89,7 @@ def open_image(ref: Any, column: str = "image") -> Any:
         if not present:
             raise DataError("missing image", f"no such image file: {name}", column=column)
     try:
-        with Image.open(io.BytesIO(ref) if isinstance(ref, bytes) else ref) as img:
+        with Image.open(io.BytesIO(ref) if isinstance(ref, bytes) else ref, formats=formats) as img:
             img.load()  # decodes every byte: a truncated file fails here
             return img.convert("RGB")
     except Exception as err:  # noqa: BLE001 - PIL raises many kinds (UnidentifiedImageError, DecompressionBombError...)

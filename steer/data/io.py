@@ -233,6 +233,10 @@ def _hub(source: str, split: str) -> Iterator[Row]:
         data = datasets.load_dataset(source, split=split)
     except Exception as err:  # datasets raises many types (connection, not found, bad split)
         raise DataError("unreadable source", f"cannot load dataset {source!r} (split {split!r}): {_first_line(err)}") from None
+    images = {name: datasets.Image(decode=False) for name, kind in (data.features or {}).items()
+              if isinstance(kind, datasets.Image)}
+    if images:  # rows bring {"bytes", "path"}: steer checks each image itself, so a bad one is a counted reject
+        data = data.cast(datasets.Features({**data.features, **images}))
     for number, row in enumerate(data, start=1):
         yield number, row
 

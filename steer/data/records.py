@@ -67,9 +67,9 @@ def image_json(ref: Any) -> str:
 
     if isinstance(ref, str):
         return ref
-    if not isinstance(ref, (bytes, bytearray)):  # a PIL image
+    if not isinstance(ref, (bytes, bytearray)):  # a PIL image: PNG keeps RGB(A) and L; CMYK and others convert
         buffer = io.BytesIO()
-        ref.save(buffer, format="PNG")
+        (ref if ref.mode in ("RGB", "RGBA", "L") else ref.convert("RGB")).save(buffer, format="PNG")
         ref = buffer.getvalue()
     kind = "png" if bytes(ref[:8]) == b"\x89PNG\r\n\x1a\n" else "jpeg" if bytes(ref[:2]) == b"\xff\xd8" else "octet"
     return f"data:image/{kind};base64," + base64.b64encode(bytes(ref)).decode("ascii")

@@ -74,6 +74,7 @@ class Response:
     completion_tokens: int
     seconds: float
     first_token_seconds: float | None = None
+    end_id: int | None = None  # the end-of-sequence token it stopped on (not in ``token_ids``), if any
 
     @property
     def tokens_per_s(self) -> float:

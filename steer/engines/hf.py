@@ -79,7 +79,8 @@ class HFEngine:
         # a stop string that is a special token ends the turn without showing in the text
         stopped = stopped or any(s in raw and s not in text for s in (*self.template.stop, *sampling.stop))
         text, stopped = self.template.finish(text, sampling.stop, stopped)
-        return Response(text, ids, "stop" if stopped else "length", prompt_tokens, len(ids), seconds, first)
+        ended = eos if eos is not None and len(ids) < len(new_ids) and new_ids[len(ids)] == eos else None
+        return Response(text, ids, "stop" if stopped else "length", prompt_tokens, len(ids), seconds, first, ended)
 
     def generate(self, prompts: Sequence[Prompt | str], sampling: Sampling, slots: int | None = None) -> list[Response]:
         """Batched generation; each prompt is already rendered and steered. At most ``slots`` prompts
@@ -114,13 +115,16 @@ class HFEngine:
             return decode.decode(self.model, ids, pad_id=pad, max_new_tokens=sampling.max_new_tokens,
                                  eos=decode.eos_ids(self.model, tok), stop=stop, temperature=sampling.temperature,
                                  top_k=sampling.top_k, top_p=sampling.top_p, slots=slots)
-        tok.padding_side = "left"
+        side, tok.padding_side = tok.padding_side, "left"
         out: list[list[int]] = []
         step = slots or len(ids)
-        for i in range(0, len(ids), step):
-            enc = tok.pad({"input_ids": ids[i:i + step]}, padding=True, return_tensors="pt").to(self.model.device)
-            width = enc["input_ids"].shape[1]
-            out += [row[width:].tolist() for row in self.model.generate(**enc, **kwargs)]
+        try:
+            for i in range(0, len(ids), step):
+                enc = tok.pad({"input_ids": ids[i:i + step]}, padding=True, return_tensors="pt").to(self.model.device)
+                width = enc["input_ids"].shape[1]
+                out += [row[width:].tolist() for row in self.model.generate(**enc, **kwargs)]
+        finally:
+            tok.padding_side = side  # the tokenizer is shared (an RL run saves it): leave it as found
         return out
 
     def stream(self, prompt: Prompt | str, sampling: Sampling,

@@ -76,7 +76,7 @@ class Server:
         """The steered chat prompt, or the raw completion prompt."""
         template = self.engine.template
         if chat:
-            return steering_prompt(template, messages_from(body, self.limits), request_steering(body, template.schema))
+            return steering_prompt(template, messages_from(body, self.limits, getattr(self.engine, "reads_images", False)), request_steering(body, template.schema))
         prompt = body.get("prompt")
         if isinstance(prompt, list) and len(prompt) == 1:
             prompt = prompt[0]
@@ -90,7 +90,7 @@ class Server:
         queued like any request (a best-of's N together); the chosen answer and the ``steer`` field."""
         template = self.engine.template
         if chat:
-            messages, steering = messages_from(body, self.limits), request_steering(body, template.schema)
+            messages, steering = messages_from(body, self.limits, getattr(self.engine, "reads_images", False)), request_steering(body, template.schema)
         else:
             messages, steering = [{"role": "user", "content": prompt.text}], None
         n = self._best_of(body, sampling)

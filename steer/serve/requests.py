@@ -116,16 +116,24 @@ def request_steering(body: Mapping, schema: Any) -> Steering:
     return steering_from(schema, attributes=attributes, preset=preset, values=values)
 
 
+REQUEST_FORMATS = ("PNG", "JPEG", "WEBP", "GIF")  # what a client's image may be
 PART_TYPES = {"text": "text", "image": "image", "image_url": "image_url"}  # part type -> the key holding it
 
 
-def messages_from(body: Mapping, limits: Limits) -> list[dict]:
-    """Chat messages: a role and content, a string or a list of parts (text, image) as OpenAI sends them."""
+def messages_from(body: Mapping, limits: Limits, images: bool = True) -> list[dict]:
+    """Chat messages: a role and content, a string or a list of parts (text, image) as OpenAI sends them;
+    ``images``: whether the model reads them (if not, an image part is refused before it is decoded)."""
     messages = body.get("messages")
     if not isinstance(messages, list) or not messages:
         raise APIError(400, "messages must be a non-empty list", param="messages")
     if len(messages) > limits.max_messages:
         raise APIError(400, f"at most {limits.max_messages} messages per request", param="messages")
+    count = sum(1 for m in messages if isinstance(m, dict) and isinstance(m.get("content"), list)
+                for p in m["content"] if isinstance(p, dict) and p.get("type") in ("image", "image_url"))
+    if count and not images:
+        raise APIError(400, "this model reads text only: the request has image parts", param="messages")
+    if count > limits.max_images:  # counted before any is decoded
+        raise APIError(400, f"at most {limits.max_images} images per request, got {count}", param="messages")
     out = []
     for i, m in enumerate(messages):
         if not isinstance(m, dict) or m.get("role") not in ("system", "user", "assistant"):
@@ -136,9 +144,6 @@ def messages_from(body: Mapping, limits: Limits) -> list[dict]:
         elif not isinstance(content, str):
             raise APIError(400, f"messages[{i}]: content must be a string or a list of parts", param="messages")
         out.append({"role": m["role"], "content": content})
-    images = sum(1 for m in out if isinstance(m["content"], list) for p in m["content"] if p["type"] == "image")
-    if images > limits.max_images:
-        raise APIError(400, f"at most {limits.max_images} images per request, got {images}", param="messages")
     return out
 
 
@@ -179,7 +184,7 @@ def _image(value: Any, where: str, limits: Limits) -> bytes:
         if len(data) > limits.max_image_bytes:
             raise APIError(400, f"{where}: the image is over {limits.max_image_bytes} bytes", param="messages")
         _check_pixels(data, where, limits)
-        open_image(data, where)
+        open_image(data, where, formats=REQUEST_FORMATS)
     except DataError as err:
         raise APIError(400, f"{where}: {err.detail}", param="messages") from None
     return data
@@ -193,7 +198,7 @@ def _check_pixels(data: bytes, where: str, limits: Limits) -> None:
     from PIL import Image
 
     try:
-        with Image.open(io.BytesIO(data)) as img:
+        with Image.open(io.BytesIO(data), formats=REQUEST_FORMATS) as img:
             width, height = img.size
     except Exception:  # noqa: BLE001 - not an image: open_image names it
         return

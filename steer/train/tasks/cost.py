@@ -112,6 +112,7 @@ def _loss(recipe: Recipe) -> Any:
             per_side, correct = [], []
             for index, flags in sides:
                 logits = scores[index.clamp(min=0), 1:]  # [B, C]
+                flags = flags.reshape(logits.shape)  # one category: the collator made the column [B]
                 known = (flags >= 0) & (index >= 0)[:, None]
                 bce = torch.nn.functional.binary_cross_entropy_with_logits(logits, flags.clamp(min=0), reduction="none")
                 per_side.append((bce * known).sum(1) / known.sum(1).clamp(min=1))

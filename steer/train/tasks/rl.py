@@ -245,7 +245,7 @@ def trainer_class(recipe: Recipe) -> type:
             token is an answer token (what the policy is scored and trained on)."""
             tok = self.processing_class
             prompt_ids = tok(list(prompts), add_special_tokens=False)["input_ids"]
-            rows = [prompt_ids[k // cfg.group_size] + list(a.token_ids) for k, a in enumerate(answers)]
+            rows = [prompt_ids[k // cfg.group_size] + answer_ids(a) for k, a in enumerate(answers)]
             width = max(len(r) for r in rows)
             pad = tok.pad_token_id or 0
             device = self.accelerator.device
@@ -254,7 +254,7 @@ def trainer_class(recipe: Recipe) -> type:
             keep = torch.zeros_like(ids, dtype=torch.bool)
             for k, a in enumerate(answers):
                 start = len(prompt_ids[k // cfg.group_size])
-                keep[k, start - 1: start - 1 + len(a.token_ids)] = True
+                keep[k, start - 1: start - 1 + len(answer_ids(a))] = True
             return {"input_ids": ids, "attention_mask": mask, "keep": keep}
 
         def token_pass(self, model: Any, batch: Mapping[str, Any], values: bool = False) -> tuple[Any, Any, Any]:
@@ -265,15 +265,16 @@ def trainer_class(recipe: Recipe) -> type:
             forward = {"input_ids": batch["input_ids"], "attention_mask": batch["attention_mask"]}
             outputs, head = self.kept_states(model, forward, keep)
             states = outputs.logits  # [kept, hidden] with a fusable head, else [kept, vocab] logits
+            scaled = states / cfg.temperature  # the distribution sampled from (the head is linear)
             if head is not None:
-                logps = linear_logprobs(states, head.weight, targets)
+                logps = linear_logprobs(scaled, head.weight, targets)
                 with torch.no_grad():
-                    entropy = torch.cat([entropy_of(chunk @ head.weight.T) for chunk in states.detach().split(1024)]) \
+                    entropy = torch.cat([entropy_of(chunk @ head.weight.T) for chunk in scaled.detach().split(1024)]) \
                         if len(states) else states.new_zeros(0)
             else:
-                logps = torch.log_softmax(states.float(), -1).gather(1, targets[:, None]).squeeze(1)
+                logps = torch.log_softmax(scaled.float(), -1).gather(1, targets[:, None]).squeeze(1)
                 with torch.no_grad():
-                    entropy = entropy_of(states.detach())
+                    entropy = entropy_of(scaled.detach())
             value = self.value_head(states.float()) if values and self.value_head is not None and head is not None else None
             if values and self.value_head is not None and head is None:
                 raise UsageError("rl.algorithm ppo reads the policy's final hidden state: it needs a plain linear "
@@ -308,7 +309,7 @@ def trainer_class(recipe: Recipe) -> type:
             loss, extra = (self.grpo_loss if cfg.algorithm == "grpo" else self.ppo_loss)(
                 logps, ref, seq, reward, cost, values, batch["keep"])
             self.state.num_input_tokens_seen += int(batch["attention_mask"].sum())
-            lengths = torch.tensor([float(len(a.token_ids)) for a in answers])
+            lengths = torch.tensor([float(len(answer_ids(a))) for a in answers])
             metrics = {"reward": reward.mean(), "kl": (logps.detach() - ref).mean() if len(ref) else 0.0,
                        "entropy": entropy.mean() if len(entropy) else 0.0, "length": lengths.mean(),
                        "lambda": self.lam, "stopped": sum(a.finish_reason == "stop" for a in answers) / len(answers),
@@ -390,6 +391,11 @@ def trainer_class(recipe: Recipe) -> type:
     return RLTrainer
 
 
+def answer_ids(answer: Any) -> list[int]:
+    """The sampled tokens of an answer, its end-of-sequence token included (stopping is an action too)."""
+    return list(answer.token_ids) + ([answer.end_id] if answer.end_id is not None else [])
+
+
 def monitored(judges: Sequence[Any], rows: Sequence[Mapping], texts: Sequence[str]) -> dict[str, float]:
     """The mean of every number the ``judges`` find in the rollouts, as ``judge/NAME``."""
     sums: dict[str, list[float]] = {}
@@ -447,11 +453,20 @@ def load_state(folder: Path, value_head: Any, default: float) -> float:
     path = folder / STATE_FILE
     if not path.is_file():
         raise UsageError(f"{folder}: no {STATE_FILE} (not a checkpoint of an RL run)")
+    try:
+        lam = float(json.loads(path.read_text(encoding="utf-8"))["lambda"])
+    except (ValueError, KeyError, TypeError, UnicodeDecodeError):
+        raise UsageError(f"{path}: not an RL state file (expected {{\"lambda\": number}})") from None
     if value_head is not None:
+        if not (folder / VALUE_FILE).is_file():
+            raise UsageError(f"{folder}: no {VALUE_FILE}: the checkpoint is not of a ppo run (rl.algorithm)")
         from safetensors.torch import load_file
 
-        value_head.load_state_dict(load_file(str(folder / VALUE_FILE)))
-    return float(json.loads(path.read_text(encoding="utf-8"))["lambda"])
+        try:
+            value_head.load_state_dict(load_file(str(folder / VALUE_FILE)))
+        except Exception as err:  # noqa: BLE001 - safetensors and torch raise several kinds
+            raise UsageError(f"{folder / VALUE_FILE}: cannot load the value head ({type(err).__name__})") from None
+    return lam
 
 
 def _next_steps(recipe: Recipe, run: Path) -> list[str]:
