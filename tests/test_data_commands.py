@@ -76,6 +76,10 @@ def test_guess_schema():
     assert guess_schema([CONVO]).name == "helpsteer"
     assert guess_schema([Conversation("z", [Message("user", "a"), Message("assistant", "b", {"humor": 1})])]).name == "oasst"
     assert guess_schema([Conversation("z", [Message("user", "a"), Message("assistant", "b")])]) is None
+    vision = Conversation("v", [Message("user", "a"), Message("assistant", "b", {"visual_faithfulness": 1, "verbosity": 2})])
+    assert guess_schema([vision]).name == "vision"  # the text schemas first, then those sharing their names
+    rated = Conversation("r", [Message("user", "a"), Message("assistant", "b", {"visual_faithfulness": 1, "ethics": 2})])
+    assert guess_schema([rated]).name == "vlfeedback"
 
 
 def test_stats_numbers(tmp_path):

@@ -67,7 +67,9 @@ def encode(record: Conversation, template: SteerTemplate, tokenizer: Any, *, max
 
 
 def guess_schema(records: Iterable[Record]) -> Schema | None:
-    """The smallest built-in schema holding every attribute name seen (None: no attributes)."""
+    """The first built-in schema, in ``SCHEMAS`` order (helpsteer, oasst, steerlm, vlfeedback, vision,
+    safety: the text schemas before the ones that share their names), holding every attribute name
+    seen (None: no attributes). For the text schemas this is the smallest that fits."""
     names: set[str] = set()
     for record in records:
         if isinstance(record, Conversation):
@@ -80,7 +82,7 @@ def guess_schema(records: Iterable[Record]) -> Schema | None:
     fitting = [s for s in SCHEMAS.values() if names <= set(s.names)]
     if not fitting:
         raise DataError("unknown attributes", f"no built-in schema has all of {sorted(names)}; define one in the recipe")
-    return min(fitting, key=lambda s: len(s.names))
+    return fitting[0]
 
 
 def explain(record: Conversation, template: SteerTemplate, tokenizer: Any = None, *, max_length: int | None = None,
