@@ -49,6 +49,7 @@ def test_sweep_and_summary():
     assert noisy["verbosity"]["spearman"] is None
 
 
+@pytest.mark.slow  # CLI processes end to end: the default suite stays under 6 minutes
 def test_cli_eval_steerability(tmp_path, shared_assets):
     model = str(shared_assets / "models/stories260k")
     prompts = tmp_path / "p.jsonl"

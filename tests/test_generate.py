@@ -345,6 +345,7 @@ def test_batch_errors_name_the_line(tmp_path, shared_assets):
     assert json.loads(again.stdout)["skipped"] == 2 and len((tmp_path / "o.errors.jsonl").read_text().splitlines()) == 2
 
 
+@pytest.mark.slow  # CLI processes end to end: the default suite stays under 6 minutes
 def test_cli_batch_killed_then_rerun_writes_every_row_once(tmp_path, shared_assets):
     import os
     import signal
@@ -457,6 +458,7 @@ def test_python_api_mirrors_the_cli(shared_assets):
         steer.generate(model, "hi", preset="nope", template="steerlm")
 
 
+@pytest.mark.slow  # CLI processes end to end: the default suite stays under 6 minutes
 def test_cli_generate_steering_and_sampling_flags(shared_assets):
     model = _model(shared_assets)
     base = ["generate", model, "Once upon a time", "--template", "steerlm", "--max-new-tokens", "8", "--json"]
