@@ -32,8 +32,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
-import platform
 import random
 import resource
 import sys
@@ -46,7 +44,7 @@ sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "bench"))
 
 from data_prepare import text  # noqa: E402
-from train_sft import SHAPES, matmul_flops, parameters, subprocess_json, timing_callback  # noqa: E402
+from train_sft import SHAPES, machine, matmul_flops, parameters, subprocess_json, timing_callback  # noqa: E402
 
 TRAINERS = ("steer", "steer-bf16", "trl-default", "trl-best", "trl-best-fp32")
 MAX_LENGTH = 1024
@@ -203,15 +201,7 @@ def main() -> None:
     if args.one:
         print(json.dumps(run_one(args.one, args.shape, Path(args.workdir), args.steps, args.warmup, args.pairs_per_step)))
         return
-    import torch
-    import transformers
 
-    try:  # TRL is a bench extra (pip install -e ".[bench]"): without it its trainers report why
-        import trl
-
-        trl_version = trl.__version__
-    except ImportError:
-        trl_version = None
     shapes, trainers = args.shapes.split(","), args.trainers.split(",")
     unknown = [s for s in shapes if s not in SHAPES] + [t for t in trainers if t not in TRAINERS]
     if unknown:
@@ -234,8 +224,7 @@ def main() -> None:
     flops["float32"] = max(flops["float32"], matmul_flops())  # the higher rate: the conservative fraction
     out.update({"matmul_flops": flops, "pairs_per_step": args.pairs_per_step, "steps": args.steps,
                 "warmup": args.warmup, "max_length": MAX_LENGTH, "beta": BETA, "date": time.strftime("%Y-%m-%d"),
-                "machine": {"cpus": os.cpu_count(), "platform": platform.platform(), "torch": torch.__version__,
-                            "transformers": transformers.__version__, "trl": trl_version}})
+                "machine": machine()})
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)
     Path(args.out).write_text(json.dumps(out, indent=2))
 

@@ -25,8 +25,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
-import platform
 import random
 import resource
 import sys
@@ -39,7 +37,7 @@ sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "bench"))
 
 from data_prepare import text  # noqa: E402
-from train_sft import SHAPES, parameters, subprocess_json  # noqa: E402
+from train_sft import SHAPES, machine, parameters, subprocess_json  # noqa: E402
 
 TRAINERS = ("steer", "trl")
 PROMPTS_PER_STEP, GROUP, MAX_NEW, BETA = 8, 4, 48, 0.05
@@ -157,15 +155,7 @@ def main() -> None:
     if args.one:
         print(json.dumps(run_one(args.one, args.shape, Path(args.workdir), args.steps, args.warmup)))
         return
-    import torch
-    import transformers
 
-    try:
-        import trl
-
-        trl_version = trl.__version__
-    except ImportError:
-        trl_version = None
     out: dict = {"shapes": {}}
     with tempfile.TemporaryDirectory() as tmp:
         make_prompts(Path(tmp) / "prompts.jsonl", args.steps * PROMPTS_PER_STEP, seed=1)
@@ -189,8 +179,7 @@ def main() -> None:
                 print(f"steer / trl: {ratio:.2f}x")
     out.update({"prompts_per_step": PROMPTS_PER_STEP, "group": GROUP, "max_new_tokens": MAX_NEW, "beta": BETA,
                 "steps": args.steps, "warmup": args.warmup, "date": time.strftime("%Y-%m-%d"),
-                "machine": {"cpus": os.cpu_count(), "platform": platform.platform(), "torch": torch.__version__,
-                            "transformers": transformers.__version__, "trl": trl_version}})
+                "machine": machine()})
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)
     Path(args.out).write_text(json.dumps(out, indent=2))
 

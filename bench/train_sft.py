@@ -216,6 +216,22 @@ def parameters(shape: str) -> int:
     return sum(p.numel() for p in model.parameters())
 
 
+def machine() -> dict:
+    """The machine and the library versions a training benchmark ran with (``trl`` None when it is not
+    installed: TRL is a bench extra, and without it its trainers report why)."""
+    import torch
+    import transformers
+
+    try:
+        import trl
+
+        trl_version = trl.__version__
+    except ImportError:
+        trl_version = None
+    return {"cpus": os.cpu_count(), "platform": platform.platform(), "torch": torch.__version__,
+            "transformers": transformers.__version__, "trl": trl_version}
+
+
 def subprocess_json(args: list[str], timeout: float, script: str = __file__) -> dict:
     """``script`` (this one by default) with ``args`` in a fresh process: its last stdout line as JSON
     (``{}`` when that is not JSON), or an error record."""
@@ -295,8 +311,6 @@ def main() -> None:
                   else run_one(args.one, args.shape, work, args.steps, args.warmup))
         print(json.dumps(result))
         return
-    import torch
-    import transformers
 
     from data_prepare import make_rows
 
@@ -322,12 +336,9 @@ def main() -> None:
     for shape, block in out["shapes"].items():
         block["summary"] = summarise(block["results"], block["parameters"], flops)
         render(shape, block)
-    import trl
-
     out.update({"matmul_flops": flops, "matmul_flops_before_after": [before, after], "rows": args.rows,
                 "steps": args.steps, "warmup": args.warmup, "max_length": MAX_LENGTH, "date": time.strftime("%Y-%m-%d"),
-                "machine": {"cpus": os.cpu_count(), "platform": platform.platform(), "torch": torch.__version__,
-                            "transformers": transformers.__version__, "trl": trl.__version__}})
+                "machine": machine()})
     print("matmul GFLOP/s: " + ", ".join(f"{d} {f / 1e9:.0f} (before {before[d] / 1e9:.0f}, after {after[d] / 1e9:.0f})"
                                           for d, f in flops.items()))
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)
