@@ -327,6 +327,7 @@ def test_a_pair_without_steering_trains_its_replies_under_the_template_defaults(
 # A whole run
 
 
+@pytest.mark.slow  # two CLI training runs (~22 s); the slow suite runs it
 def test_cli_dpo_run_from_a_tiny_model_with_resume(tmp_path, shared_assets):
     from steer.synth_pairs import write_pairs
 

@@ -118,6 +118,7 @@ def test_batches_drop_finished_rows_and_give_generates_tokens(shared_assets):
         model.generation_config.repetition_penalty = 1.0
 
 
+@pytest.mark.slow  # a CLI process that loads torch and a model (~23 s); the slow suite runs it
 def test_cli_generate(shared_assets):
     model = _model(shared_assets)
     out = run_cli("generate", model, "Once upon a time", "--template", "steerlm", "--attr", "verbosity=1",
