@@ -52,6 +52,9 @@ class ModelConfig(Section):
     dtype: Literal["auto", "float32", "bfloat16", "float16"] = "auto"
     attn_implementation: Literal["sdpa", "eager", "flash_attention_2"] = "sdpa"
     trust_remote_code: bool = False
+    freeze: Literal["vision", "none"] | list[str] = Field(
+        default="vision", description="what trains not at all: a vision-language model's vision tower (vision), "
+        "nothing (none), or a list of module names; LoRA adapts the language model only either way")
 
     @model_validator(mode="after")
     def _one_source(self) -> ModelConfig:

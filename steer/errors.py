@@ -36,3 +36,27 @@ class TemplateError(SteerError):
     fault, so exit code 2 like other bad input)."""
 
     exit_code = 2
+
+
+class DataError(SteerError):
+    """A malformed row; the message names the file, the row and the column."""
+
+    exit_code = 2
+
+    def __init__(self, reason: str, detail: str, *, where: str = "", row: int | None = None,
+                 column: str | None = None) -> None:
+        self.reason, self.detail, self.where, self.row, self.column = reason, detail, where, row, column
+        loc = where + (f":{row}" if row is not None else "")
+        col = f" column {column!r}:" if column else ""
+        super().__init__(f"{loc}:{col} {detail}" if loc else f"{col.strip()} {detail}".strip())
+
+    def __reduce__(self) -> tuple:  # picklable: rejects come back from data-preparation workers
+        return (_data_error, (self.reason, self.detail, self.where, self.row, self.column))
+
+    def at(self, where: str, row: int) -> DataError:
+        """The same error, placed at a file and row."""
+        return DataError(self.reason, self.detail, where=where, row=row, column=self.column)
+
+
+def _data_error(reason: str, detail: str, where: str, row: int | None, column: str | None) -> DataError:
+    return DataError(reason, detail, where=where, row=row, column=column)

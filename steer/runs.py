@@ -189,7 +189,10 @@ def load_model(ref: ModelRef, *, dtype: Any = None, merge: bool = False, head: s
     what an attribute prediction model's head reads) or ``score`` (sequence classification: a reward model)."""
     import transformers
 
-    auto = getattr(transformers, HEADS[head])
+    from steer.vision import folder_is_vlm
+
+    name = "AutoModelForImageTextToText" if head == "lm" and folder_is_vlm(ref.weights) else HEADS[head]
+    auto = getattr(transformers, name)
     kwargs = {"dtype": dtype} if dtype is not None else {}
     if ref.adapter and (Path(ref.weights) / ADAPTER).is_file():
         # an adapter trained on top of another LoRA run (SFT, then DPO): that run merged is its base
@@ -228,7 +231,7 @@ def model_template(tokenizer: Any, spec: dict | None, *, kind: str | None = None
         built = get_schema(schema) if schema is not None else Schema.from_dict(t["schema"]) if t.get("schema") else None
         tokens = dict(getattr(tokenizer, "special_tokens_map", {}) or {})
         return SteerTemplate(t["kind"], tokenizer.chat_template, built, tuple(t.get("stop", ())),
-                             bool(t.get("merge_system")), tokens)
+                             bool(t.get("merge_system")), tokens, image_token=t.get("image_token"))
     # a model steer did not train knows no attribute line: its own template, steered by system messages
     chosen = kind or ("janus" if getattr(tokenizer, "chat_template", None) else "steerlm")
     built = get_schema(schema or "helpsteer") if chosen != "janus" or schema else None

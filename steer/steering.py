@@ -120,6 +120,14 @@ def content_images(content: Any) -> list[Any]:
     return [p for p in content if isinstance(p, Mapping) and p.get("type") in ("image", "image_url")]
 
 
+def image_ref(part: Mapping[str, Any]) -> Any:
+    """The image an image part holds: ``image`` (a path, bytes, a data URL) or OpenAI's ``image_url``."""
+    if "image" in part:
+        return part["image"]
+    url = part.get("image_url")
+    return url.get("url") if isinstance(url, Mapping) else url
+
+
 def row_messages(row: dict, where: str) -> list[dict]:
     """The chat messages of an input row (``messages``, or ``prompt`` as one user turn), validated."""
     if "messages" in row:
@@ -140,11 +148,16 @@ def row_messages(row: dict, where: str) -> list[dict]:
 def steering_prompt(template: SteerTemplate, messages: Sequence[Mapping[str, Any]], steering: Steering) -> Prompt:
     """The prompt for the next assistant turn, steered: the one rendering path every engine gets.
 
-    A message's content may be a list of parts: text parts are rendered, image parts travel in
-    :attr:`Prompt.images` for engines that read them.
+    A message's content may be a list of parts: text parts are rendered, and image parts as the
+    model's image placeholder when it reads images; their images travel in :attr:`Prompt.images`
+    (a text model's engine refuses a prompt that has some).
     """
-    msgs = [{**m, "content": content_text(m.get("content"), f"messages[{k}].content")} for k, m in enumerate(messages)]
-    images = tuple(img for m in messages for img in content_images(m.get("content")))
+    def content(k: int, m: Mapping[str, Any]) -> Any:
+        text = content_text(m.get("content"), f"messages[{k}].content")  # checks it either way
+        return m["content"] if template.image_token and isinstance(m.get("content"), list) else text
+
+    msgs = [{**m, "content": content(k, m)} for k, m in enumerate(messages)]
+    images = tuple(image_ref(p) for m in messages for p in content_images(m.get("content")))
     if steering.system is not None:
         msgs = [m for m in msgs if m.get("role") != "system"]
         if steering.system:

@@ -133,3 +133,34 @@ def write(folder: Path, n: int, seed: int = 0, name: str = "train.jsonl") -> Pat
             image.save(folder / row["messages"][0]["content"][0]["image"])
             handle.write(json.dumps(row) + "\n")
     return path
+
+
+def pairs(n: int, seed: int = 0, images: str = "images") -> list[tuple[dict, object]]:
+    """``n`` (pair row, image) of canonical preference pairs: the faithful answer (visual faithfulness 4)
+    chosen over one that contradicts the image (0), at the same verbosity."""
+    rng = random.Random(seed)
+    out = []
+    for k in range(n):
+        fact = facts(rng)
+        asked = rng.choice(FIELDS)
+        verbosity = rng.randint(0, 4)
+        name = f"{images}/pair-{seed}-{k}.png"
+        row = {"type": "preference", "id": f"vision-pair-{seed}-{k}", "source": "synth-vision",
+               "meta": {"facts": fact, "field": asked},
+               "prompt": [{"role": "user", "content": [{"type": "image", "image": name},
+                                                       {"type": "text", "text": QUESTIONS[asked]}]}],
+               "chosen": respond(fact, asked, {"visual_faithfulness": 4, "verbosity": verbosity}, rng),
+               "rejected": respond(fact, asked, {"visual_faithfulness": 0, "verbosity": verbosity}, rng)}
+        out.append((row, draw(fact)))
+    return out
+
+
+def write_pairs(folder: Path, n: int, seed: int = 0, name: str = "pairs.jsonl") -> Path:
+    """:func:`pairs` as ``folder/name`` with the PNGs in ``folder/images``."""
+    (folder / "images").mkdir(parents=True, exist_ok=True)
+    path = folder / name
+    with open(path, "w", encoding="utf-8") as handle:
+        for row, image in pairs(n, seed):
+            image.save(folder / row["prompt"][0]["content"][0]["image"])
+            handle.write(json.dumps(row) + "\n")
+    return path

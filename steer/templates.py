@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime
 from functools import lru_cache
 from typing import Any
@@ -62,6 +62,23 @@ _JANUS_BODY = """{%- if bos_token is defined and bos_token -%}{{- bos_token -}}{
 {%- endfor -%}"""
 
 _PRELUDE = """{#- steer:template: steering prelude (steer_attributes, steer_values); see steer/templates.py -#}
+@IMAGE_LINE@
+{%- set steer_flat = namespace(msgs=[], text='') -%}
+{%- for m in messages -%}
+{%- if m['content'] is string or m['content'] is none -%}{%- set steer_flat.msgs = steer_flat.msgs + [m] -%}
+{%- else -%}
+{%- set steer_flat.text = '' -%}
+{%- for p in m['content'] -%}
+{%- if p['type'] == 'text' -%}{%- set steer_flat.text = steer_flat.text ~ p['text'] -%}
+{%- elif p['type'] in ('image', 'image_url') -%}
+{%- if steer_image is none -%}{{- raise_exception('this model reads text only: a message has image parts') -}}{%- endif -%}
+{%- set steer_flat.text = steer_flat.text ~ steer_image -%}
+{%- endif -%}
+{%- endfor -%}
+{%- set steer_flat.msgs = steer_flat.msgs + [dict(m, content=steer_flat.text)] -%}
+{%- endif -%}
+{%- endfor -%}
+{%- set messages = steer_flat.msgs -%}
 {%- set steer_names = @NAMES@ -%}
 {%- set steer_open = @OPEN@ -%}
 {%- set steer_close = @CLOSE@ -%}
@@ -119,6 +136,36 @@ _PRELUDE = """{#- steer:template: steering prelude (steer_attributes, steer_valu
 _POSTLUDE = """{% endset -%}
 {{- steer_rendered.split(@CUT@)[0] if steer_cut else steer_rendered -}}"""
 _CUT = "@@steer-generation-prompt-ends-here@@"
+# The prelude's first line: the text an image part becomes (a vision-language model's placeholder,
+# which its processor expands into the image's tokens; none: a text model, image parts are refused).
+_IMAGE_LINE = "{%- set steer_image = @TOKEN@ -%}"
+
+
+def _image_line(token: str | None) -> str:
+    return _IMAGE_LINE.replace("@TOKEN@", json.dumps(token) if token else "none")
+
+
+def flatten_parts(messages: Sequence[Mapping[str, Any]], image_token: str | None) -> list[dict]:
+    """Messages whose content is a list of parts, as text: text parts joined, each image part as
+    ``image_token`` (what the prelude of every steering template does, in Python). A text model
+    (``image_token`` None) refuses image parts."""
+    out = []
+    for k, m in enumerate(messages):
+        content = m.get("content")
+        if isinstance(content, str) or content is None:
+            out.append(dict(m))
+            continue
+        pieces = []
+        for p in content:
+            if p.get("type") == "text":
+                pieces.append(p["text"])
+            elif p.get("type") in ("image", "image_url"):
+                if not image_token:
+                    raise TemplateError(f"message {k} has image parts: a text model's template renders text only "
+                                        "(use a vision-language model)")
+                pieces.append(image_token)
+        out.append({**m, "content": "".join(pieces)})
+    return out
 
 
 @lru_cache(maxsize=64)
@@ -185,14 +232,15 @@ def _probe_system_support(base: str, special_tokens: Mapping[str, str] | None) -
     return probe in text
 
 
-def _wrap(base: str, *, schema: Schema | None, line: tuple[str, str], merge_system: bool) -> str:
+def _wrap(base: str, *, schema: Schema | None, line: tuple[str, str], merge_system: bool,
+          image_token: str | None = None) -> str:
     names = [[a.name, a.default] for a in schema.attributes] if schema else []
     ranges = {a.name: [a.min, a.max] for a in schema.attributes} if schema else {}
     defaults = ",".join(f"{name}:{value}" for name, value in names)
     prelude = (_PRELUDE.replace("@NAMES@", json.dumps(names)).replace("@RANGES@", json.dumps(ranges))
                .replace("@DEFAULTS@", json.dumps(defaults)).replace("@OPEN@", json.dumps(line[0]))
                .replace("@CLOSE@", json.dumps(line[1])).replace("@MERGE@", "true" if merge_system else "false")
-               .replace("@CUT@", json.dumps(_CUT)))
+               .replace("@CUT@", json.dumps(_CUT)).replace("@IMAGE_LINE@", _image_line(image_token)))
     # Templates read from .jinja files often end with a stray newline: drop it.
     return prelude + base.rstrip() + _POSTLUDE.replace("@CUT@", json.dumps(_CUT))
 
@@ -209,6 +257,17 @@ class SteerTemplate:
     special_tokens: Mapping[str, str] = field(default_factory=dict)
     trusted: bool = False  # steer wrote every line of its code (the SteerLM format): rendered unsandboxed
     default_system: str | None = None  # the SteerLM format's system message when none is given
+    image_token: str | None = None  # what an image part renders as (a VLM's placeholder); None: text only
+
+    def with_image_token(self, token: str | None) -> SteerTemplate:
+        """The same template for a vision-language model whose processor expands ``token`` into an
+        image's tokens (its prelude renders image parts as ``token``)."""
+        if token == self.image_token:
+            return self
+        source = self.source.replace(_image_line(self.image_token), _image_line(token), 1)
+        if source == self.source and token:
+            raise TemplateError("this chat template has no steering prelude to place images with")
+        return replace(self, source=source, image_token=token)
 
     def kwargs(self, attributes: Mapping[str, int] | str | None = None, values: Sequence[str] | str | None = None) -> dict:
         """The ``chat_template_kwargs`` for one request (validated against the schema)."""
@@ -226,14 +285,10 @@ class SteerTemplate:
         """Render a conversation; assistant messages may carry their own ``attributes`` dict.
 
         ``attributes`` steer the turn to be generated; earlier assistant turns without their own
-        attributes are rendered with the schema defaults. Content is text: a message with image parts
-        is refused (a vision-language model's processor renders those).
+        attributes are rendered with the schema defaults. Content is text or a list of parts; an image
+        part renders as the model's image placeholder (:func:`flatten_parts`; refused by a text model).
         """
-        for k, message in enumerate(messages):
-            if not isinstance(message.get("content", ""), str):
-                raise TemplateError(f"message {k} has image parts: a text model's template renders text only "
-                                    "(train a vision-language model on image data)")
-        return render_template(self.source, messages, add_generation_prompt=add_generation_prompt,
+        return render_template(self.source, flatten_parts(messages, self.image_token), add_generation_prompt=add_generation_prompt,
                                special_tokens=self.special_tokens, trusted=self.trusted,
                                **self.kwargs(attributes, values))
 
@@ -249,8 +304,8 @@ class SteerTemplate:
         A span runs from the end of the generation prompt for that turn (after the role header
         and the attribute line) to the end of the turn, its end-of-turn marker included.
         """
-        if self.trusted and self.kind == "steerlm" and self.default_system is not None \
-                and all(isinstance(m.get("content", ""), str) for m in messages):
+        messages = flatten_parts(messages, self.image_token)
+        if self.trusted and self.kind == "steerlm" and self.default_system is not None:
             fast = _steerlm_training(self, messages, values)
             if fast is not None:
                 return fast
@@ -290,7 +345,8 @@ class SteerTemplate:
     def spec(self) -> dict:
         """A JSON-able description saved next to trained models."""
         return {"kind": self.kind, "schema": self.schema.to_dict() if self.schema else None,
-                "stop": list(self.stop), "merge_system": self.merge_system}
+                "stop": list(self.stop), "merge_system": self.merge_system,
+                **({"image_token": self.image_token} if self.image_token else {})}
 
 
 def _steerlm_training(t: SteerTemplate, messages: Sequence[Mapping[str, Any]],

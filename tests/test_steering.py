@@ -88,7 +88,7 @@ def test_prompts_carry_image_parts_and_text_engines_refuse_them():
     image = {"type": "image", "image": "cat.png"}
     prompt = steering_prompt(engine.template, [{"role": "user", "content": [{"type": "text", "text": "What is it?"}, image]}],
                              Steering())
-    assert "What is it?" in prompt.text and prompt.images == (image,)
+    assert "What is it?" in prompt.text and prompt.images == ("cat.png",)  # the image each part holds
     assert prompt.text == steering_prompt(engine.template, [{"role": "user", "content": "What is it?"}], Steering()).text
     with pytest.raises(UsageError, match="text only"):
         text_prompts([prompt])

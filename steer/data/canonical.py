@@ -18,7 +18,7 @@ BUILT_IN: dict[str, Attribute] = {a.name: a for s in SCHEMAS.values() for a in s
 def _content(value: Any, column: str, base: Path | None) -> str | list[dict]:
     """A message's content: non-empty text, or a list of text and image parts (images relative to the
     data file, or ``data:`` URLs; checked)."""
-    from steer.data import images
+    from steer import images
 
     if isinstance(value, str):
         if not value.strip():

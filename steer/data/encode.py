@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from bisect import bisect_left
 from collections.abc import Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from steer.attributes import SCHEMAS, Schema
@@ -29,6 +29,7 @@ class Encoded:
     labels: list[int]
     text: str
     truncated: bool = False
+    images: list[str] = field(default_factory=list)  # the example's images in order (JSON references)
 
     @property
     def loss_tokens(self) -> int:
@@ -113,12 +114,14 @@ IMAGE_PARTS = "image parts"  # a record with images, for a text model: a counted
 
 def encode_many(records: list[Conversation], template: SteerTemplate, tokenizer: Any, *, max_length: int | None = None,
                 overlong: str = "truncate", values: list[list[str] | None] | None = None,
-                reply: bool = False) -> list[Encoded | DataError]:
+                reply: bool = False, vision: Any = None) -> list[Encoded | DataError]:
     """:func:`encode` for a batch, tokenizing all texts in one (parallel, Rust-side) call (``values``:
-    each record's value statements, when it is steered by some; ``reply``: see :func:`loss_spans`)."""
+    each record's value statements, when it is steered by some; ``reply``: see :func:`loss_spans`).
+    ``vision`` (:class:`steer.vision.ImageInputs`): a vision-language model's, whose image parts
+    become its image tokens (never carrying loss); without it a record with images is rejected."""
     rendered: list[tuple[str, list[tuple[int, int]]] | DataError] = []
     for n, record in enumerate(records):
-        if any(not isinstance(m.content, str) for m in record.messages):
+        if vision is None and any(not isinstance(m.content, str) for m in record.messages):
             rendered.append(DataError(IMAGE_PARTS, f"example {record.id}: it has image parts, and a text model's "
                                       "template renders text only"))
             continue
@@ -136,9 +139,36 @@ def encode_many(records: list[Conversation], template: SteerTemplate, tokenizer:
             continue
         text, spans = item
         ids, offsets = batch[k]
+        record = records[len(out)]
         k += 1
-        out.append(_labelled(text, spans, ids, offsets, max_length, overlong))
+        refs = [ref for m in record.messages for ref in m.images]
+        if not refs:
+            out.append(_labelled(text, spans, ids, offsets, max_length, overlong))
+            continue
+        try:
+            out.append(_with_images(text, spans, ids, offsets, refs, vision, max_length, overlong, record.id))
+        except DataError as err:
+            out.append(DataError(err.reason, f"example {record.id}: {err.detail}"))
     return out
+
+
+def _with_images(text: str, spans: list[tuple[int, int]], ids: list[int], offsets: list[tuple[int, int]],
+                 refs: list[Any], vision: Any, max_length: int | None, overlong: str, where: str) -> Encoded | DataError:
+    """An example with images: each image token repeated for its image, none of them carrying loss,
+    and a ``max_length`` that would cut into an image's tokens a rejection (a model cannot read half an image)."""
+    from steer import images
+    from steer.data.records import image_json
+
+    pictures = [images.load(ref) for ref in refs]
+    ids, offsets = vision.expand(ids, offsets, pictures, where)
+    if max_length is not None and vision.token_id in ids[max_length:]:
+        return DataError("too long", f"max_length {max_length} cuts into an image's tokens ({len(ids)} tokens)")
+    encoded = _labelled(text, spans, ids, offsets, max_length, overlong)
+    if isinstance(encoded, DataError):
+        return encoded
+    encoded.labels = [IGNORE if t == vision.token_id else y for t, y in zip(encoded.input_ids, encoded.labels)]
+    encoded.images = [image_json(ref) for ref in refs]
+    return encoded
 
 
 def _mask(ids: list[int], offsets: list[tuple[int, int]], spans: list[tuple[int, int]]) -> list[int]:

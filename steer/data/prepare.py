@@ -71,6 +71,7 @@ class Encoder:
     schema: Any = None  # the schema records' attribute labels are checked against (None: the built-in ones)
     select: Callable[[list[Any]], tuple[list[Any], Mapping[str, int]]] | None = None
     tokenizer_id: str = ""  # a folder (its files are hashed) or hub id
+    vision: Any = None  # a vision-language model's ImageInputs (steer.vision): images become its image tokens
 
 
 @dataclass

@@ -31,33 +31,9 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
-from steer.errors import SteerError
+from steer.errors import DataError, SteerError  # noqa: F401 - DataError: its home is steer.errors
 
 Role = Literal["user", "assistant"]
-
-
-class DataError(SteerError):
-    """A malformed row; the message names the file, the row and the column."""
-
-    exit_code = 2
-
-    def __init__(self, reason: str, detail: str, *, where: str = "", row: int | None = None,
-                 column: str | None = None) -> None:
-        self.reason, self.detail, self.where, self.row, self.column = reason, detail, where, row, column
-        loc = where + (f":{row}" if row is not None else "")
-        col = f" column {column!r}:" if column else ""
-        super().__init__(f"{loc}:{col} {detail}" if loc else f"{col.strip()} {detail}".strip())
-
-    def __reduce__(self) -> tuple:  # picklable: rejects come back from data-preparation workers
-        return (_data_error, (self.reason, self.detail, self.where, self.row, self.column))
-
-    def at(self, where: str, row: int) -> DataError:
-        """The same error, placed at a file and row."""
-        return DataError(self.reason, self.detail, where=where, row=row, column=self.column)
-
-
-def _data_error(reason: str, detail: str, where: str, row: int | None, column: str | None) -> DataError:
-    return DataError(reason, detail, where=where, row=row, column=column)
 
 
 def image_json(ref: Any) -> str:
@@ -79,7 +55,7 @@ def image_json(ref: Any) -> str:
 class Message:
     """One turn; assistant turns may carry the attribute values they exhibit. ``content`` is text, or
     a list of parts (``{"type": "text", "text"}``, ``{"type": "image", "image": REF}``; see
-    :mod:`steer.data.images`)."""
+    :mod:`steer.images`)."""
 
     role: Role
     content: str | list[dict]

@@ -1,5 +1,5 @@
 """Image + text datasets in their upstream schemas; each question becomes a user turn whose content is
-``[image part, text part]`` (:mod:`steer.data.images`: images relative to the data file, bytes from a
+``[image part, text part]`` (:mod:`steer.images`: images relative to the data file, bytes from a
 ``datasets`` Image column, checked at load).
 
 - **SPA-VL** (``sqrti/SPA-VL``): ``image, question, chosen, rejected`` (+ ``image_name``; the validation
@@ -32,7 +32,8 @@ from pathlib import Path
 from typing import Any
 
 from steer.attributes import SAFETY_FROM_SEVERITY, UNSAFE_UNKNOWN_SEVERITY
-from steer.data import fields, images
+from steer import images
+from steer.data import fields
 from steer.data.preference import TIE
 from steer.data.records import Conversation, DataError, Message, PreferencePair
 

@@ -12,7 +12,8 @@ import time
 from collections.abc import Iterator, Sequence
 from typing import Any
 
-from steer.engines.base import Prompt, Response, Sampling, StreamText, check_context, text_prompts
+from steer.engines.base import Prompt, Response, Sampling, StreamText, as_prompt, check_context, text_prompts
+from steer.errors import SteerError, UsageError
 from steer.runs import ensure_padding
 from steer.templates import SteerTemplate
 
@@ -20,12 +21,14 @@ from steer.templates import SteerTemplate
 class HFEngine:
     """Generation with ``transformers`` ``model.generate``."""
 
-    reads_images = False
-
-    def __init__(self, model: Any, tokenizer: Any, template: SteerTemplate) -> None:
+    def __init__(self, model: Any, tokenizer: Any, template: SteerTemplate, vision: Any = None) -> None:
         self.model = model.eval()
         self.tokenizer = ensure_padding(tokenizer)
+        self.vision = vision  # a vision-language model's ImageInputs (steer.vision); None: text only
+        if vision is not None and template.image_token is None:
+            template = template.with_image_token(vision.placeholder)
         self.template = template
+        self.reads_images = vision is not None
         limit = getattr(model.config, "max_position_embeddings", None)
         self.context_length: int | None = int(limit) if limit else None
         self.lock = threading.Lock()  # one generate at a time per model
@@ -37,12 +40,40 @@ class HFEngine:
         import torch
 
         from steer.runs import load_model, load_tokenizer, model_template, resolve, torch_dtype
+        from steer.vision import image_inputs
 
         ref = resolve(path)
         model = load_model(ref, dtype=torch_dtype(dtype))
-        tokenizer = load_tokenizer(ref)
+        vision = image_inputs(ref.tokenizer, model.config)
+        tokenizer = vision.processor.tokenizer if vision is not None else load_tokenizer(ref)
         device = device or ("cuda" if torch.cuda.is_available() else "cpu")
-        return cls(model.to(device), tokenizer, model_template(tokenizer, ref.spec, kind=template, schema=schema))
+        return cls(model.to(device), tokenizer, model_template(tokenizer, ref.spec, kind=template, schema=schema), vision)
+
+    def _encode(self, prompts: Sequence[Prompt | str]) -> tuple[list[list[int]], list[list[Any]]]:
+        """Token ids of each prompt and its images (PIL): a vision-language model's image placeholders
+        are expanded into the image's tokens as in training (:meth:`steer.vision.ImageInputs.expand`)."""
+        if self.vision is None:
+            return self.tokenizer(text_prompts(prompts), add_special_tokens=False)["input_ids"], [[] for _ in prompts]
+        from steer import images
+
+        ids, pictures = [], []
+        for n, p in enumerate(map(as_prompt, prompts)):
+            enc = self.tokenizer(p.text, add_special_tokens=False)
+            row = [images.load(ref, f"image {k + 1}") for k, ref in enumerate(p.images)]
+            try:
+                expanded, _ = self.vision.expand(enc["input_ids"], [(0, 0)] * len(enc["input_ids"]), row, f"prompt {n + 1}")
+            except SteerError as err:
+                raise UsageError(str(err), field="messages") from None
+            ids.append(expanded)
+            pictures.append(row)
+        return ids, pictures
+
+    def _pixels(self, pictures: Sequence[Sequence[Any]]) -> dict:
+        """The pixel inputs of these rows' images, on the model's device."""
+        if self.vision is None:
+            return {}
+        found = [img for row in pictures for img in row]
+        return {k: v.to(self.model.device) for k, v in self.vision.pixels(found).items()}
 
     def count_tokens(self, text: str) -> int:
         return len(self.tokenizer(text, add_special_tokens=False)["input_ids"])
@@ -87,25 +118,26 @@ class HFEngine:
         decode at once (all when None), a finished one's slot going to the next."""
         import torch
 
-        tok = self.tokenizer
-        ids = tok(text_prompts(prompts), add_special_tokens=False)["input_ids"]
+        ids, pictures = self._encode(prompts)
         for row in ids:
             check_context(len(row), sampling.max_new_tokens, self.context_length)
         with self.lock, torch.inference_mode():
             start = time.perf_counter()
-            rows = self._decode(ids, sampling, slots)
+            rows = self._decode(ids, sampling, slots, pictures)
             seconds = time.perf_counter() - start
         return [self._finish(new, sampling, len(row), seconds, None) for new, row in zip(rows, ids)]
 
-    def _decode(self, ids: list[list[int]], sampling: Sampling, slots: int | None) -> list[list[int]]:
+    def _decode(self, ids: list[list[int]], sampling: Sampling, slots: int | None,
+                pictures: Sequence[Sequence[Any]] = ()) -> list[list[int]]:
         """New token ids per prompt: steer's decoder, which drops finished rows and refills their slots
-        (:mod:`steer.engines.decode`), or ``model.generate`` (left padding, ``slots`` at a time) where
-        that does not apply."""
+        (:mod:`steer.engines.decode`), or ``model.generate`` (left padding, ``slots`` at a time, with
+        the rows' pixel inputs) where that does not apply (a vision-language model among them)."""
         from steer.engines import decode
 
         tok = self.tokenizer
         kwargs = self._kwargs(sampling)  # seeds the generator too
-        if len(ids) > 1 and decode.usable(self.model):
+        pictures = list(pictures) or [[] for _ in ids]
+        if len(ids) > 1 and self.vision is None and decode.usable(self.model):
             stop = None
             if kwargs.get("stop_strings"):
                 from transformers import StopStringCriteria
@@ -122,7 +154,8 @@ class HFEngine:
             for i in range(0, len(ids), step):
                 enc = tok.pad({"input_ids": ids[i:i + step]}, padding=True, return_tensors="pt").to(self.model.device)
                 width = enc["input_ids"].shape[1]
-                out += [row[width:].tolist() for row in self.model.generate(**enc, **kwargs)]
+                pixels = self._pixels(pictures[i:i + step])
+                out += [row[width:].tolist() for row in self.model.generate(**enc, **pixels, **kwargs)]
         finally:
             tok.padding_side = side  # the tokenizer is shared (an RL run saves it): leave it as found
         return out
@@ -142,10 +175,11 @@ class HFEngine:
             def __call__(self, input_ids: Any, scores: Any, **kw: Any) -> Any:
                 return torch.full((input_ids.shape[0],), cancel.is_set(), dtype=torch.bool)
 
-        enc = self.tokenizer(text_prompts([prompt]), add_special_tokens=False, return_tensors="pt")
-        n = int(enc["input_ids"].shape[1])
+        [ids], pictures = self._encode([prompt])
+        n = len(ids)
         check_context(n, sampling.max_new_tokens, self.context_length)
-        enc = enc.to(self.model.device)
+        row = torch.tensor([ids], device=self.model.device)
+        enc = {"input_ids": row, "attention_mask": torch.ones_like(row), **self._pixels(pictures)}
         streamer = TextIteratorStreamer(self.tokenizer, skip_prompt=True, skip_special_tokens=True)
         result: dict[str, Any] = {}
 

@@ -167,7 +167,7 @@ def _check_parts(parts: list, i: int, limits: Limits) -> list[dict]:
 def _image(value: Any, where: str, limits: Limits) -> bytes:
     """An image part's bytes: only a base64 ``data:`` URL (the server fetches nothing and opens no file a
     request names), within the size limits, and an image PIL can decode."""
-    from steer.data.images import DATA_URL, decode_data_url, open_image
+    from steer.images import DATA_URL, decode_data_url, open_image
     from steer.data.records import DataError
 
     url = value.get("url") if isinstance(value, Mapping) else value

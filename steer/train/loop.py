@@ -27,6 +27,7 @@ from steer.data.prepare import Encoder, Prepared, prepare
 from steer.errors import SteerError, UsageError
 from steer.events import DataReady, Events, Progress, TrainLog
 from steer.outputs import write_text_atomic
+from steer.models import local_path
 from steer.runs import METRICS_FILE, ensure_padding, load_tokenizer, write_run_file
 from steer.templates import SteerTemplate
 
@@ -61,8 +62,8 @@ class Task:
     kind: str
     build_model: Callable[[Recipe], Any]
     template: Callable[[Recipe, Any], SteerTemplate]  # the template the saved tokenizer renders with
-    encoder: Callable[[Recipe, Any, SteerTemplate], Encoder]  # (recipe, tokenizer, template)
-    collator: Callable[[Recipe, Any], Any]
+    encoder: Callable[..., Encoder]  # (recipe, tokenizer, template), and the ImageInputs when ``images``
+    collator: Callable[..., Any]  # (recipe, tokenizer), and the ImageInputs when ``images``
     trainer_class: Callable[[Recipe], type]
     export: Callable[[Path, Path, dict, str], None]  # (run or checkpoint folder, out, steer.json, dtype)
     next_steps: Callable[[Recipe, Path], list[str]]  # commands to suggest after a run
@@ -72,6 +73,7 @@ class Task:
     metrics: Callable[[Recipe], Callable | None] = lambda recipe: None  # the Trainer's compute_metrics
     # a task whose examples are not prepared records (RL's prompt rows): (recipe, encoder, events) -> (train, eval)
     datasets: Callable[[Recipe, Encoder, Events | None], tuple[Any, Any]] | None = None
+    images: bool = False  # trains vision-language models too (its encoder and collator take the ImageInputs)
 
 
 @dataclass
@@ -284,25 +286,11 @@ def _callbacks(run_dir: Path, events: Events | None, lora: bool) -> list:
 def preflight(recipe: Recipe, tokenizer: Any) -> None:
     """Refuse, before anything is prepared or written, a model that is not there and a tokenizer
     whose tokens do not fit the model's embedding."""
-    from transformers import AutoConfig
-
-    from steer.train.model import base_weights
+    from steer.train.model import model_config
 
     cfg = recipe.model
-    if cfg.from_scratch is not None:
-        spec = dict(cfg.from_scratch)
-        try:
-            config = AutoConfig.for_model(spec.pop("model_type", ""), **spec)
-        except (ValueError, TypeError) as err:
-            raise UsageError(f"model.from_scratch: {err}") from None
-        where = "model.from_scratch.vocab_size"
-    else:
-        name = str(cfg.name_or_path)
-        try:
-            config = AutoConfig.from_pretrained(base_weights(name)[0], trust_remote_code=cfg.trust_remote_code)
-        except (OSError, ValueError) as err:
-            raise UsageError(f"cannot load the config of model {name!r}: {str(err).strip().splitlines()[0]}") from None
-        where = f"the model {name}"
+    config = model_config(cfg)
+    where = "model.from_scratch.vocab_size" if cfg.from_scratch is not None else f"the model {cfg.name_or_path}"
     vocab = getattr(config.get_text_config(), "vocab_size", None)
     if vocab is not None and len(tokenizer) > vocab:
         raise UsageError(f"the tokenizer has {len(tokenizer):,} tokens but {where} has {vocab:,}: token ids past "
@@ -316,8 +304,42 @@ def recipe_encoder(recipe: Recipe, task: Task, tokenizer: Any = None) -> Encoder
     if recipe.model.name_or_path and missing_folder(recipe.model.name_or_path):
         raise UsageError(f"model.name_or_path: {recipe.model.name_or_path} is not a model folder (no such directory)")
     source = recipe.model.tokenizer or recipe.model.name_or_path or ""
-    tokenizer = tokenizer if tokenizer is not None else load_tokenizer(source)
-    return replace(task.encoder(recipe, tokenizer, task.template(recipe, tokenizer)), tokenizer_id=source)
+    vision = recipe_images(recipe, source)
+    if vision is None:
+        tokenizer = tokenizer if tokenizer is not None else load_tokenizer(source)
+        return replace(task.encoder(recipe, tokenizer, task.template(recipe, tokenizer)), tokenizer_id=source)
+    if not task.images:
+        raise UsageError(f"steer train {task.kind} does not train vision-language models yet (sft and dpo do)")
+    if recipe.data.packing:
+        raise UsageError("data.packing: a vision-language model trains on padded batches (its image features are "
+                         "placed by position); set data.packing: false")
+    tokenizer = vision.processor.tokenizer  # the processor saves this one, with the steering template
+    template = task.template(recipe, tokenizer).with_image_token(vision.placeholder)
+    encoder = task.encoder(recipe, tokenizer, template, vision)
+    fingerprint = {**encoder.fingerprint, "images": vision.processor.image_processor.to_json_string()}
+    return replace(encoder, tokenizer_id=source, vision=vision, fingerprint=fingerprint)
+
+
+def recipe_images(recipe: Recipe, source: str) -> Any:
+    """The :class:`steer.vision.ImageInputs` of a recipe's model (None: a text model)."""
+    from steer.train.model import model_config
+    from steer.vision import image_inputs, is_vlm
+
+    config = model_config(recipe.model)
+    if not is_vlm(config):
+        return None
+    found = image_inputs(local_path(source) if source else source, config)
+    if found is None:
+        raise UsageError(f"{source} has no image processor (processor_config.json), which the vision-language "
+                         "model needs: point model.tokenizer at the model's processor folder")
+    return found
+
+
+def collator(recipe: Recipe, task: Task, encoder: Encoder) -> Any:
+    """The task's collator; with a vision-language model, given the image inputs."""
+    if encoder.vision is not None:
+        return task.collator(recipe, encoder.tokenizer, encoder.vision)
+    return task.collator(recipe, encoder.tokenizer)
 
 
 def prepare_recipe(recipe: Recipe, task: Task, *, encoder: Encoder | None = None, sources: list[SourceConfig] | None = None,
@@ -391,6 +413,8 @@ def train(recipe: Recipe, task: Task, *, resume: str | bool | None = None, event
     tokenizer, template = encoder.tokenizer, encoder.template
     train_ds, eval_ds = _datasets(recipe, task, encoder, events, args)
     tokenizer.chat_template = template.source
+    if encoder.vision is not None:
+        encoder.vision.processor.chat_template = template.source  # the processor saves it as its own
     ensure_padding(tokenizer)
 
     transformers.set_seed(recipe.train.seed)
@@ -399,8 +423,9 @@ def train(recipe: Recipe, task: Task, *, resume: str | bool | None = None, event
         run_dir.mkdir(parents=True, exist_ok=True)
         write_resolved(recipe, run_dir)
     trainer = task.trainer_class(recipe)(
-        model=model, args=args, train_dataset=train_ds, eval_dataset=eval_ds, data_collator=task.collator(recipe, tokenizer),
-        processing_class=tokenizer, compute_metrics=task.metrics(recipe),
+        model=model, args=args, train_dataset=train_ds, eval_dataset=eval_ds, data_collator=collator(recipe, task, encoder),
+        processing_class=encoder.vision.processor if encoder.vision is not None else tokenizer,
+        compute_metrics=task.metrics(recipe),
         callbacks=_callbacks(run_dir, events, recipe.train.method != "full") + list(callbacks or []))
     trainer.remove_callback(PrinterCallback)  # progress and metrics go through our callback
     output = trainer.train(resume_from_checkpoint=checkpoint)

@@ -53,6 +53,29 @@ class PaddedCollator:
         return {"input_ids": torch.tensor(ids), "labels": torch.tensor(labels), "attention_mask": torch.tensor(mask)}
 
 
+class ImageCollator:
+    """Another collator's batch plus the pixel inputs of its examples' images (each feature's ``images``:
+    JSON references, in the order their tokens appear), computed per batch by the processor."""
+
+    def __init__(self, inner: Any, vision: Any) -> None:
+        self.inner, self.vision = inner, vision
+
+    def __call__(self, features: Sequence[dict[str, Any]]) -> dict[str, torch.Tensor]:
+        from steer import images
+
+        batch = self.inner(features)
+        batch.update(self.vision.pixels([images.load(ref) for f in features for ref in f.get("images") or ()]))
+        return batch
+
+
+def collator(packing: bool, pad_token_id: int, vision: Any = None) -> Any:
+    """The collator of token sequences: packed rows, or padded ones (always, for a vision-language model,
+    whose ``vision`` adds the pixel inputs)."""
+    if vision is not None:
+        return ImageCollator(PaddedCollator(pad_token_id), vision)
+    return PackedCollator() if packing else PaddedCollator(pad_token_id)
+
+
 def segments(position_ids: torch.Tensor) -> list[tuple[int, int]]:
     """``(start, end)`` of each example in a packed row: a new one starts where positions do not go up by 1."""
     pos = position_ids.reshape(-1)

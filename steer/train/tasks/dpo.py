@@ -27,6 +27,7 @@ from steer.data.prepare import IDENTICAL, OTHER_AXIS, EncodedBatch, Encoder
 from steer.data.records import DataError, PreferencePair
 from steer.train.loop import MetricStore, Recipe, Task
 from steer.train.tasks import sft
+from steer.vision import PIXEL_INPUTS
 
 COLUMNS = {"chosen_ids": "int32", "chosen_labels": "int32", "rejected_ids": "int32", "rejected_labels": "int32",
            "strength": "float32"}
@@ -40,13 +41,14 @@ def pair_values(pair: PreferencePair, cfg: DPOConfig) -> list[str] | None:
 
 
 def encode_pairs(pairs: Sequence[PreferencePair], template: Any, tokenizer: Any, cfg: DPOConfig, *,
-                 max_length: int | None = None, overlong: str = "truncate") -> list[tuple[Encoded, Encoded, float] | DataError]:
+                 max_length: int | None = None, overlong: str = "truncate",
+                 vision: Any = None) -> list[tuple[Encoded, Encoded, float] | DataError]:
     """``(chosen, rejected, strength)`` per pair (strength 1 when the pair has none), or why it is rejected."""
     wanted = [p for p in pairs if not cfg.axes or p.axis in cfg.axes]
     convs = [c for p in wanted for c in p.sides()]
     values = [v for p in wanted for v in [pair_values(p, cfg)] * 2]
     encoded = encode_many(convs, template, tokenizer, max_length=max_length, overlong=overlong, values=values,
-                          reply=True)
+                          reply=True, vision=vision)
     out: list[tuple[Encoded, Encoded, float] | DataError] = [
         DataError(OTHER_AXIS, f"pair {p.id}: axis {p.axis!r} is not in dpo.axes") for p in pairs
         if cfg.axes and p.axis not in cfg.axes]
@@ -62,36 +64,41 @@ def encode_pairs(pairs: Sequence[PreferencePair], template: Any, tokenizer: Any,
     return out
 
 
-def _encoder(recipe: Recipe, tokenizer: Any, template: Any) -> Encoder:
+def _encoder(recipe: Recipe, tokenizer: Any, template: Any, vision: Any = None) -> Encoder:
     cfg: DPOConfig = recipe.dpo  # type: ignore[attr-defined]
 
     def encode(records: list, max_length: int, overlong: str) -> EncodedBatch:
-        encoded = encode_pairs(records, template, tokenizer, cfg, max_length=max_length, overlong=overlong)
+        encoded = encode_pairs(records, template, tokenizer, cfg, max_length=max_length, overlong=overlong,
+                               vision=vision)
         kept = [e for e in encoded if not isinstance(e, DataError)]
         columns = {"chosen_ids": [c.input_ids for c, _, _ in kept], "chosen_labels": [c.labels for c, _, _ in kept],
                    "rejected_ids": [r.input_ids for _, r, _ in kept], "rejected_labels": [r.labels for _, r, _ in kept],
                    "strength": [[s] for _, _, s in kept]}
+        if vision is not None:  # both sides share the prompt, and so its images
+            columns["images"] = [c.images for c, _, _ in kept]
         return EncodedBatch(columns, [e for e in encoded if isinstance(e, DataError)],
                             sum(len(c.input_ids) + len(r.input_ids) for c, r, _ in kept), len(kept))
 
-    return Encoder("dpo", template, tokenizer, COLUMNS, "pairs", encode, accepts=(PreferencePair,),
-                   schema=template.schema, fingerprint={"axes": cfg.axes, "condition": cfg.condition})
+    return Encoder("dpo", template, tokenizer, {**COLUMNS, **(sft.IMAGES if vision is not None else {})}, "pairs",
+                   encode, accepts=(PreferencePair,), schema=template.schema,
+                   fingerprint={"axes": cfg.axes, "condition": cfg.condition})
 
 
 class PairCollator:
     """A batch of pairs as the SFT collators lay out ``2B`` sequences (chosen ``2i``, rejected ``2i + 1``),
-    plus ``strength`` and, when precomputed, ``ref_chosen`` / ``ref_rejected``, each ``[B]``."""
+    plus ``strength`` and, when precomputed, ``ref_chosen`` / ``ref_rejected``, each ``[B]``; with a
+    vision-language model each side carries the pair's images."""
 
-    def __init__(self, packing: bool, pad_token_id: int) -> None:
-        from steer.train.packing import PackedCollator, PaddedCollator
+    def __init__(self, packing: bool, pad_token_id: int, vision: Any = None) -> None:
+        from steer.train.packing import collator
 
-        self.inner = PackedCollator() if packing else PaddedCollator(pad_token_id)
+        self.inner = collator(packing, pad_token_id, vision)
 
     def __call__(self, features: Sequence[dict[str, Any]]) -> dict[str, Any]:
         import torch
 
-        flat = [{"input_ids": f[f"{side}_ids"], "labels": f[f"{side}_labels"]} for f in features
-                for side in ("chosen", "rejected")]
+        flat = [{"input_ids": f[f"{side}_ids"], "labels": f[f"{side}_labels"], "images": f.get("images")}
+                for f in features for side in ("chosen", "rejected")]
         batch = self.inner(flat)
         batch["strength"] = torch.tensor([float(f["strength"][0]) for f in features])
         for name in ("ref_chosen", "ref_rejected"):
@@ -152,7 +159,7 @@ def trainer_class(recipe: Recipe) -> type:
             """Log-probabilities of the labelled tokens ``[kept]``, the sequence of each ``[kept]`` and the number of sequences."""
             labels = inputs["labels"]
             keep, targets = sft.labelled(labels)
-            forward = {k: inputs[k] for k in ("input_ids", "attention_mask", "position_ids") if k in inputs}
+            forward = {k: inputs[k] for k in ("input_ids", "attention_mask", "position_ids", *PIXEL_INPUTS) if k in inputs}
             outputs, head = self.kept_states(model, forward, keep)
             if head is not None:
                 logps = linear_logprobs(outputs.logits, head.weight, targets)
@@ -284,7 +291,8 @@ def _next_steps(recipe: Recipe, run: Path) -> list[str]:
 
 TASK = Task(
     kind="dpo", build_model=sft.TASK.build_model, template=sft.TASK.template, encoder=_encoder,
-    collator=lambda r, tok: PairCollator(r.data.packing, tok.pad_token_id or 0), trainer_class=trainer_class,
+    collator=lambda r, tok, vision=None: PairCollator(r.data.packing, tok.pad_token_id or 0, vision),
+    trainer_class=trainer_class, images=True,
     export=sft.TASK.export, next_steps=_next_steps, report=_metrics_table,
     run_file=lambda r: {"dpo": {"loss": r.dpo.loss, "beta": r.dpo.beta, "reference": resolve_reference(r.dpo, r.train.method)}},
     arguments={"label_names": ["labels"], "include_num_input_tokens_seen": "all"},

@@ -16,22 +16,27 @@ from steer.data.prepare import EncodedBatch, Encoder
 from steer.train.loop import Recipe, Task
 
 
-def _encoder(recipe: Recipe, tokenizer: Any, template: Any) -> Encoder:
+IMAGES = {"images": "string"}  # the column of a vision-language model's examples: their images' references
+
+
+def _encoder(recipe: Recipe, tokenizer: Any, template: Any, vision: Any = None) -> Encoder:
     def encode(records: list, max_length: int, overlong: str) -> EncodedBatch:
-        encoded = encode_many(records, template, tokenizer, max_length=max_length, overlong=overlong)
+        encoded = encode_many(records, template, tokenizer, max_length=max_length, overlong=overlong, vision=vision)
         kept = [e for e in encoded if isinstance(e, Encoded)]
-        return EncodedBatch({"input_ids": [e.input_ids for e in kept], "labels": [e.labels for e in kept]},
-                            [e for e in encoded if not isinstance(e, Encoded)], sum(len(e.input_ids) for e in kept),
+        columns = {"input_ids": [e.input_ids for e in kept], "labels": [e.labels for e in kept]}
+        if vision is not None:
+            columns["images"] = [e.images for e in kept]
+        return EncodedBatch(columns, [e for e in encoded if not isinstance(e, Encoded)], sum(len(e.input_ids) for e in kept),
                             sum(e.loss_tokens for e in kept))
 
-    return Encoder("sft", template, tokenizer, {"input_ids": "int32", "labels": "int32"}, "with loss", encode,
-                   schema=template.schema)
+    columns = {"input_ids": "int32", "labels": "int32", **(IMAGES if vision is not None else {})}
+    return Encoder("sft", template, tokenizer, columns, "with loss", encode, schema=template.schema)
 
 
-def _collator(recipe: Recipe, tokenizer: Any) -> Any:
-    from steer.train.packing import PackedCollator, PaddedCollator
+def _collator(recipe: Recipe, tokenizer: Any, vision: Any = None) -> Any:
+    from steer.train.packing import collator
 
-    return PackedCollator() if recipe.data.packing else PaddedCollator(tokenizer.pad_token_id or 0)
+    return collator(recipe.data.packing, tokenizer.pad_token_id or 0, vision)
 
 
 def labelled(labels: Any) -> tuple[Any, Any]:
@@ -124,6 +129,7 @@ def _export(folder: Path, out: Path, info: dict, dtype: str) -> None:
     """A generator: merged weights, the tokenizer (its chat template steers) and the stop strings in
     ``generation_config.stop_strings``."""
     from steer.runs import load_model, load_tokenizer, resolve, torch_dtype
+    from steer.vision import image_inputs
 
     ref = resolve(folder)
     model = load_model(ref, dtype=None if dtype == "auto" else torch_dtype(dtype), merge=True)
@@ -132,7 +138,8 @@ def _export(folder: Path, out: Path, info: dict, dtype: str) -> None:
         model.generation_config.stop_strings = stop
     out.mkdir(parents=True, exist_ok=True)
     model.save_pretrained(str(out))
-    load_tokenizer(ref).save_pretrained(str(out))
+    vision = image_inputs(ref.tokenizer, model.config)
+    (vision.processor if vision is not None else load_tokenizer(ref)).save_pretrained(str(out))
 
 
 def _build(recipe: Recipe) -> Any:
@@ -154,5 +161,5 @@ def _next_steps(recipe: Recipe, run: Path) -> list[str]:
 
 TASK = Task(
     kind="sft", build_model=_build, template=lambda r, tok: r.template.build(tok), encoder=_encoder,
-    collator=_collator, trainer_class=trainer_class, export=_export, next_steps=_next_steps,
+    collator=_collator, trainer_class=trainer_class, export=_export, next_steps=_next_steps, images=True,
 )

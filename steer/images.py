@@ -16,7 +16,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from steer.data.records import DataError
+from steer.errors import DataError
 
 DATA_URL = "data:image/"
 
@@ -95,6 +95,14 @@ def open_image(ref: Any, column: str = "image", formats: tuple[str, ...] = FORMA
     except Exception as err:  # noqa: BLE001 - PIL raises many kinds (UnidentifiedImageError, DecompressionBombError...)
         what = "truncated" if "truncated" in str(err).lower() else "not a readable image"
         raise DataError("bad image", f"{name}: {what} ({type(err).__name__})", column=column) from None
+
+
+def load(ref: Any, column: str = "image") -> Any:
+    """The decoded image (RGB) of any reference a record, row or request holds: a path, bytes, a
+    ``data:`` URL (how a prepared dataset stores bytes) or a PIL image."""
+    if isinstance(ref, str) and ref.startswith(DATA_URL):
+        ref = decode_data_url(ref, column)
+    return open_image(ref, column)
 
 
 def check(ref: Any, column: str) -> None:

@@ -1,0 +1,171 @@
+"""Vision-language models: image parts through the template, image tokens without loss, a tiny Llava
+trained with SFT and DPO on CPU, its export reproduced by plain transformers, and generation with images."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from steer import synth_vision
+from steer.attributes import get_schema
+from steer.errors import TemplateError, UsageError
+from steer.templates import build_template, render_template
+
+MESSAGES = [{"role": "user", "content": [{"type": "image", "image": "x.png"}, {"type": "text", "text": "What colour?"}]}]
+
+
+def _tiny_llava(folder: Path, shared: Path) -> Path:
+    """A from-config Llava (a CLIP tower, a Llama) over the real stories260k tokenizer plus ``<image>``."""
+    from transformers import AutoConfig, AutoModelForImageTextToText, AutoTokenizer, set_seed
+
+    from steer.vision import make_processor, scratch_spec
+
+    processor = make_processor(AutoTokenizer.from_pretrained(str(shared / "models" / "stories260k")), folder)
+    spec = scratch_spec("llava", processor)
+    set_seed(0)
+    model = AutoModelForImageTextToText.from_config(AutoConfig.for_model(spec.pop("model_type"), **spec))
+    model.save_pretrained(str(folder))
+    return folder
+
+
+@pytest.fixture(scope="module")
+def tiny_llava(tmp_path_factory, shared_assets) -> Path:
+    return _tiny_llava(tmp_path_factory.mktemp("llava"), shared_assets)
+
+
+@pytest.fixture(scope="module")
+def vision_data(tmp_path_factory) -> Path:
+    folder = tmp_path_factory.mktemp("vision")
+    synth_vision.write(folder, 24, seed=0)
+    synth_vision.write_pairs(folder, 16, seed=1)
+    return folder
+
+
+def test_image_parts_render_as_the_placeholder_in_python_and_in_the_template_alike():
+    t = build_template("steerlm", schema=get_schema("vision")).with_image_token("<image>")
+    ours = t.prompt(MESSAGES, attributes={"visual_faithfulness": 4})
+    assert "<image>What colour?" in ours and "visual_faithfulness:4" in ours
+    # the exported template flattens parts itself: plain transformers passes them as they are
+    raw = render_template(t.source, MESSAGES, add_generation_prompt=True, steer_attributes={"visual_faithfulness": 4})
+    assert raw == ours
+    text_only = build_template("steerlm", schema=get_schema("vision"))
+    with pytest.raises(TemplateError, match="image parts"):
+        text_only.prompt(MESSAGES)
+    with pytest.raises(Exception, match="reads text only"):
+        render_template(text_only.source, MESSAGES, add_generation_prompt=True)
+
+
+def test_image_tokens_are_expanded_and_carry_no_loss(tiny_llava, vision_data):
+    from steer.data.encode import IGNORE, encode_many
+    from steer.data.loader import load
+    from steer.vision import image_inputs
+
+    vision = image_inputs(tiny_llava)
+    assert vision is not None and vision.placeholder == "<image>"
+    records = load(vision_data / "train.jsonl", format="steer")[0][:4]
+    template = build_template("steerlm", schema=get_schema("vision")).with_image_token(vision.placeholder)
+    tok = vision.processor.tokenizer
+    [enc, *_] = encode_many(records, template, tok, vision=vision)
+    runs = [i for i, t in enumerate(enc.input_ids) if t == vision.token_id]
+    assert len(runs) == 17 and runs == list(range(runs[0], runs[0] + 17))  # 16 patches + CLS, contiguous
+    assert all(enc.labels[i] == IGNORE for i in runs)
+    assert enc.images and enc.images[0].endswith(".png")
+    # the processor itself expands the same text to the same ids
+    from steer import images
+
+    text = template.training(records[0].chat())[0]
+    out = vision.processor(text=[text], images=[images.load(records[0].messages[0].images[0])], add_special_tokens=False)
+    assert out["input_ids"][0] == enc.input_ids
+    # without the image inputs (a text model) the record is a counted reject; an overlong cut into the image too
+    assert "image parts" in str(encode_many(records[:1], template, tok)[0])
+    cut = encode_many(records[:1], template, tok, vision=vision, max_length=runs[0] + 5)[0]
+    assert "cuts into an image" in str(cut)
+
+
+def _recipe(kind: str, model: Path, data: Path, out: Path, **extra) -> dict:
+    return {"kind": kind, "model": {"name_or_path": str(model)},
+            "template": {"kind": "steerlm", "schema": "vision"},
+            "data": {"sources": [{"path": str(data), "format": "steer"}], "packing": False, "max_length": 512,
+                     "cache_dir": str(out / "cache")},
+            "train": {"method": "lora", "epochs": 1, "batch_size": 4, "learning_rate": 5e-3, "output_dir": str(out / kind),
+                      "logging_steps": 1, "save_steps": 1000, "lora": {"r": 4, "alpha": 8, "dropout": 0.0}}, **extra}
+
+
+def _greedy_plain(folder: Path, image, attrs: dict, new: int) -> list[int]:
+    """Plain transformers on an exported folder: the processor's chat template, the processor, generate."""
+    import torch
+    from transformers import AutoModelForImageTextToText, AutoProcessor
+
+    processor = AutoProcessor.from_pretrained(str(folder))
+    model = AutoModelForImageTextToText.from_pretrained(str(folder)).eval()
+    text = processor.apply_chat_template([{"role": "user", "content": [{"type": "image"}, {"type": "text", "text": "What colour are the shapes?"}]}],
+                                         add_generation_prompt=True, tokenize=False, steer_attributes=attrs)
+    inputs = processor(text=[text], images=[image], return_tensors="pt", add_special_tokens=False)
+    with torch.no_grad():
+        out = model.generate(**inputs, max_new_tokens=new, do_sample=False, tokenizer=processor.tokenizer)
+    return out[0, inputs["input_ids"].shape[1]:].tolist()
+
+
+@pytest.mark.slow
+def test_tiny_llava_trains_sft_and_dpo_and_its_export_reproduces_steers_greedy_output(tiny_llava, vision_data, tmp_path):
+    from steer.config import validate_recipe
+    from steer.engines.base import Sampling
+    from steer.engines.hf import HFEngine
+    from steer.steering import Steering, steering_prompt
+    from steer.train import train
+    from steer.train.export import export
+
+    sft = train(validate_recipe(_recipe("sft", tiny_llava, vision_data / "train.jsonl", tmp_path), "sft", origin="test"))
+    assert sft.steps >= 6 and (sft.run_dir / "processor_config.json").is_file()
+    info = json.loads((sft.run_dir / "steer.json").read_text())
+    assert info["template"]["image_token"] == "<image>"
+    # the vision tower was frozen and carries no adapter: LoRA sits on the language model only
+    adapter = json.loads((sft.run_dir / "adapter_config.json").read_text())
+    assert adapter["target_modules"] and not any("vision" in m or "projector" in m for m in adapter["target_modules"])
+
+    dpo = train(validate_recipe(_recipe("dpo", sft.run_dir, vision_data / "pairs.jsonl", tmp_path), "dpo", origin="test"))
+    assert dpo.steps >= 4 and "rewards/accuracies" in json.dumps(dpo.metrics)
+
+    image = synth_vision.draw({"colour": "red", "shape": "circle", "count": 2, "side": "left"})
+    png = tmp_path / "q.png"
+    image.save(png)
+    engine = HFEngine.load(str(dpo.run_dir))
+    assert engine.reads_images
+    msgs = [{"role": "user", "content": [{"type": "image", "image": str(png)}, {"type": "text", "text": "What colour are the shapes?"}]}]
+    prompt = steering_prompt(engine.template, msgs, Steering(attributes={"visual_faithfulness": 4}))
+    [ours] = engine.generate([prompt], Sampling(temperature=0, max_new_tokens=12))
+    export(str(dpo.run_dir), tmp_path / "merged")
+    plain = _greedy_plain(tmp_path / "merged", image, {"visual_faithfulness": 4}, 12)
+    assert ours.token_ids and plain[: len(ours.token_ids)] == ours.token_ids
+    # batched with a text-free second image equals one at a time
+    other = tmp_path / "r.png"
+    synth_vision.draw({"colour": "blue", "shape": "square", "count": 1, "side": "right"}).save(other)
+    msgs2 = [{"role": "user", "content": [{"type": "image", "image": str(other)}, {"type": "text", "text": "Which shape is in the picture?"}]}]
+    p2 = steering_prompt(engine.template, msgs2, Steering(attributes={"visual_faithfulness": 0, "verbosity": 2}))
+    both = engine.generate([prompt, p2], Sampling(temperature=0, max_new_tokens=12))
+    alone = engine.generate([p2], Sampling(temperature=0, max_new_tokens=12))
+    assert [r.token_ids for r in both] == [ours.token_ids, alone[0].token_ids]
+
+
+def test_a_text_engine_and_a_vlm_engine_on_image_parts(tiny_llava, tmp_path):
+    from steer.engines.base import Sampling
+    from steer.engines.hf import HFEngine
+    from steer.steering import Steering, steering_prompt
+
+    engine = HFEngine.load(str(tiny_llava), template="steerlm", schema="vision")
+    png = tmp_path / "q.png"
+    synth_vision.draw({"colour": "red", "shape": "circle", "count": 2, "side": "left"}).save(png)
+    msgs = [{"role": "user", "content": [{"type": "image", "image": str(png)}, {"type": "text", "text": "What colour?"}]}]
+    [r] = engine.generate([steering_prompt(engine.template, msgs, Steering())], Sampling(temperature=0, max_new_tokens=3))
+    assert r.prompt_tokens > 17
+    streamed = list(engine.stream(steering_prompt(engine.template, msgs, Steering()), Sampling(temperature=0, max_new_tokens=3)))
+    assert streamed[-1].token_ids == r.token_ids
+    # two placeholders typed into the text and one image: one clear error
+    bad = [{"role": "user", "content": [{"type": "image", "image": str(png)}, {"type": "text", "text": "<image> twice"}]}]
+    with pytest.raises(UsageError, match="2 image placeholders"):
+        engine.generate([steering_prompt(engine.template, bad, Steering())], Sampling(temperature=0, max_new_tokens=2))
+    missing = [{"role": "user", "content": [{"type": "image", "image": str(tmp_path / "nope.png")}, {"type": "text", "text": "hi"}]}]
+    with pytest.raises(Exception, match="no such image file"):
+        engine.generate([steering_prompt(engine.template, missing, Steering())], Sampling(temperature=0, max_new_tokens=2))
