@@ -133,3 +133,16 @@ def with_placeholders(text: str, refs: list[Any], token: str = "<image>", column
         if piece:
             parts.append(text_part(piece))
     return parts
+
+
+def user_message(text: str, paths: list[str] | tuple[str, ...] = (), where: str = "--image") -> dict[str, Any]:
+    """A user turn about ``paths`` (image files, checked and made absolute: a saved conversation still
+    finds them): image parts, then the text; plain text content when there are none."""
+    if not paths:
+        return {"role": "user", "content": text}
+    parts = []
+    for path in paths:
+        ref = str(Path(path).expanduser().resolve())
+        check(ref, where)
+        parts.append(part(ref))
+    return {"role": "user", "content": [*parts, text_part(text)]}

@@ -169,3 +169,102 @@ def test_a_text_engine_and_a_vlm_engine_on_image_parts(tiny_llava, tmp_path):
     missing = [{"role": "user", "content": [{"type": "image", "image": str(tmp_path / "nope.png")}, {"type": "text", "text": "hi"}]}]
     with pytest.raises(Exception, match="no such image file"):
         engine.generate([steering_prompt(engine.template, missing, Steering())], Sampling(temperature=0, max_new_tokens=2))
+
+
+@pytest.fixture(scope="module")
+def llava_engine(tiny_llava):
+    from steer.engines.hf import HFEngine
+
+    return HFEngine.load(str(tiny_llava), template="steerlm", schema="vision")
+
+
+def _png(path: Path, colour: str = "red") -> Path:
+    synth_vision.draw({"colour": colour, "shape": "circle", "count": 2, "side": "left"}).save(path)
+    return path
+
+
+def test_chat_attaches_images_with_slash_image(llava_engine, tmp_path):
+    from steer.engines.base import Sampling
+    from steer.generate.chat import ChatSession
+    from steer.steering import Steering
+
+    session = ChatSession(llava_engine, Steering(), Sampling(temperature=0, max_new_tokens=3))
+    png = _png(tmp_path / "q.png")
+    assert "1 image(s) attached" in session.command(f"/image {png}").text
+    with pytest.raises(Exception, match="no such image file"):
+        session.command(f"/image {tmp_path / 'nope.png'}")
+    assert session.handle("What colour?").generate
+    assert session.messages[-1]["content"][0] == {"type": "image", "image": str(png.resolve())}
+    final = list(session.answer())[-1]
+    assert final.prompt_tokens > 17 and session.images == []
+    session.save(tmp_path / "chat.jsonl")  # the saved conversation loads back as an image record
+    from steer.data.loader import load
+
+    [record], _ = load(tmp_path / "chat.jsonl", format="steer")
+    assert record.messages[0].images == [str(png.resolve())]
+    text = ChatSession(type("E", (), {"template": None, "reads_images": False})(), Steering(), Sampling())
+    with pytest.raises(UsageError, match="reads text only"):
+        text.command(f"/image {png}")
+
+
+def test_batch_rows_with_images_beside_the_input_file(llava_engine, tmp_path):
+    from steer.engines.base import Sampling
+    from steer.generate import batch
+
+    _png(tmp_path / "a.png")
+    _png(tmp_path / "b.png", "blue")
+    rows = [{"id": "p", "prompt": "What colour?", "images": ["a.png"]},
+            {"id": "m", "messages": [{"role": "user", "content": [{"type": "image", "image": "b.png"},
+                                                                  {"type": "text", "text": "Which shape?"}]}]},
+            {"id": "bad", "prompt": "What colour?", "images": ["missing.png"]}]
+    path = tmp_path / "in.jsonl"
+    path.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    report = batch.run(llava_engine, path, tmp_path / "out.jsonl", Sampling(temperature=0, max_new_tokens=3))
+    out = [json.loads(x) for x in (tmp_path / "out.jsonl").read_text().splitlines()]
+    assert sorted(r["id"] for r in out) == ["m", "p"] and report.errors == 1
+    errors = batch.errors_path(tmp_path / "out.jsonl").read_text()
+    assert "no such image file" in errors and "missing.png" in errors
+
+
+def test_serve_a_vlm_accepts_inline_images_and_answers_as_the_engine_does(llava_engine, tmp_path):
+    import base64
+
+    from fastapi.testclient import TestClient
+
+    from steer.engines.base import Sampling
+    from steer.serve.app import Server, create_app
+    from steer.steering import Steering, steering_prompt
+
+    png = _png(tmp_path / "q.png")
+    url = "data:image/png;base64," + base64.b64encode(png.read_bytes()).decode()
+    body = {"model": "tiny", "temperature": 0, "max_tokens": 4,
+            "messages": [{"role": "user", "content": [{"type": "image_url", "image_url": {"url": url}},
+                                                      {"type": "text", "text": "What colour?"}]}]}
+    with TestClient(create_app(Server(llava_engine, "tiny"))) as client:
+        got = client.post("/v1/chat/completions", json=body)
+        assert got.status_code == 200, got.text
+        remote = client.post("/v1/chat/completions", json={**body, "messages": [{"role": "user", "content": [
+            {"type": "image_url", "image_url": {"url": "https://example.com/a.png"}}, {"type": "text", "text": "hi"}]}]})
+        assert remote.status_code == 400 and "not fetched" in remote.text
+    msgs = [{"role": "user", "content": [{"type": "image", "image": str(png)}, {"type": "text", "text": "What colour?"}]}]
+    [want] = llava_engine.generate([steering_prompt(llava_engine.template, msgs, Steering())],
+                                   Sampling(temperature=0, max_new_tokens=4))
+    assert got.json()["choices"][0]["message"]["content"] == want.text
+
+
+@pytest.mark.slow  # two CLI processes
+def test_cli_generate_with_images(tiny_llava, shared_assets, tmp_path):
+    from tests.conftest import run_cli
+
+    png = _png(tmp_path / "q.png")
+    out = run_cli("generate", str(tiny_llava), "What colour?", "--image", str(png), "--image", str(png), "--template",
+                  "steerlm", "--schema", "vision", "--attr", "visual_faithfulness=4", "--temperature", "0",
+                  "--max-new-tokens", "4", "--json")
+    assert out.returncode == 0, out.stderr
+    got = json.loads(out.stdout)
+    assert got["images"] == [str(png.resolve())] * 2 and got["prompt_tokens"] > 34
+    text = run_cli("generate", str(shared_assets / "models" / "stories260k"), "hi", "--image", str(png), "--template",
+                   "steerlm", "--max-new-tokens", "2")
+    assert text.returncode == 2 and "reads text only" in text.stderr and "Traceback" not in text.stderr
+    missing = run_cli("generate", str(tiny_llava), "hi", "--image", str(tmp_path / "nope.png"))
+    assert missing.returncode == 2 and "no such image file" in missing.stderr

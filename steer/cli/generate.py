@@ -38,18 +38,22 @@ def generate(
     cost: CostOpt = None,
     max_cost: MaxCostOpt = None,
     as_json: JsonOpt = False,
+    image: Annotated[Optional[list[str]], typer.Option("--image", help="An image the prompt is about (repeatable; "
+                                                        "a vision-language model).")] = None,
     model_options: Any = None,
 ) -> None:
     """Generate one steered answer (streamed to the terminal; --json for one JSON object; --best-of N: the
-    best of N sampled answers by a judge, within a cost threshold)."""
+    best of N sampled answers by a judge, within a cost threshold; --image: about an image)."""
     text = _read_prompt(prompt)
     quiet_libraries()
     from steer.generate.api import request
+    from steer.images import user_message
 
     chooser = _chooser(best_of, judge, cost, max_cost)
-    req = request(model, text, **steering, **model_options, sampling=sampling)
+    message = user_message(text, image or [])  # images checked before the model loads
+    req = request(model, [message], **steering, **model_options, sampling=sampling)
     head = {"model": model, "prompt": text, "attributes": req.attributes, "values": req.steering.values,
-            "system": req.steering.system}
+            "system": req.steering.system, **({"images": [p["image"] for p in message["content"][:-1]]} if image else {})}
     if chooser is not None:
         from steer.generate.best_of import generate_best
 

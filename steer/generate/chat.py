@@ -30,6 +30,7 @@ COMMANDS = {
     "/preset": "NAME: apply a preset",
     "/system": "TEXT | clear: the system message",
     "/value": "TEXT | clear: add a value statement (or clear them)",
+    "/image": "PATH | clear: attach an image to the next question (a vision-language model)",
     "/params": "k=v ...: temperature, top_p, top_k, max_new_tokens, seed",
     "/reset": "forget the conversation (steering stays)",
     "/undo": "drop the last exchange",
@@ -57,6 +58,7 @@ class ChatSession:
     messages: list[dict] = field(default_factory=list)
     guard: Any = None  # a steer.generate.guard.Guard: answers are scored (and regenerated) before they are shown
     last_guard: Any = None  # what the guard did for the last answer (a Guarded)
+    images: list[str] = field(default_factory=list)  # attached with /image, sent with the next question
 
     @classmethod
     def open(cls, model: Any, steering: Mapping[str, Any], sampling: Sampling, *, engine: str = "hf",
@@ -87,9 +89,12 @@ class ChatSession:
         was stopped). Bad input raises ``UsageError``."""
         if line.startswith("/"):
             return self.command(line)
+        from steer.images import user_message
+
         if self.messages and self.messages[-1]["role"] == "user":
             self.messages.pop()  # the unanswered question before it: a new one takes its place
-        self.messages.append({"role": "user", "content": line})
+        self.messages.append(user_message(line, self.images, "/image"))
+        self.images = []
         return Reply(generate=True)
 
     def answer(self) -> Iterator[str | Response]:
@@ -127,6 +132,8 @@ class ChatSession:
             return Reply(self.steering_line())
         if name == "/params":
             return Reply(self._params(arg))
+        if name == "/image":
+            return Reply(self._image(arg))
         if name == "/save":
             if not arg:
                 raise UsageError("usage: /save PATH")
@@ -185,6 +192,21 @@ class ChatSession:
                 raise UsageError(f"{key}: {raw!r} is not a {PARAMS[key].__name__}") from None
         self.sampling = replace(self.sampling, **changes)
         return self._params("")
+
+    def _image(self, arg: str) -> str:
+        """``/image PATH`` attaches an image (checked now) to the next question; ``/image clear`` drops them."""
+        from steer.images import user_message
+
+        if not arg:
+            raise UsageError("usage: /image PATH | clear")
+        if arg == "clear":
+            self.images = []
+            return "no image attached"
+        if not getattr(self.engine, "reads_images", False):
+            raise UsageError("this model reads text only: /image needs a vision-language model")
+        [image] = user_message("", [arg], "/image")["content"][:1]
+        self.images.append(image["image"])
+        return f"{len(self.images)} image(s) attached to the next question: {', '.join(self.images)}"
 
     def save(self, path: Path) -> Path:
         """Append the conversation as one canonical ``steer`` JSONL row (``steer data`` loads it)."""
