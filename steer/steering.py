@@ -14,11 +14,12 @@ from __future__ import annotations
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 from steer.attributes import Schema, parse_assignments, preset_values, require_schema
 from steer.engines.base import Prompt
-from steer.errors import UsageError
+from steer.errors import SteerError, UsageError
 from steer.templates import SteerTemplate
 
 AttributeInput = Mapping[str, object] | str | Sequence[str] | None
@@ -143,6 +144,36 @@ def row_messages(row: dict, where: str) -> list[dict]:
     if not isinstance(prompt, str) or not prompt.strip():
         raise UsageError(f"{where}: needs a non-empty 'prompt' (or 'messages')")
     return [{"role": "user", "content": prompt}]
+
+
+def row_images(row: dict, messages: list[dict], base: Path, where: str) -> list[dict]:
+    """The row's messages with every image resolved and checked: image parts (a path relative to the
+    input file, a data URL), or an ``images`` list of paths beside a ``prompt`` (the prompt's user
+    turn, images first)."""
+    from steer import images
+
+    if "images" in row:
+        if "messages" in row or not isinstance(row["images"], list):
+            raise UsageError(f"{where}: 'images' is a list of image paths beside a 'prompt' (with 'messages', "
+                             "put image parts in the content)")
+        messages = [{"role": "user", "content": [{"type": "image", "image": p} for p in row["images"]]
+                     + [{"type": "text", "text": messages[0]["content"]}]}]
+    out = []
+    for k, m in enumerate(messages):
+        if not content_images(m["content"]):
+            out.append(m)
+            continue
+        parts = []
+        for j, p in enumerate(m["content"]):
+            if isinstance(p, dict) and p.get("type") in ("image", "image_url"):
+                column = f"messages[{k}].content[{j}]"
+                try:
+                    p = {"type": "image", "image": images.reference(image_ref(p), base, column)}
+                except SteerError as err:  # a missing or broken image: one line naming the row
+                    raise UsageError(f"{where}: {err}") from None
+            parts.append(p)
+        out.append({**m, "content": parts})
+    return out
 
 
 def steering_prompt(template: SteerTemplate, messages: Sequence[Mapping[str, Any]], steering: Steering) -> Prompt:

@@ -164,3 +164,22 @@ def write_pairs(folder: Path, n: int, seed: int = 0, name: str = "pairs.jsonl") 
             image.save(folder / row["prompt"][0]["content"][0]["image"])
             handle.write(json.dumps(row) + "\n")
     return path
+
+
+def write_prompts(folder: Path, n: int, seed: int = 0, name: str = "prompts.jsonl") -> Path:
+    """``n`` held-out questions about new images, for ``steer eval steerability --judge oracle``: rows
+    with ``messages`` (the image part's path relative to the file) and the image's ``facts``."""
+    (folder / "images").mkdir(parents=True, exist_ok=True)
+    rng = random.Random(f"{seed}-prompts")
+    path = folder / name
+    with open(path, "w", encoding="utf-8") as handle:
+        for k in range(n):
+            fact, asked = facts(rng), rng.choice(FIELDS)
+            image = f"images/prompt-{seed}-{k}.png"
+            draw(fact).save(folder / image)
+            row = {"id": f"vision-prompt-{seed}-{k}", "world": "vision", "facts": fact, "field": asked,
+                   "question": QUESTIONS[asked],
+                   "messages": [{"role": "user", "content": [{"type": "image", "image": image},
+                                                             {"type": "text", "text": QUESTIONS[asked]}]}]}
+            handle.write(json.dumps(row) + "\n")
+    return path

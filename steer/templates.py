@@ -129,6 +129,19 @@ _PRELUDE = """{#- steer:template: steering prelude (steer_attributes, steer_valu
 {%- set steer_current = (steer_attr_string(steer_attributes) if steer_attributes is defined and steer_attributes is not none else steer_defaults) if steer_cut else '' -%}
 {%- set messages = steer_ns.msgs + ([{'role': 'assistant', 'content': steer_open ~ steer_current ~ steer_close ~ @CUT@}] if steer_cut else []) -%}
 {%- if steer_cut -%}{%- set add_generation_prompt = false -%}{%- endif -%}
+{%- if @PARTS@ -%}
+{#- a base that reads content as a list of parts (many vision-language templates): text back into parts -#}
+{%- set steer_pp = namespace(msgs=[], parts=[]) -%}
+{%- for m in messages -%}
+{%- set steer_pp.parts = [] -%}
+{%- for piece in (m['content'].split(steer_image) if steer_image else [m['content']]) -%}
+{%- if not loop.first -%}{%- set steer_pp.parts = steer_pp.parts + [{'type': 'image'}] -%}{%- endif -%}
+{%- if piece -%}{%- set steer_pp.parts = steer_pp.parts + [{'type': 'text', 'text': piece}] -%}{%- endif -%}
+{%- endfor -%}
+{%- set steer_pp.msgs = steer_pp.msgs + [dict(m, content=steer_pp.parts)] -%}
+{%- endfor -%}
+{%- set messages = steer_pp.msgs -%}
+{%- endif -%}
 {%- set steer_rendered %}"""
 
 # With steering, the generation prompt is the template's own rendering of an assistant turn that
@@ -221,26 +234,46 @@ def render_template(source: str, messages: Sequence[Mapping[str, Any]], *, add_g
         raise TemplateError(f"chat template failed to render: {err}") from None
 
 
-def _probe_system_support(base: str, special_tokens: Mapping[str, str] | None) -> bool:
+def _probe_system_support(base: str, special_tokens: Mapping[str, str] | None, parts: bool = False) -> bool:
     """True if ``base`` renders a system message (else steer merges it into the first user turn)."""
     probe = "steer-system-probe-7f3a"
+
+    def content(text: str) -> Any:
+        return [{"type": "text", "text": text}] if parts else text
+
     try:
-        text = render_template(base, [{"role": "system", "content": probe}, {"role": "user", "content": "hi"}],
+        text = render_template(base, [{"role": "system", "content": content(probe)}, {"role": "user", "content": content("hi")}],
                                add_generation_prompt=True, special_tokens=special_tokens)
     except TemplateError:
         return False
     return probe in text
 
 
+def _probe_parts(base: str, special_tokens: Mapping[str, str] | None) -> bool:
+    """True if ``base`` renders a user turn only when its content is a list of parts (string content
+    vanishes or fails): steering then hands it parts."""
+    probe = "steer-parts-probe-5c1e"
+
+    def renders(content: Any) -> bool:
+        try:
+            return probe in render_template(base, [{"role": "user", "content": content}], add_generation_prompt=True,
+                                            special_tokens=special_tokens)
+        except TemplateError:
+            return False
+
+    return not renders(probe) and renders([{"type": "text", "text": probe}])
+
+
 def _wrap(base: str, *, schema: Schema | None, line: tuple[str, str], merge_system: bool,
-          image_token: str | None = None) -> str:
+          image_token: str | None = None, parts: bool = False) -> str:
     names = [[a.name, a.default] for a in schema.attributes] if schema else []
     ranges = {a.name: [a.min, a.max] for a in schema.attributes} if schema else {}
     defaults = ",".join(f"{name}:{value}" for name, value in names)
     prelude = (_PRELUDE.replace("@NAMES@", json.dumps(names)).replace("@RANGES@", json.dumps(ranges))
                .replace("@DEFAULTS@", json.dumps(defaults)).replace("@OPEN@", json.dumps(line[0]))
                .replace("@CLOSE@", json.dumps(line[1])).replace("@MERGE@", "true" if merge_system else "false")
-               .replace("@CUT@", json.dumps(_CUT)).replace("@IMAGE_LINE@", _image_line(image_token)))
+               .replace("@CUT@", json.dumps(_CUT)).replace("@IMAGE_LINE@", _image_line(image_token))
+               .replace("@PARTS@", "true" if parts else "false"))
     # Templates read from .jinja files often end with a stray newline: drop it.
     return prelude + base.rstrip() + _POSTLUDE.replace("@CUT@", json.dumps(_CUT))
 
@@ -435,9 +468,10 @@ def build_template(kind: str, *, schema: Schema | None, base: str | None = None,
         raise TemplateError("the model has no chat template: use the SteerLM native format (--template steerlm, or "
                             "template.kind: steerlm in a recipe)")
     body = base or _JANUS_BODY
-    merge = not _probe_system_support(body, tokens)
+    parts = _probe_parts(body, tokens)
+    merge = not _probe_system_support(body, tokens, parts)
     stop = (tokens["eos_token"],) if tokens.get("eos_token") else ()
-    return SteerTemplate(kind, _wrap(body, schema=schema, line=ATTRIBUTE_LINE["chat"], merge_system=merge),
+    return SteerTemplate(kind, _wrap(body, schema=schema, line=ATTRIBUTE_LINE["chat"], merge_system=merge, parts=parts),
                          schema, stop, merge, tokens)
 
 

@@ -13,6 +13,7 @@ from steer.attributes import get_schema
 from steer.errors import TemplateError, UsageError
 from steer.templates import build_template, render_template
 
+FAITHFULNESS_SPEARMAN = 0.2  # the fast visual quickstart's floor (it measured 0.34, level means 1.33 -> 2.28, seed 0)
 MESSAGES = [{"role": "user", "content": [{"type": "image", "image": "x.png"}, {"type": "text", "text": "What colour?"}]}]
 
 
@@ -268,3 +269,66 @@ def test_cli_generate_with_images(tiny_llava, shared_assets, tmp_path):
     assert text.returncode == 2 and "reads text only" in text.stderr and "Traceback" not in text.stderr
     missing = run_cli("generate", str(tiny_llava), "hi", "--image", str(tmp_path / "nope.png"))
     assert missing.returncode == 2 and "no such image file" in missing.stderr
+
+
+def test_vision_prompts_resolve_beside_their_file_and_the_oracle_judges_against_the_image(tmp_path):
+    from steer.evaluate.judges import make_judge
+    from steer.evaluate.steerability import read_prompts
+
+    path = synth_vision.write_prompts(tmp_path, 3, seed=5)
+    rows = read_prompts(str(path))
+    image = rows[0]["messages"][0]["content"][0]["image"]
+    assert Path(image).is_absolute() and Path(image).is_file()
+    oracle, _ = make_judge("oracle")
+    fact, asked = rows[0]["facts"], rows[0]["field"]
+    faithful = synth_vision.respond(fact, asked, {"visual_faithfulness": 4, "verbosity": 2}, __import__("random").Random(0))
+    wrong = synth_vision.respond(fact, asked, {"visual_faithfulness": 0, "verbosity": 2}, __import__("random").Random(0))
+    assert oracle(rows[:1] * 2, [faithful, wrong]) == [{"visual_faithfulness": 4.0, "verbosity": 2},
+                                                        {"visual_faithfulness": 0.0, "verbosity": 2}]
+    Path(image).unlink()
+    with pytest.raises(UsageError, match="no such image file"):
+        read_prompts(str(path))
+
+
+@pytest.mark.slow
+def test_vision_quickstart_steers_visual_faithfulness_and_verbosity(tmp_path):
+    """``steer quickstart --vision --fast``: a Llava trained from scratch; steering measured against each
+    image's facts, through the quickstart and again through ``steer eval steerability`` on its prompts."""
+    from tests.conftest import run_cli
+
+    out = tmp_path / "qsv"
+    result = run_cli("quickstart", "--vision", "--fast", "--out", str(out), "--json", timeout=1800)
+    assert result.returncode == 0, result.stderr[-3000:]
+    report = json.loads(result.stdout)
+    faith, verbosity = report["attributes"]["visual_faithfulness"], report["attributes"]["verbosity"]
+    assert verbosity["spearman"] >= 0.9, verbosity
+    assert faith["spearman"] >= FAITHFULNESS_SPEARMAN, faith
+    means = [lv["realised"] for lv in faith["levels"]]
+    assert means[4] - means[0] >= 0.6, means
+    assert (out / "steerability.png").is_file() and (out / "model" / "processor_config.json").is_file()
+    again = run_cli("eval", "steerability", str(out / "model"), "--prompts", str(out / "data" / "prompts.jsonl"),
+                    "--judge", "oracle", "--json", timeout=600)
+    assert again.returncode == 0, again.stderr[-2000:]
+    summary = json.loads(again.stdout)
+    # the same sweep through the command (other batches of the same greedy prompts)
+    assert summary["attributes"]["verbosity"]["spearman"] == pytest.approx(verbosity["spearman"], abs=0.05)
+    assert summary["attributes"]["visual_faithfulness"]["spearman"] == pytest.approx(faith["spearman"], abs=0.05)
+
+
+# A chat template in the style of many vision-language models: content is read only as a list of parts
+# (images first, then the text), so a string content would vanish.
+PARTS_TEMPLATE = ("{% for m in messages %}{{ m['role'].upper() + ': ' }}"
+                  "{% for p in m['content'] | selectattr('type', 'equalto', 'image') %}{{ '<image>\\n' }}{% endfor %}"
+                  "{% for p in m['content'] | selectattr('type', 'equalto', 'text') %}{{ p['text'] + ' ' }}{% endfor %}"
+                  "{% endfor %}{% if add_generation_prompt %}{{ 'ASSISTANT:' }}{% endif %}")
+
+
+def test_steering_over_a_template_that_reads_only_parts():
+    t = build_template("chat", schema=get_schema("vision"), base=PARTS_TEMPLATE).with_image_token("<image>")
+    prompt = t.prompt([{"role": "system", "content": "Be careful."}, *MESSAGES], attributes={"verbosity": 0})
+    assert prompt.startswith("SYSTEM: Be careful. USER: <image>\nWhat colour? ASSISTANT: ")
+    assert prompt.endswith("ASSISTANT: <attributes>visual_faithfulness:4,verbosity:0</attributes>\n")
+    convo = [*MESSAGES, {"role": "assistant", "content": "Red.", "attributes": {"verbosity": 1}}]
+    text, [(a, b)] = t.training(convo)
+    assert text == "USER: <image>\nWhat colour? ASSISTANT: <attributes>visual_faithfulness:4,verbosity:1</attributes>\nRed. "
+    assert text[a:b] == "Red. "

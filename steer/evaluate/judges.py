@@ -3,7 +3,8 @@
 - ``length``: the answer's length in characters, as realised verbosity;
 - ``fkgl``: the Flesch-Kincaid grade level, as realised complexity (as the HelpSteer paper measured it);
 - ``oracle``: the synthetic corpus's oracles (:func:`steer.synth.judge`), for prompts written by
-  ``steer data synth --prompts`` or the quickstart; every helpsteer attribute;
+  ``steer data synth --prompts`` or the quickstart; every helpsteer attribute (and the visual world's,
+  :func:`steer.synth_vision.judge`, for rows of ``world: vision``: visual faithfulness and verbosity);
 - ``apm:PATH``: a trained attribute prediction model (``steer train apm``): every attribute of its
   schema, raw (unrounded) predictions for the prompt's conversation plus the answer;
 - ``rm:PATH``: a reward model (``steer train rm``, or any one-output ``AutoModelForSequenceClassification``): ``reward``;
@@ -47,6 +48,10 @@ def fkgl(text: str) -> float | None:
 def _oracle(row: Mapping[str, Any], text: str) -> dict[str, Any]:
     from steer import synth
 
+    if row.get("world") == "vision" and isinstance(row.get("facts"), Mapping):  # steer data synth --vision
+        from steer import synth_vision
+
+        return synth_vision.judge(row["facts"], text)
     if "field" not in row or "subject" not in row:
         raise UsageError("--judge oracle needs prompts from `steer data synth --prompts` (rows with field/subject/facts)")
     q = dict(row)

@@ -20,7 +20,7 @@ from steer.evaluate.instructions import load as load_instructions
 from steer.evaluate.judges import Judge
 from steer.events import Events, Progress
 from steer.stats import spearman
-from steer.steering import Steering, row_messages, steering_from, steering_prompt
+from steer.steering import Steering, content_images, row_images, row_messages, steering_from, steering_prompt
 
 
 @dataclass(frozen=True)
@@ -60,7 +60,12 @@ def read_prompts(path: str) -> list[dict]:
         raise UsageError(f"--prompts: no such file {path}")
     rows = []
     for n, row in read_rows(path).rows:
-        row_messages(row, f"{path}:{n}")  # a row without a usable prompt is an error here, not mid-sweep
+        where = f"{path}:{n}"
+        messages = row_messages(row, where)  # a row without a usable prompt is an error here, not mid-sweep
+        if "images" in row or any(content_images(m["content"]) for m in messages):
+            # images are taken relative to the prompts file, and checked now
+            row = {k: v for k, v in row.items() if k != "images"} | {
+                "messages": row_images(row, messages, Path(path).parent, where)}
         rows.append(row)
     if not rows:
         raise UsageError(f"--prompts: {path} has no rows")

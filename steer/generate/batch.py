@@ -28,7 +28,7 @@ from steer.errors import UsageError
 from steer.events import Events, Progress
 from steer.outputs import BatchReport, append_rows, changed, refuse_stale, resume
 from steer.runs import model_id
-from steer.steering import (Steering, content_images, image_ref, parse_attributes, row_messages, steering_from,
+from steer.steering import (Steering, content_images, parse_attributes, row_images, row_messages, steering_from,
                             steering_prompt)
 
 
@@ -76,36 +76,6 @@ def parse_grid(items: Sequence[str], schema: Schema | None) -> dict[str, list[in
     return grid
 
 
-def _row_images(row: dict, messages: list[dict], base: Path, where: str) -> list[dict]:
-    """The row's messages with every image resolved and checked: image parts (a path relative to the
-    input file, a data URL), or an ``images`` list of paths beside a ``prompt`` (the prompt's user
-    turn, images first)."""
-    from steer import images
-
-    if "images" in row:
-        if "messages" in row or not isinstance(row["images"], list):
-            raise UsageError(f"{where}: 'images' is a list of image paths beside a 'prompt' (with 'messages', "
-                             "put image parts in the content)")
-        messages = [{"role": "user", "content": [{"type": "image", "image": p} for p in row["images"]]
-                     + [{"type": "text", "text": messages[0]["content"]}]}]
-    out = []
-    for k, m in enumerate(messages):
-        if not content_images(m["content"]):
-            out.append(m)
-            continue
-        parts = []
-        for j, p in enumerate(m["content"]):
-            if isinstance(p, dict) and p.get("type") in ("image", "image_url"):
-                column = f"messages[{k}].content[{j}]"
-                try:
-                    p = {"type": "image", "image": images.reference(image_ref(p), base, column)}
-                except DataError as err:
-                    raise UsageError(f"{where}: {err}") from None
-            parts.append(p)
-        out.append({**m, "content": parts})
-    return out
-
-
 def _parse_row(line: bytes, where: str, schema: Schema | None, seen: set[str], defaults: Steering,
                reads_images: bool, base: Path = Path(".")) -> tuple[dict, list[dict], Steering]:
     try:  # not UTF-8, or a lone surrogate, is a bad row here, not a crash mid-batch
@@ -121,7 +91,7 @@ def _parse_row(line: bytes, where: str, schema: Schema | None, seen: set[str], d
     if not reads_images and ("images" in row or any(content_images(m["content"]) for m in messages)):
         raise UsageError(f"{where}: this model reads text only: the row has image parts")
     if reads_images:
-        messages = _row_images(row, messages, base, where)
+        messages = row_images(row, messages, base, where)
     # a row's explicit null clears the command's default preset or system message
     base = replace(defaults, **{k: None for k in ("preset", "system") if k in row and row[k] is None})
     try:

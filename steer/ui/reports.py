@@ -331,6 +331,26 @@ def quickstart(report: Mapping[str, Any], out: str, plot: str | None) -> None:
     console.print(f"  steer chat {model}")
 
 
+def vision_quickstart(report: Mapping[str, Any], out: str, plot: str | None) -> None:
+    """``steer quickstart --vision``: steerability of the tiny VLM, sample answers about one image, files, next."""
+    s = report["settings"]
+    console.print(f"\n[bold]Steering sweep[/]: each attribute 0..4, the other at its default, on {s['prompts']} held-out "
+                  "images (greedy); 'realised' is what the oracles measure in the generated text against each image's facts.")
+    steerability(report["attributes"], {})
+    f = report["sample_facts"]
+    samples(f"{report['sample_question']}  (the image: {f['count']} {f['colour']} {f['shape']}(s) on the {f['side']})",
+            {k: {int(lv): t for lv, t in v.items()} for k, v in report["samples"].items()})
+    t = report["timings"]
+    console.print(f"time: data {t['data_s']:.0f} s, training {t['train_s']:.0f} s, evaluation {t['evaluate_s']:.0f} s, "
+                  f"total {t['total_s']:.0f} s")
+    console.print(f"report: [bold]{out}/report.json[/]" + (f"   plot: [bold]{plot}[/]" if plot else ""))
+    model = report["model"]
+    console.print("\n[bold]Next[/]:")
+    console.print(f"  steer generate {model} \"{report['sample_question']}\" --image {out}/data/images/prompt-{s['seed'] + 2}-0.png "
+                  "--attr visual_faithfulness=0")
+    console.print(f"  steer chat {model}   (then /image PATH)")
+
+
 def real_quickstart(report: Mapping[str, Any], out: str, plots: list[str]) -> None:
     """``steer quickstart --real``: the prompting baseline and SteerLM side by side, samples, costs."""
     s = report["settings"]
@@ -404,4 +424,4 @@ def pulled(record: Mapping[str, Any]) -> None:
     plain(f'try: steer generate {record["alias"]} "What is the capital of France?"')
 
 
-__all__ = ['inspect_example', 'inspect_legend', 'inspection', 'load_summary', 'data_stats', 'labelled', 'pairs_derived', 'pair_accuracy', 'curves', 'best_answer', 'guard_note', 'batch_done', 'prepared', 'trained', 'metrics_table', 'steerability', 'side_effects', 'length_bias', 'samples', 'quickstart', 'value_matching', 'models_table', 'pulled', 'real_quickstart']
+__all__ = ['inspect_example', 'inspect_legend', 'inspection', 'load_summary', 'data_stats', 'labelled', 'pairs_derived', 'pair_accuracy', 'curves', 'best_answer', 'guard_note', 'batch_done', 'prepared', 'trained', 'metrics_table', 'steerability', 'side_effects', 'length_bias', 'samples', 'quickstart', 'value_matching', 'models_table', 'pulled', 'real_quickstart', 'vision_quickstart']
