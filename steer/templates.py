@@ -129,9 +129,11 @@ _PRELUDE = """{#- steer:template: steering prelude (steer_attributes, steer_valu
 {%- set steer_current = (steer_attr_string(steer_attributes) if steer_attributes is defined and steer_attributes is not none else steer_defaults) if steer_cut else '' -%}
 {%- set messages = steer_ns.msgs + ([{'role': 'assistant', 'content': steer_open ~ steer_current ~ steer_close ~ @CUT@}] if steer_cut else []) -%}
 {%- if steer_cut -%}{%- set add_generation_prompt = false -%}{%- endif -%}
-{%- if @PARTS@ -%}
-{#- a base that reads content as a list of parts (many vision-language templates): text back into parts -#}
-{%- set steer_pp = namespace(msgs=[], parts=[]) -%}
+@PARTS@{%- set steer_rendered %}"""
+
+# For a base that reads content only as a list of parts (many vision-language templates): the
+# prelude's text goes back into parts, each image placeholder an image part.
+_PARTS = """{%- set steer_pp = namespace(msgs=[], parts=[]) -%}
 {%- for m in messages -%}
 {%- set steer_pp.parts = [] -%}
 {%- for piece in (m['content'].split(steer_image) if steer_image else [m['content']]) -%}
@@ -141,8 +143,7 @@ _PRELUDE = """{#- steer:template: steering prelude (steer_attributes, steer_valu
 {%- set steer_pp.msgs = steer_pp.msgs + [dict(m, content=steer_pp.parts)] -%}
 {%- endfor -%}
 {%- set messages = steer_pp.msgs -%}
-{%- endif -%}
-{%- set steer_rendered %}"""
+"""
 
 # With steering, the generation prompt is the template's own rendering of an assistant turn that
 # holds only the attribute line, cut after it: so it is, by construction, a prefix of training text.
@@ -273,7 +274,7 @@ def _wrap(base: str, *, schema: Schema | None, line: tuple[str, str], merge_syst
                .replace("@DEFAULTS@", json.dumps(defaults)).replace("@OPEN@", json.dumps(line[0]))
                .replace("@CLOSE@", json.dumps(line[1])).replace("@MERGE@", "true" if merge_system else "false")
                .replace("@CUT@", json.dumps(_CUT)).replace("@IMAGE_LINE@", _image_line(image_token))
-               .replace("@PARTS@", "true" if parts else "false"))
+               .replace("@PARTS@", _PARTS if parts else ""))
     # Templates read from .jinja files often end with a stray newline: drop it.
     return prelude + base.rstrip() + _POSTLUDE.replace("@CUT@", json.dumps(_CUT))
 

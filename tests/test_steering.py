@@ -161,5 +161,9 @@ def test_batch_rows_override_the_defaults_and_an_explicit_null_clears_them(tmp_p
         defaults, Steering({"verbosity": 1}, None, ["V."], None),
         Steering({"verbosity": 4}, "expert", [], "Own.")]
     assert isinstance(jobs[3], BadRow) and "reads text only" in jobs[3].reason and jobs[3].line == 4
+    from tests import fixtures
+
+    (tmp_path / "x.png").write_bytes(fixtures.png("red"))  # an image path is taken beside the input file
     (image_job,) = [j for j in iter_jobs(path, HELPSTEER, {}, defaults, reads_images=True) if isinstance(j, Job)][3:]
     assert image_job.row["id"] == 4
+    assert image_job.messages[0]["content"][0]["image"] == str(tmp_path / "x.png")
