@@ -319,3 +319,49 @@ def test_image_parts_only_as_checked_data_urls_within_the_limits():
     eps = "data:image/png;base64," + base64.b64encode(b"%!PS-Adobe-3.0 EPSF-3.0\n%%BoundingBox: 0 0 8 8\n").decode()
     with pytest.raises(APIError, match="not a readable image"):
         messages_from(body(eps), limits)  # EPS (Ghostscript) is not among the formats a request's image may be
+
+
+def test_remote_images_are_fetched_only_when_allowed_and_within_the_limits(tmp_path):
+    """``--allow-remote-images``: an http image is fetched (at most max_image_bytes, a failed fetch a 400
+    naming the part); without it the URL is refused unfetched."""
+    import http.server
+    import threading
+
+    from steer.serve.app import APIError
+    from steer.serve.requests import Limits, messages_from
+    from tests import fixtures
+
+    good = fixtures.png("red")
+    (tmp_path / "a.png").write_bytes(good)
+    (tmp_path / "big.png").write_bytes(good + b"\0" * 5000)
+    hits = []
+
+    class Quiet(http.server.SimpleHTTPRequestHandler):
+        def __init__(self, *args, **kwargs):
+            super().__init__(*args, directory=str(tmp_path), **kwargs)
+
+        def log_message(self, *args):
+            hits.append(self.path)
+
+    httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Quiet)
+    threading.Thread(target=httpd.serve_forever, daemon=True).start()
+    base = f"http://127.0.0.1:{httpd.server_address[1]}"
+
+    def body(url):
+        return {"messages": [{"role": "user", "content": [{"type": "text", "text": "hi"},
+                                                          {"type": "image_url", "image_url": {"url": url}}]}]}
+
+    try:
+        allowed = Limits(allow_remote_images=True, max_image_bytes=2000, timeout_s=5)
+        assert messages_from(body(base + "/a.png"), allowed)[0]["content"][1] == {"type": "image", "image": good}
+        for url, words in ((base + "/missing.png", "HTTP 404"), (base + "/big.png", "over 2000 bytes"),
+                           ("http://127.0.0.1:9/none.png", "could not fetch")):
+            with pytest.raises(APIError, match=words) as err:
+                messages_from(body(url), allowed)
+            assert err.value.status == 400 and "messages[0].content[1]" in str(err.value)
+        seen = len(hits)
+        with pytest.raises(APIError, match="not fetched by this server.*--allow-remote-images"):
+            messages_from(body(base + "/a.png"), Limits())
+        assert len(hits) == seen  # refused without a request
+    finally:
+        httpd.shutdown()

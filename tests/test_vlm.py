@@ -109,7 +109,6 @@ def _greedy_plain(folder: Path, image, attrs: dict, new: int) -> list[int]:
     return out[0, inputs["input_ids"].shape[1]:].tolist()
 
 
-@pytest.mark.slow
 def test_tiny_llava_trains_sft_and_dpo_and_its_export_reproduces_steers_greedy_output(tiny_llava, vision_data, tmp_path):
     from steer.config import validate_recipe
     from steer.engines.base import Sampling

@@ -50,6 +50,9 @@ def serve(
     max_image_bytes: Annotated[int, typer.Option("--max-image-bytes", help="The largest image, decoded; for a model "
                                                  "that reads images the body limit grows to fit --max-images of them.",
                                                  min=1)] = 4_000_000,
+    allow_remote_images: Annotated[bool, typer.Option("--allow-remote-images", help="Fetch http(s) image URLs too (within "
+                                                      "--max-image-bytes and --timeout); only on a trusted network: the "
+                                                      "server makes the request a client names.")] = False,
 ) -> None:
     """Serve a model over an OpenAI-compatible API (chat and completions, streaming), steered per request."""
     quiet_libraries()
@@ -100,6 +103,7 @@ def serve(
     run_server(loaded, served, host=host, port=port, api_key=api_key, grace_s=grace, guard=guarding, judge=ranking,
                limits=Limits(max_tokens=max_tokens, max_queue=max_queue, max_batch=max_batch, timeout_s=timeout,
                              max_best_of=max_best_of, max_images=max_images, max_image_bytes=max_image_bytes,
+                             allow_remote_images=allow_remote_images,
                              # a model that reads images: room for them as base64 beside the rest of a request
                              max_body_bytes=1_000_000 + (max_images * (max_image_bytes * 4 // 3 + 64)
                                                          if getattr(loaded, "reads_images", False) else 0)))

@@ -282,7 +282,8 @@ def create_app(server: Server) -> Any:
     async def completion(request: Request, chat: bool) -> Any:
         try:
             body = await read_json(request)
-            prompt, sampling, stream = server.prepare(body, chat)
+            # off the event loop: a remote image (--allow-remote-images) is fetched here, and no client waits on another's
+            prompt, sampling, stream = await asyncio.to_thread(server.prepare, body, chat)
             if server.guard is not None or body.get("best_of") not in (None, 1):
                 response, steer = await asyncio.to_thread(server.checked, body, prompt, sampling, chat)
                 extra = {"steer": steer}

@@ -35,6 +35,7 @@ class Limits:
     max_images: int = 4  # image parts per request
     max_image_bytes: int = 4_000_000  # one image, decoded from its base64 data URL
     max_image_pixels: int = 4096 * 4096  # width x height of one image
+    allow_remote_images: bool = False  # fetch http(s) image URLs (a trusted network only: the server makes the request)
     timeout_s: float = 10.0  # for a connection to send its request headers, and for a body to arrive
 
 
@@ -173,14 +174,16 @@ def _image(value: Any, where: str, limits: Limits) -> bytes:
     url = value.get("url") if isinstance(value, Mapping) else value
     if not isinstance(url, str):
         raise APIError(400, f"{where}: an image is {{image_url: {{url: 'data:image/...;base64,...'}}}}", param="messages")
-    if not url.startswith(DATA_URL):
+    remote = limits.allow_remote_images and url.startswith(("http://", "https://"))
+    if not url.startswith(DATA_URL) and not remote:
         scheme = url.split(":", 1)[0] if ":" in url[:12] else "a path"
+        hint = " (or start the server with --allow-remote-images)" if scheme in ("http", "https") else ""
         raise APIError(400, f"{where}: {scheme} image URLs are not fetched by this server: send the image inline as "
-                       "a base64 data: URL", param="messages")
-    if len(url) > limits.max_image_bytes * 4 // 3 + 64:  # before decoding: base64 is 4/3 of the bytes
+                       f"a base64 data: URL{hint}", param="messages")
+    if not remote and len(url) > limits.max_image_bytes * 4 // 3 + 64:  # before decoding: base64 is 4/3 of the bytes
         raise APIError(400, f"{where}: the image is over {limits.max_image_bytes} bytes", param="messages")
     try:
-        data = decode_data_url(url, where)
+        data = _fetch(url, where, limits) if remote else decode_data_url(url, where)
         if len(data) > limits.max_image_bytes:
             raise APIError(400, f"{where}: the image is over {limits.max_image_bytes} bytes", param="messages")
         _check_pixels(data, where, limits)
@@ -188,6 +191,26 @@ def _image(value: Any, where: str, limits: Limits) -> bytes:
     except DataError as err:
         raise APIError(400, f"{where}: {err.detail}", param="messages") from None
     return data
+
+
+def _fetch(url: str, where: str, limits: Limits) -> bytes:
+    """The bytes of a remote image (``--allow-remote-images``): at most ``max_image_bytes`` read, within
+    the request timeout, no more than three redirects; every failure a 400 naming the part."""
+    import httpx
+
+    try:
+        with httpx.Client(timeout=limits.timeout_s, follow_redirects=True, max_redirects=3) as client, \
+                client.stream("GET", url, headers={"Accept": "image/*"}) as got:
+            if got.status_code != 200:
+                raise APIError(400, f"{where}: fetching the image gave HTTP {got.status_code}", param="messages")
+            data = bytearray()
+            for chunk in got.iter_bytes():
+                data += chunk
+                if len(data) > limits.max_image_bytes:
+                    raise APIError(400, f"{where}: the image is over {limits.max_image_bytes} bytes", param="messages")
+            return bytes(data)
+    except httpx.HTTPError as err:
+        raise APIError(400, f"{where}: could not fetch the image ({type(err).__name__})", param="messages") from None
 
 
 def _check_pixels(data: bytes, where: str, limits: Limits) -> None:
