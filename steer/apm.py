@@ -70,11 +70,13 @@ class AttributeModel(torch.nn.Module):
         return cls(backbone, schema.names, [(a.min + a.max) / 2 for a in schema.attributes])
 
     def forward(self, input_ids: torch.Tensor, index: torch.Tensor, targets: torch.Tensor | None = None,
-                position_ids: torch.Tensor | None = None, attention_mask: torch.Tensor | None = None) -> Any:
+                position_ids: torch.Tensor | None = None, attention_mask: torch.Tensor | None = None,
+                **pixels: torch.Tensor) -> Any:
         """Predict ``[n_examples, n_attributes]`` from the hidden states at ``index`` (flat positions
-        into ``input_ids [batch, seq]``); with ``targets`` (same shape, -100 where unknown) the masked MSE."""
+        into ``input_ids [batch, seq]``); with ``targets`` (same shape, -100 where unknown) the masked MSE.
+        ``pixels``: a vision-language backbone's image inputs (``pixel_values``, ...)."""
         hidden = self.backbone(input_ids=input_ids, position_ids=position_ids, attention_mask=attention_mask,
-                               use_cache=False).last_hidden_state
+                               use_cache=False, **pixels).last_hidden_state
         picked = hidden.reshape(-1, hidden.shape[-1])[index]
         predictions = self.head(picked.float())
         loss = None
@@ -155,6 +157,7 @@ class Scorer:
     kind: str = "apm"
     schema: Schema | None = None  # an APM's attributes (clipped and rounded by ``values``)
     axes: tuple[str, ...] = ()  # a reward or cost model's training pair axes (empty: every pair)
+    vision: Any = None  # a vision-language backbone's ImageInputs (steer.vision): it rates answers about images
 
     @property
     def names(self) -> list[str]:
@@ -179,11 +182,17 @@ class Scorer:
         model = (AttributeModel.for_schema(backbone, schema) if schema is not None
                  else AttributeModel(backbone, info[kind]["outputs"]))
         model.head.load_state_dict(load_file(str(folder / HEAD_FILE)))
-        tokenizer = load_tokenizer(ref)
+        from steer.vision import image_inputs
+
+        vision = image_inputs(ref.tokenizer, backbone.config)
+        tokenizer = vision.processor.tokenizer if vision is not None else load_tokenizer(ref)
         device = device or ("cuda" if torch.cuda.is_available() else "cpu")
-        limit = getattr(backbone.config, "max_position_embeddings", None)
-        return cls(model.to(device).eval(), tokenizer, model_template(tokenizer, info), int(limit) if limit else None,
-                   kind, schema, tuple(info.get(kind, {}).get("axes") or ()))
+        limit = getattr(backbone.config.get_text_config(), "max_position_embeddings", None)
+        template = model_template(tokenizer, info)
+        if vision is not None and template.image_token is None:
+            template = template.with_image_token(vision.placeholder)
+        return cls(model.to(device).eval(), tokenizer, template, int(limit) if limit else None,
+                   kind, schema, tuple(info.get(kind, {}).get("axes") or ()), vision)
 
     def texts(self, conversations: Sequence[Sequence[Mapping[str, Any]]]) -> list[str]:
         """What the model reads for each conversation (each ends with the assistant turn it rates)."""
@@ -199,8 +208,21 @@ class Scorer:
         from steer.tokens import tokenize
 
         ids = [i for i, _ in tokenize(self.tokenizer, self.texts(conversations))]
+        pictures: list[list[Any]] = [[] for _ in ids]
+        if self.vision is not None:
+            from steer.steering import content_images, image_ref
+            from steer.vision import with_images
+
+            for k, conv in enumerate(conversations):
+                refs = [image_ref(p) for m in conv for p in content_images(m.get("content"))]
+                ids[k], pictures[k] = with_images(self.vision, ids[k], refs, f"conversation {k}")
         if self.context_length:
-            ids = [i[-self.context_length:] for i in ids]  # the head reads the end
+            cut = [i[-self.context_length:] for i in ids]  # the head reads the end
+            if self.vision is not None and any(c.count(self.vision.token_id) != i.count(self.vision.token_id)
+                                               for c, i in zip(cut, ids)):
+                raise UsageError(f"a conversation is longer than the model's context ({self.context_length} tokens) "
+                                 "and cutting it would cut an image")
+            ids = cut
         order = sorted(range(len(ids)), key=lambda k: len(ids[k]))
         out: list[list[float]] = [[] for _ in ids]
         collate = ScoredCollator(packing=False, pad_token_id=self.tokenizer.pad_token_id or 0)
@@ -208,6 +230,8 @@ class Scorer:
         for start in range(0, len(order), batch_size):
             chunk = order[start:start + batch_size]
             batch = collate([{"input_ids": ids[k]} for k in chunk])
+            if self.vision is not None:
+                batch.update(self.vision.pixels([img for k in chunk for img in pictures[k]]))
             preds = self.model(**{k: v.to(device) for k, v in batch.items()}).predictions
             for k, row in zip(chunk, preds.tolist()):
                 out[k] = row

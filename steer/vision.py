@@ -77,6 +77,19 @@ class ImageInputs:
         return {k: out[k] for k in PIXEL_INPUTS if k in out}
 
 
+def with_images(vision: ImageInputs, ids: Sequence[int], refs: Sequence[Any], where: str) -> tuple[list[int], list[Any]]:
+    """``ids`` of a rendered prompt or conversation with its images' tokens expanded, and its images
+    (PIL, from ``refs`` in order); a missing or bad image, or a count that does not match, is a UsageError."""
+    from steer import images
+
+    try:
+        pictures = [images.load(ref, f"{where}: image {k + 1}") for k, ref in enumerate(refs)]
+        expanded, _ = vision.expand(ids, [(0, 0)] * len(ids), pictures, where)
+    except DataError as err:
+        raise UsageError(str(err), field="messages") from None
+    return expanded, pictures
+
+
 def image_inputs(source: str | Path, config: Any = None) -> ImageInputs | None:
     """The image inputs of a model's processor (its folder or hub id; ``config``: the model's
     config, when known); None for a text model (no image processor)."""

@@ -331,3 +331,46 @@ def test_steering_over_a_template_that_reads_only_parts():
     text, [(a, b)] = t.training(convo)
     assert text == "USER: <image>\nWhat colour? ASSISTANT: <attributes>visual_faithfulness:4,verbosity:1</attributes>\nRed. "
     assert text[a:b] == "Red. "
+
+
+def test_a_vlm_attribute_model_trains_on_images_and_scores_answers_about_them(tiny_llava, vision_data, tmp_path):
+    """``steer train apm`` on a vision-language backbone: image tokens expanded, pixels per batch; the
+    loaded scorer rates conversations with image parts, and its export does the same."""
+    from steer.apm import Scorer
+    from steer.config import validate_recipe
+    from steer.train import train
+    from steer.train.export import export
+
+    recipe = _recipe("apm", tiny_llava, vision_data / "train.jsonl", tmp_path)
+    recipe["train"]["epochs"] = 2
+    recipe["data"]["validation_fraction"] = 0.25
+    run = train(validate_recipe(recipe, "apm", origin="test"))
+    assert run.steps >= 8 and "visual_faithfulness" in run.table
+    scorer = Scorer.load(run.run_dir)
+    assert scorer.vision is not None
+    png = _png(tmp_path / "q.png")
+    conv = [{"role": "user", "content": [{"type": "image", "image": str(png)}, {"type": "text", "text": "What colour?"}]},
+            {"role": "assistant", "content": "The shapes are red."}]
+    raw = scorer.predict([conv, conv[:1] + [{"role": "assistant", "content": "The shapes are blue."}]])
+    assert len(raw) == 2 and len(raw[0]) == 2 and raw[0] != raw[1]
+    export(str(run.run_dir), tmp_path / "apm-export")
+    assert Scorer.load(tmp_path / "apm-export").predict([conv])[0] == pytest.approx(raw[0], abs=1e-4)
+    with pytest.raises(UsageError, match="no such image file"):
+        scorer.predict([[{**conv[0], "content": [{"type": "image", "image": str(tmp_path / "gone.png")}]}, conv[1]]])
+
+
+def test_a_task_without_images_and_packing_refuse_a_vlm_in_one_line(tiny_llava, vision_data, tmp_path):
+    from steer.config import validate_recipe
+    from steer.train import train
+
+    packed = _recipe("sft", tiny_llava, vision_data / "train.jsonl", tmp_path)
+    packed["data"]["packing"] = True
+    with pytest.raises(UsageError, match="padded batches.*data.packing: false"):
+        train(validate_recipe(packed, "sft", origin="test"))
+    rm = _recipe("rm", tiny_llava, vision_data / "pairs.jsonl", tmp_path)
+    with pytest.raises(UsageError, match="steer train rm does not train vision-language models yet"):
+        train(validate_recipe(rm, "rm", origin="test"))
+    frozen = _recipe("sft", tiny_llava, vision_data / "train.jsonl", tmp_path)
+    frozen["model"]["freeze"] = ["no_such_module"]
+    with pytest.raises(UsageError, match="model.freeze: no module is named"):
+        train(validate_recipe(frozen, "sft", origin="test"))

@@ -13,7 +13,6 @@ from collections.abc import Iterator, Sequence
 from typing import Any
 
 from steer.engines.base import Prompt, Response, Sampling, StreamText, as_prompt, check_context, text_prompts
-from steer.errors import SteerError, UsageError
 from steer.runs import ensure_padding
 from steer.templates import SteerTemplate
 
@@ -54,16 +53,12 @@ class HFEngine:
         are expanded into the image's tokens as in training (:meth:`steer.vision.ImageInputs.expand`)."""
         if self.vision is None:
             return self.tokenizer(text_prompts(prompts), add_special_tokens=False)["input_ids"], [[] for _ in prompts]
-        from steer import images
+        from steer.vision import with_images
 
         ids, pictures = [], []
         for n, p in enumerate(map(as_prompt, prompts)):
-            enc = self.tokenizer(p.text, add_special_tokens=False)
-            row = [images.load(ref, f"image {k + 1}") for k, ref in enumerate(p.images)]
-            try:
-                expanded, _ = self.vision.expand(enc["input_ids"], [(0, 0)] * len(enc["input_ids"]), row, f"prompt {n + 1}")
-            except SteerError as err:
-                raise UsageError(str(err), field="messages") from None
+            expanded, row = with_images(self.vision, self.tokenizer(p.text, add_special_tokens=False)["input_ids"],
+                                        p.images, f"prompt {n + 1}")
             ids.append(expanded)
             pictures.append(row)
         return ids, pictures

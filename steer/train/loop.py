@@ -309,7 +309,7 @@ def recipe_encoder(recipe: Recipe, task: Task, tokenizer: Any = None) -> Encoder
         tokenizer = tokenizer if tokenizer is not None else load_tokenizer(source)
         return replace(task.encoder(recipe, tokenizer, task.template(recipe, tokenizer)), tokenizer_id=source)
     if not task.images:
-        raise UsageError(f"steer train {task.kind} does not train vision-language models yet (sft and dpo do)")
+        raise UsageError(f"steer train {task.kind} does not train vision-language models yet (sft, dpo and apm do)")
     if recipe.data.packing:
         raise UsageError("data.packing: a vision-language model trains on padded batches (its image features are "
                          "placed by position); set data.packing: false")

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -33,6 +33,7 @@ class RatedTurn:
     targets: list[float]
     text: str
     truncated: bool = False
+    images: list[str] = field(default_factory=list)  # a vision-language backbone's images (JSON references)
 
 
 def rated_turns(record: Conversation) -> list[tuple[list[dict], dict]]:
@@ -43,13 +44,22 @@ def rated_turns(record: Conversation) -> list[tuple[list[dict], dict]]:
 
 
 def encode_rated(records: list[Conversation], template: SteerTemplate, schema: Schema, tokenizer: Any, *,
-                 max_length: int | None = None, overlong: str = "truncate") -> list[RatedTurn | DataError]:
+                 max_length: int | None = None, overlong: str = "truncate", vision: Any = None) -> list[RatedTurn | DataError]:
     """APM examples of a batch of conversations (one per labelled assistant turn).
 
-    Too long: ``truncate`` keeps the *last* ``max_length`` tokens, since the head reads the end.
+    Too long: ``truncate`` keeps the *last* ``max_length`` tokens, since the head reads the end (and
+    rejects the turn when that would cut an image). ``vision``: a vision-language backbone's
+    ImageInputs (its image tokens expanded; without it a record with images is a counted reject).
     """
-    texts, targets, out = [], [], []
+    from steer.data.encode import IMAGE_PARTS
+    from steer.steering import content_images, image_ref
+
+    texts, targets, refs, out = [], [], [], []
     for record in records:
+        if vision is None and any(m.images for m in record.messages):
+            out.append(DataError(IMAGE_PARTS, f"example {record.id}: it has image parts, and a text model's "
+                                 "template renders text only"))
+            continue
         try:
             turns = rated_turns(record)
             if not turns:
@@ -57,29 +67,53 @@ def encode_rated(records: list[Conversation], template: SteerTemplate, schema: S
             for messages, attrs in turns:
                 texts.append(apm_text(template, messages))
                 targets.append([float(attrs[n]) if attrs.get(n) is not None else MISSING for n in schema.names])
+                refs.append((record.id, [image_ref(p) for m in messages for p in content_images(m["content"])]))
         except SteerError as err:
             out.append(DataError("template error", f"example {record.id}: {err}"))
-    for text, target, (ids, _) in zip(texts, targets, tokenize(tokenizer, texts)):
+    for text, target, (ids, _), (rid, images) in zip(texts, targets, tokenize(tokenizer, texts), refs):
+        if images:
+            from steer.vision import with_images
+
+            try:
+                ids, _ = with_images(vision, ids, images, f"example {rid}")
+            except SteerError as err:
+                out.append(DataError("bad image", str(err)))
+                continue
         truncated = max_length is not None and len(ids) > max_length
-        if truncated and overlong == "reject":
-            out.append(DataError("too long", f"{len(ids)} tokens > max_length {max_length}"))
+        if truncated and (overlong == "reject" or (images and vision.token_id in ids[:-max_length])):
+            out.append(DataError("too long", f"{len(ids)} tokens > max_length {max_length}"
+                                 + (" (and the cut would fall in an image)" if overlong != "reject" else "")))
             continue
-        out.append(RatedTurn(list(ids[-max_length:] if truncated else ids), target, text, truncated))
+        turn = RatedTurn(list(ids[-max_length:] if truncated else ids), target, text, truncated)
+        turn.images = list(images)  # JSON references (the record's chat turns bytes into data URLs)
+        out.append(turn)
     return out
 
 
-def _encoder(recipe: Recipe, tokenizer: Any, template: SteerTemplate) -> Encoder:
+def _encoder(recipe: Recipe, tokenizer: Any, template: SteerTemplate, vision: Any = None) -> Encoder:
     schema = recipe.template.build_schema()
 
     def encode(records: list, max_length: int, overlong: str) -> EncodedBatch:
-        encoded = encode_rated(records, template, schema, tokenizer, max_length=max_length, overlong=overlong)
+        encoded = encode_rated(records, template, schema, tokenizer, max_length=max_length, overlong=overlong,
+                               vision=vision)
         kept = [e for e in encoded if isinstance(e, RatedTurn)]
-        return EncodedBatch({"input_ids": [e.input_ids for e in kept], "targets": [e.targets for e in kept]},
-                            [e for e in encoded if isinstance(e, DataError)], sum(len(e.input_ids) for e in kept),
+        columns = {"input_ids": [e.input_ids for e in kept], "targets": [e.targets for e in kept]}
+        if vision is not None:
+            columns["images"] = [e.images for e in kept]
+        return EncodedBatch(columns, [e for e in encoded if isinstance(e, DataError)], sum(len(e.input_ids) for e in kept),
                             len(kept))
 
-    return Encoder("apm", template, tokenizer, {"input_ids": "int32", "targets": "float32"}, "rated assistant turns",
-                   encode, schema=schema)
+    columns = {"input_ids": "int32", "targets": "float32", **({"images": "string"} if vision is not None else {})}
+    return Encoder("apm", template, tokenizer, columns, "rated assistant turns", encode, schema=schema)
+
+
+def _collator(recipe: Recipe, tokenizer: Any, vision: Any = None) -> Any:
+    """Scored batches; with a vision-language backbone, padded and with the pixel inputs."""
+    if vision is None:
+        return ScoredCollator(recipe.data.packing, tokenizer.pad_token_id or 0)
+    from steer.train.packing import ImageCollator
+
+    return ImageCollator(ScoredCollator(False, tokenizer.pad_token_id or 0), vision)
 
 
 def regression_metrics(predictions: Any, targets: Any, names: Sequence[str]) -> dict[str, float]:
@@ -155,12 +189,12 @@ def _export(folder: Path, out: Path, info: dict, dtype: str) -> None:
     apm = Scorer.load(folder, kinds=(info.get("kind", "apm"),), dtype=dtype, device="cpu")
     out.mkdir(parents=True, exist_ok=True)
     save_apm(apm.model, out)
-    apm.tokenizer.save_pretrained(str(out))
+    (apm.vision.processor if apm.vision is not None else apm.tokenizer).save_pretrained(str(out))
 
 
 TASK = Task(
     kind="apm", build_model=_build, template=lambda r, tok: r.template.build(tok, schema=False), encoder=_encoder,
-    collator=lambda r, tok: ScoredCollator(r.data.packing, tok.pad_token_id or 0), trainer_class=trainer_class,
+    collator=_collator, trainer_class=trainer_class, images=True,
     export=_export, report=metrics_table, metrics=_metrics,
     next_steps=lambda r, run: [f"steer label {run} --input DATA --output labelled.jsonl",
                             f"steer eval steerability MODEL --prompts P.jsonl --judge apm:{run}"],
