@@ -231,7 +231,7 @@ class Scorer:
             chunk = order[start:start + batch_size]
             batch = collate([{"input_ids": ids[k]} for k in chunk])
             if self.vision is not None:
-                batch.update(self.vision.pixels([img for k in chunk for img in pictures[k]]))
+                batch.update(self.vision.inputs(batch["input_ids"], [img for k in chunk for img in pictures[k]]))
             preds = self.model(**{k: v.to(device) for k, v in batch.items()}).predictions
             for k, row in zip(chunk, preds.tolist()):
                 out[k] = row

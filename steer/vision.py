@@ -22,8 +22,9 @@ from steer.errors import DataError, UsageError
 # the processor's image token alone.
 PLACEHOLDERS = {"qwen2_vl": "<|vision_start|><|image_pad|><|vision_end|>",
                 "qwen2_5_vl": "<|vision_start|><|image_pad|><|vision_end|>"}
-# What a processor's image processor may return, all of which the model's forward takes.
-PIXEL_INPUTS = ("pixel_values", "image_grid_thw", "image_sizes")
+# What a processor may return beside the token ids, all of which the model's forward takes
+# (``mm_token_type_ids``: 1 at image tokens; Qwen2-VL computes its multimodal RoPE from it).
+PIXEL_INPUTS = ("pixel_values", "image_grid_thw", "image_sizes", "mm_token_type_ids")
 PROCESSOR_FILES = ("processor_config.json", "preprocessor_config.json")
 
 
@@ -75,6 +76,26 @@ class ImageInputs:
             return {}
         out = self.processor.image_processor(images=list(images), return_tensors="pt")
         return {k: out[k] for k in PIXEL_INPUTS if k in out}
+
+    def inputs(self, input_ids: Any, images: Sequence[Any]) -> dict[str, Any]:
+        """Everything the model takes beside ``input_ids [batch, seq]`` (and its mask) for a batch whose
+        ``images`` appear in this order: the pixel inputs, and the token types where the processor
+        gives them (1 at image tokens, 0 elsewhere: padding included)."""
+        if not images:
+            return {}
+        out = self.pixels(images)
+        if self._typed():
+            out["mm_token_type_ids"] = (input_ids == self.token_id).long()
+        return out
+
+    def _typed(self) -> bool:
+        """Whether the processor returns ``mm_token_type_ids`` (asked once, with a blank image)."""
+        if "typed" not in self._counts:
+            from PIL import Image
+
+            probe = self.processor(text=[self.placeholder], images=[Image.new("RGB", (64, 64), "white")], return_tensors="pt")
+            self._counts["typed"] = "mm_token_type_ids" in probe
+        return bool(self._counts["typed"])
 
 
 def with_images(vision: ImageInputs, ids: Sequence[int], refs: Sequence[Any], where: str) -> tuple[list[int], list[Any]]:
@@ -164,7 +185,7 @@ def make_processor(tokenizer: Any, out: Path, *, model_type: str = "llava", imag
         ip = CLIPImageProcessor(size={"shortest_edge": image_size}, crop_size={"height": image_size, "width": image_size})
         processor = LlavaProcessor(image_processor=ip, tokenizer=tokenizer, patch_size=patch_size,
                                    vision_feature_select_strategy="full", num_additional_image_tokens=1)
-    else:  # Qwen2-VL's processor needs torchvision for its video half, which this machine lacks
+    else:  # Qwen2-VL's processor needs torchvision for its video half (tests build it in process)
         raise UsageError(f"no processor recipe for model type {model_type!r} (llava)")
     out.mkdir(parents=True, exist_ok=True)
     processor.save_pretrained(str(out))

@@ -374,3 +374,73 @@ def test_a_task_without_images_and_packing_refuse_a_vlm_in_one_line(tiny_llava, 
     frozen["model"]["freeze"] = ["no_such_module"]
     with pytest.raises(UsageError, match="model.freeze: no module is named"):
         train(validate_recipe(frozen, "sft", origin="test"))
+
+
+def _tiny_qwen2_vl(shared: Path):
+    """A from-config Qwen2-VL with its processor built in process: transformers' Qwen2-VL processor wants a
+    video processor, which needs torchvision, which cannot load against this machine's CPU torch wheel."""
+    from transformers import AutoConfig, AutoModelForImageTextToText, AutoTokenizer, Qwen2VLProcessor, set_seed
+    from transformers.models.qwen2_vl.image_processing_pil_qwen2_vl import Qwen2VLImageProcessorPil
+
+    from steer.vision import PLACEHOLDERS, ImageInputs
+
+    class NoVideo(Qwen2VLProcessor):
+        def check_argument_for_proper_class(self, name, arg):
+            return None if arg is None else super().check_argument_for_proper_class(name, arg)
+
+    tok = AutoTokenizer.from_pretrained(str(shared / "models" / "stories260k"))
+    tok.add_special_tokens({"additional_special_tokens": ["<|vision_start|>", "<|image_pad|>", "<|vision_end|>", "<|video_pad|>"]})
+    ip = Qwen2VLImageProcessorPil(min_pixels=32 * 32, max_pixels=32 * 32, patch_size=8, merge_size=2, temporal_patch_size=2)
+    processor = NoVideo(image_processor=ip, tokenizer=tok, video_processor=None)
+    ids = {t: tok.convert_tokens_to_ids(t) for t in ("<|image_pad|>", "<|video_pad|>", "<|vision_start|>", "<|vision_end|>")}
+    config = AutoConfig.for_model(
+        "qwen2_vl", image_token_id=ids["<|image_pad|>"], video_token_id=ids["<|video_pad|>"],
+        vision_start_token_id=ids["<|vision_start|>"], vision_end_token_id=ids["<|vision_end|>"],
+        bos_token_id=tok.bos_token_id, eos_token_id=tok.eos_token_id,
+        text_config={"model_type": "qwen2_vl_text", "vocab_size": len(tok), "hidden_size": 64, "intermediate_size": 128,
+                     "num_hidden_layers": 2, "num_attention_heads": 4, "num_key_value_heads": 4,
+                     "max_position_embeddings": 512, "rope_scaling": {"type": "mrope", "mrope_section": [2, 3, 3]}},
+        vision_config={"depth": 2, "embed_dim": 32, "hidden_size": 64, "num_heads": 2, "patch_size": 8,
+                       "spatial_merge_size": 2, "temporal_patch_size": 2, "in_chans": 3})
+    set_seed(0)
+    model = AutoModelForImageTextToText.from_config(config).eval()
+    return model, processor, ImageInputs(processor, PLACEHOLDERS["qwen2_vl"], ids["<|image_pad|>"])
+
+
+def test_qwen2_vl_through_steers_encoding_collator_and_engine_equals_its_processor(shared_assets, tmp_path):
+    """Qwen2-VL (its placeholder, image grid and token types): steer's tokens equal the processor's, the
+    training collator's loss is the model's on the processor's inputs, and the engine's greedy answers,
+    batched or alone, equal ``generate`` on the processor's inputs."""
+    import torch
+
+    from steer.engines.base import Sampling
+    from steer.engines.hf import HFEngine
+    from steer.steering import Steering, steering_prompt
+    from steer.train.packing import collator
+
+    model, processor, vision = _tiny_qwen2_vl(shared_assets)
+    template = build_template("steerlm", schema=get_schema("vision")).with_image_token(vision.placeholder)
+    red, blue = _png(tmp_path / "red.png"), _png(tmp_path / "blue.png", "blue")
+    msgs = [[{"role": "user", "content": [{"type": "image", "image": str(p)}, {"type": "text", "text": q}]}]
+            for p, q in ((red, "What colour?"), (blue, "Which shape is in the picture?"))]
+    prompts = [steering_prompt(template, m, Steering(attributes={"verbosity": v})) for m, v in zip(msgs, (0, 3))]
+    from steer import images
+
+    ref = [processor(text=[p.text], images=[images.load(p.images[0])], return_tensors="pt", add_special_tokens=False)
+           for p in prompts]
+    engine = HFEngine(model, processor.tokenizer, template, vision)
+    ids, _ = engine._encode(prompts)
+    assert [r["input_ids"][0].tolist() for r in ref] == ids
+    # the training collator: the same loss as the model on the processor's own inputs
+    feats = [{"input_ids": i, "labels": i, "images": [str(p.images[0])]} for i, p in zip(ids, prompts)]
+    batch = collator(False, processor.tokenizer.pad_token_id or 0, vision)(feats[:1])
+    with torch.no_grad():
+        ours = model(**{k: v for k, v in batch.items()}).loss
+        theirs = model(**ref[0], labels=ref[0]["input_ids"]).loss
+    assert torch.allclose(ours, theirs, atol=1e-5)
+    sampling = Sampling(temperature=0, max_new_tokens=6)
+    alone = [engine.generate([p], sampling)[0].token_ids for p in prompts]
+    assert [r.token_ids for r in engine.generate(prompts, sampling)] == alone
+    with torch.no_grad():
+        plain = model.generate(**ref[0], max_new_tokens=6, do_sample=False)[0, ref[0]["input_ids"].shape[1]:].tolist()
+    assert plain[: len(alone[0])] == alone[0]

@@ -28,7 +28,7 @@ class HFEngine:
             template = template.with_image_token(vision.placeholder)
         self.template = template
         self.reads_images = vision is not None
-        limit = getattr(model.config, "max_position_embeddings", None)
+        limit = getattr(model.config.get_text_config(), "max_position_embeddings", None)  # a VLM: its language model's
         self.context_length: int | None = int(limit) if limit else None
         self.lock = threading.Lock()  # one generate at a time per model
 
@@ -63,12 +63,12 @@ class HFEngine:
             pictures.append(row)
         return ids, pictures
 
-    def _pixels(self, pictures: Sequence[Sequence[Any]]) -> dict:
-        """The pixel inputs of these rows' images, on the model's device."""
+    def _pixels(self, input_ids: Any, pictures: Sequence[Sequence[Any]]) -> dict:
+        """The image inputs of these rows (``input_ids [rows, seq]``, their images in row order), on the model's device."""
         if self.vision is None:
             return {}
         found = [img for row in pictures for img in row]
-        return {k: v.to(self.model.device) for k, v in self.vision.pixels(found).items()}
+        return {k: v.to(self.model.device) for k, v in self.vision.inputs(input_ids.cpu(), found).items()}
 
     def count_tokens(self, text: str) -> int:
         return len(self.tokenizer(text, add_special_tokens=False)["input_ids"])
@@ -149,7 +149,7 @@ class HFEngine:
             for i in range(0, len(ids), step):
                 enc = tok.pad({"input_ids": ids[i:i + step]}, padding=True, return_tensors="pt").to(self.model.device)
                 width = enc["input_ids"].shape[1]
-                pixels = self._pixels(pictures[i:i + step])
+                pixels = self._pixels(enc["input_ids"], pictures[i:i + step])
                 out += [row[width:].tolist() for row in self.model.generate(**enc, **pixels, **kwargs)]
         finally:
             tok.padding_side = side  # the tokenizer is shared (an RL run saves it): leave it as found
@@ -174,7 +174,7 @@ class HFEngine:
         n = len(ids)
         check_context(n, sampling.max_new_tokens, self.context_length)
         row = torch.tensor([ids], device=self.model.device)
-        enc = {"input_ids": row, "attention_mask": torch.ones_like(row), **self._pixels(pictures)}
+        enc = {"input_ids": row, "attention_mask": torch.ones_like(row), **self._pixels(row, pictures)}
         streamer = TextIteratorStreamer(self.tokenizer, skip_prompt=True, skip_special_tokens=True)
         result: dict[str, Any] = {}
 

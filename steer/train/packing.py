@@ -64,7 +64,8 @@ class ImageCollator:
         from steer import images
 
         batch = self.inner(features)
-        batch.update(self.vision.pixels([images.load(ref) for f in features for ref in f.get("images") or ()]))
+        pictures = [images.load(ref) for f in features for ref in f.get("images") or ()]
+        batch.update(self.vision.inputs(batch["input_ids"], pictures))
         return batch
 
 
