@@ -191,7 +191,7 @@ def load_model(ref: ModelRef, *, dtype: Any = None, merge: bool = False, head: s
 
     from steer.vision import folder_is_vlm
 
-    name = "AutoModelForImageTextToText" if head == "lm" and folder_is_vlm(ref.weights) else HEADS[head]
+    name = "AutoModelForImageTextToText" if head == "lm" and folder_is_vlm(ref.weights) else HEADS[head]  # a hub id too
     auto = getattr(transformers, name)
     kwargs = {"dtype": dtype} if dtype is not None else {}
     if ref.adapter and (Path(ref.weights) / ADAPTER).is_file():

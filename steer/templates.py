@@ -170,8 +170,10 @@ def flatten_parts(messages: Sequence[Mapping[str, Any]], image_token: str | None
             out.append(dict(m))
             continue
         pieces = []
-        for p in content:
-            if p.get("type") == "text":
+        for p in content:  # as steering.content_text: a part that is not a text or image part renders nothing
+            if not isinstance(p, Mapping):
+                continue
+            if p.get("type") == "text" and isinstance(p.get("text"), str):
                 pieces.append(p["text"])
             elif p.get("type") in ("image", "image_url"):
                 if not image_token:

@@ -47,7 +47,11 @@ class ImageInputs:
         cached by image size, the only thing it depends on)."""
         key = image.size
         if key not in self._counts:
-            out = self.processor(text=[self.placeholder], images=[image], return_tensors="pt")
+            try:
+                out = self.processor(text=[self.placeholder], images=[image], return_tensors="pt")
+            except (ValueError, RuntimeError, TypeError) as err:  # e.g. an image too small or too thin to patch
+                raise DataError("bad image", f"the processor cannot read a {image.size[0]}x{image.size[1]} image: "
+                                f"{str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__}") from None
             self._counts[key] = int((out["input_ids"] == self.token_id).sum())
         return self._counts[key]
 
@@ -74,7 +78,10 @@ class ImageInputs:
         """The model's pixel inputs for ``images`` (PIL, in the order their tokens appear in the batch)."""
         if not images:
             return {}
-        out = self.processor.image_processor(images=list(images), return_tensors="pt")
+        try:
+            out = self.processor.image_processor(images=list(images), return_tensors="pt")
+        except (ValueError, RuntimeError, TypeError) as err:
+            raise DataError("bad image", f"the processor cannot read an image: {type(err).__name__}: {err}") from None
         return {k: out[k] for k in PIXEL_INPUTS if k in out}
 
     def inputs(self, input_ids: Any, images: Sequence[Any]) -> dict[str, Any]:
@@ -83,6 +90,10 @@ class ImageInputs:
         gives them (1 at image tokens, 0 elsewhere: padding included)."""
         if not images:
             return {}
+        expected = sum(self.tokens(img) for img in images)
+        if int((input_ids == self.token_id).sum()) != expected:  # an image edited after its tokens were prepared
+            raise DataError("image changed", f"the batch has {int((input_ids == self.token_id).sum())} image tokens "
+                            f"but its images make {expected}: prepare the data again (steer data prepare --force)")
         out = self.pixels(images)
         if self._typed():
             out["mm_token_type_ids"] = (input_ids == self.token_id).long()
@@ -124,10 +135,14 @@ def image_inputs(source: str | Path, config: Any = None) -> ImageInputs | None:
 
     try:
         processor = AutoProcessor.from_pretrained(str(source))
-    except (OSError, ValueError) as err:
-        raise UsageError(f"cannot load the processor of {source}: {str(err).strip().splitlines()[0]}") from None
+    except Exception as err:  # noqa: BLE001 - OSError, ValueError, and ImportError/RuntimeError from a missing backend
+        first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+        raise UsageError(f"cannot load the processor of {source}: {first}") from None
     if getattr(processor, "image_processor", None) is None or not getattr(processor, "image_token", None):
         return None
+    tokenizer = processor.tokenizer
+    if not getattr(tokenizer, "chat_template", None) and getattr(processor, "chat_template", None):
+        tokenizer.chat_template = processor.chat_template  # some models keep their template on the processor only
     token = processor.image_token
     token_id = processor.tokenizer.convert_tokens_to_ids(token)
     model_type = getattr(config, "model_type", None) if config is not None else _model_type(path)
@@ -149,8 +164,17 @@ def _model_type(folder: Path) -> str | None:
 
 
 def folder_is_vlm(folder: str | Path) -> bool:
-    """Whether a model folder holds a vision-language model (its config has a vision tower); a hub id: no."""
-    return "vision_config" in _folder_config(Path(str(folder)))
+    """Whether a model folder or hub id holds a vision-language model (its config has a vision tower);
+    a config that cannot be read: no (loading the model then says why)."""
+    path = Path(str(folder))
+    if path.is_dir():
+        return "vision_config" in _folder_config(path)
+    from transformers import AutoConfig
+
+    try:
+        return is_vlm(AutoConfig.from_pretrained(str(folder)))
+    except Exception:  # noqa: BLE001 - offline, unknown, remote code: the load that follows names the problem
+        return False
 
 
 def scratch_spec(model_type: str, processor: Any, *, hidden: int = 64, layers: int = 2, heads: int = 4,

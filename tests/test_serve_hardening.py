@@ -355,7 +355,7 @@ def test_remote_images_are_fetched_only_when_allowed_and_within_the_limits(tmp_p
         allowed = Limits(allow_remote_images=True, max_image_bytes=2000, timeout_s=5)
         assert messages_from(body(base + "/a.png"), allowed)[0]["content"][1] == {"type": "image", "image": good}
         for url, words in ((base + "/missing.png", "HTTP 404"), (base + "/big.png", "over 2000 bytes"),
-                           ("http://127.0.0.1:9/none.png", "could not fetch")):
+                           ("http://127.0.0.1:9/none.png", "could not fetch"), ("http://a:99x/", "could not fetch")):
             with pytest.raises(APIError, match=words) as err:
                 messages_from(body(url), allowed)
             assert err.value.status == 400 and "messages[0].content[1]" in str(err.value)

@@ -137,7 +137,7 @@ def test_the_server_refuses_image_parts_for_a_text_model_as_a_400():
         with pytest.raises(APIError) as err:
             server.prepare(body, chat=True)
         assert err.value.status == 400 and err.value.param == "messages" and "text only" in err.value.message
-        prompt, sampling, stream = server.prepare({"messages": [{"role": "user", "content": [
+        prompt, sampling, stream, _ = server.prepare({"messages": [{"role": "user", "content": [
             {"type": "text", "text": "What is it?"}]}], "max_tokens": 4}, chat=True)
         assert "What is it?" in prompt.text and sampling.max_new_tokens == 4 and stream is False
         with pytest.raises(APIError) as err:

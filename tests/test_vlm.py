@@ -51,6 +51,8 @@ def test_image_parts_render_as_the_placeholder_in_python_and_in_the_template_ali
     # the exported template flattens parts itself: plain transformers passes them as they are
     raw = render_template(t.source, MESSAGES, add_generation_prompt=True, steer_attributes={"visual_faithfulness": 4})
     assert raw == ours
+    odd = [{"role": "user", "content": ["stray", {"type": "text"}, *MESSAGES[0]["content"]]}]
+    assert t.prompt(odd, attributes={"visual_faithfulness": 4}) == ours  # parts content_text ignores, ignored alike
     text_only = build_template("steerlm", schema=get_schema("vision"))
     with pytest.raises(TemplateError, match="image parts"):
         text_only.prompt(MESSAGES)
@@ -79,6 +81,13 @@ def test_image_tokens_are_expanded_and_carry_no_loss(tiny_llava, vision_data):
     text = template.training(records[0].chat())[0]
     out = vision.processor(text=[text], images=[images.load(records[0].messages[0].images[0])], add_special_tokens=False)
     assert out["input_ids"][0] == enc.input_ids
+    # the collator refuses tokens prepared for another image (an image edited after preparation)
+    from steer.errors import DataError
+    from steer.train.packing import collator
+
+    short = [t for t in enc.input_ids if t != vision.token_id][:40] + [vision.token_id] * 3
+    with pytest.raises(DataError, match="prepare the data again"):
+        collator(False, 0, vision)([{"input_ids": short, "labels": short, "images": enc.images}])
     # without the image inputs (a text model) the record is a counted reject; an overlong cut into the image too
     assert "image parts" in str(encode_many(records[:1], template, tok)[0])
     cut = encode_many(records[:1], template, tok, vision=vision, max_length=runs[0] + 5)[0]
@@ -250,6 +259,7 @@ def test_serve_a_vlm_accepts_inline_images_and_answers_as_the_engine_does(llava_
     [want] = llava_engine.generate([steering_prompt(llava_engine.template, msgs, Steering())],
                                    Sampling(temperature=0, max_new_tokens=4))
     assert got.json()["choices"][0]["message"]["content"] == want.text
+    assert got.json()["usage"]["prompt_tokens"] == want.prompt_tokens > 17  # the image's tokens count
 
 
 @pytest.mark.slow  # two CLI processes

@@ -56,6 +56,11 @@ def serve(
 ) -> None:
     """Serve a model over an OpenAI-compatible API (chat and completions, streaming), steered per request."""
     quiet_libraries()
+    if allow_remote_images:
+        import importlib.util
+
+        if importlib.util.find_spec("httpx") is None:
+            raise UsageError("--allow-remote-images fetches with httpx, which is not installed (pip install httpx)")
     served = name or Path(model.rstrip("/")).name or "steer"
     if api_key_file:
         try:

@@ -70,7 +70,10 @@ class HFEngine:
         found = [img for row in pictures for img in row]
         return {k: v.to(self.model.device) for k, v in self.vision.inputs(input_ids.cpu(), found).items()}
 
-    def count_tokens(self, text: str) -> int:
+    def count_tokens(self, text: str | Prompt) -> int:
+        """Tokens of a rendered prompt; a :class:`Prompt` with images counts its images' tokens too."""
+        if isinstance(text, Prompt):
+            return len(self._encode([text])[0][0])
         return len(self.tokenizer(text, add_special_tokens=False)["input_ids"])
 
     def _kwargs(self, sampling: Sampling) -> dict:

@@ -45,8 +45,9 @@ class Server:
         """Shutting down: no new requests, and every waiting one is answered 503 now."""
         self.batcher.drain()
 
-    def prepare(self, body: Any, chat: bool) -> tuple[Prompt, Sampling, bool]:
-        """The rendered prompt, the sampling and whether to stream, or an :class:`APIError`."""
+    def prepare(self, body: Any, chat: bool) -> tuple[Prompt, Sampling, bool, list[dict] | None]:
+        """The rendered prompt, the sampling, whether to stream and the checked chat messages (images
+        decoded or fetched once, here), or an :class:`APIError`."""
         if not isinstance(body, dict):
             raise APIError(400, "the request body must be a JSON object")
         model = body.get("model")
@@ -54,10 +55,12 @@ class Server:
             raise APIError(404, f"model {model!r} is not served here (this server serves {self.model_name!r})",
                            "not_found_error", "model")
         try:
-            prompt = self._prompt(body, chat)
+            messages = messages_from(body, self.limits, getattr(self.engine, "reads_images", False)) if chat else None
+            prompt = self._prompt(body, messages)
             if prompt.images and not getattr(self.engine, "reads_images", False):
                 text_prompts([prompt])  # refused now, as a 400, not by the worker
-            n = self.engine.count_tokens(prompt.text)
+            # a prompt with images counts its images' tokens (the engine expands them)
+            n = self.engine.count_tokens(prompt if prompt.images else prompt.text)
             context = getattr(self.engine, "context_length", None)
             room = self.limits.max_tokens if context is None else min(self.limits.max_tokens, context - n)
             check_context(n, 1, context)  # no room for even one new token
@@ -70,13 +73,13 @@ class Server:
         stream = body.get("stream", False)
         if not isinstance(stream, bool):
             raise APIError(400, "stream must be true or false", param="stream")
-        return prompt, sampling, stream
+        return prompt, sampling, stream, messages
 
-    def _prompt(self, body: Mapping, chat: bool) -> Prompt:
-        """The steered chat prompt, or the raw completion prompt."""
+    def _prompt(self, body: Mapping, messages: list[dict] | None) -> Prompt:
+        """The steered chat prompt (``messages``: the request's, checked), or the raw completion prompt."""
         template = self.engine.template
-        if chat:
-            return steering_prompt(template, messages_from(body, self.limits, getattr(self.engine, "reads_images", False)), request_steering(body, template.schema))
+        if messages is not None:
+            return steering_prompt(template, messages, request_steering(body, template.schema))
         prompt = body.get("prompt")
         if isinstance(prompt, list) and len(prompt) == 1:
             prompt = prompt[0]
@@ -84,13 +87,16 @@ class Server:
             raise APIError(400, "prompt must be a non-empty string", param="prompt")
         return Prompt(prompt)
 
-    def checked(self, body: Mapping, prompt: Prompt, sampling: Sampling, chat: bool) -> tuple[Response, dict]:
+    def checked(self, body: Mapping, prompt: Prompt, sampling: Sampling, chat: bool,
+                messages: list[dict] | None = None) -> tuple[Response, dict]:
         """A request's answer through best-of-N (``best_of`` in the body, with the server's ``--judge``)
         and the guard (the server's ``--guard``), blocking: run it off the event loop. Each generation is
         queued like any request (a best-of's N together); the chosen answer and the ``steer`` field."""
         template = self.engine.template
         if chat:
-            messages, steering = messages_from(body, self.limits, getattr(self.engine, "reads_images", False)), request_steering(body, template.schema)
+            if messages is None:  # a caller without prepare's (already checked) messages
+                messages = messages_from(body, self.limits, getattr(self.engine, "reads_images", False))
+            steering = request_steering(body, template.schema)
         else:
             messages, steering = [{"role": "user", "content": prompt.text}], None
         n = self._best_of(body, sampling)
@@ -283,9 +289,9 @@ def create_app(server: Server) -> Any:
         try:
             body = await read_json(request)
             # off the event loop: a remote image (--allow-remote-images) is fetched here, and no client waits on another's
-            prompt, sampling, stream = await asyncio.to_thread(server.prepare, body, chat)
+            prompt, sampling, stream, messages = await asyncio.to_thread(server.prepare, body, chat)
             if server.guard is not None or body.get("best_of") not in (None, 1):
-                response, steer = await asyncio.to_thread(server.checked, body, prompt, sampling, chat)
+                response, steer = await asyncio.to_thread(server.checked, body, prompt, sampling, chat, messages)
                 extra = {"steer": steer}
                 if stream:
                     return StreamingResponse(server.sse_done(response, chat, extra), media_type="text/event-stream")

@@ -196,8 +196,11 @@ def _image(value: Any, where: str, limits: Limits) -> bytes:
 def _fetch(url: str, where: str, limits: Limits) -> bytes:
     """The bytes of a remote image (``--allow-remote-images``): at most ``max_image_bytes`` read, within
     the request timeout, no more than three redirects; every failure a 400 naming the part."""
-    import httpx
+    import time
 
+    import httpx  # steer serve --allow-remote-images checks it is installed before serving
+
+    deadline = time.monotonic() + limits.timeout_s  # the whole fetch, not each read: a trickle is cut off
     try:
         with httpx.Client(timeout=limits.timeout_s, follow_redirects=True, max_redirects=3) as client, \
                 client.stream("GET", url, headers={"Accept": "image/*"}) as got:
@@ -208,8 +211,10 @@ def _fetch(url: str, where: str, limits: Limits) -> bytes:
                 data += chunk
                 if len(data) > limits.max_image_bytes:
                     raise APIError(400, f"{where}: the image is over {limits.max_image_bytes} bytes", param="messages")
+                if time.monotonic() > deadline:
+                    raise APIError(400, f"{where}: fetching the image took over {limits.timeout_s:g} s", param="messages")
             return bytes(data)
-    except httpx.HTTPError as err:
+    except (httpx.HTTPError, httpx.InvalidURL) as err:
         raise APIError(400, f"{where}: could not fetch the image ({type(err).__name__})", param="messages") from None
 
 

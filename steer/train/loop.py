@@ -316,7 +316,7 @@ def recipe_encoder(recipe: Recipe, task: Task, tokenizer: Any = None) -> Encoder
     tokenizer = vision.processor.tokenizer  # the processor saves this one, with the steering template
     template = task.template(recipe, tokenizer).with_image_token(vision.placeholder)
     encoder = task.encoder(recipe, tokenizer, template, vision)
-    fingerprint = {**encoder.fingerprint, "images": vision.processor.image_processor.to_json_string()}
+    fingerprint = {**encoder.fingerprint, "images": vision.processor.to_json_string()}  # patch size, strategy, ...
     return replace(encoder, tokenizer_id=source, vision=vision, fingerprint=fingerprint)
 
 
@@ -325,7 +325,10 @@ def recipe_images(recipe: Recipe, source: str) -> Any:
     from steer.train.model import model_config
     from steer.vision import image_inputs, is_vlm
 
-    config = model_config(recipe.model)
+    try:
+        config = model_config(recipe.model)
+    except UsageError:  # no readable config (a hub id offline, say): a text model here; training's preflight says why
+        return None
     if not is_vlm(config):
         return None
     found = image_inputs(local_path(source) if source else source, config)

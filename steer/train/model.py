@@ -163,7 +163,7 @@ def build_model(cfg: ModelConfig, train: TrainConfig, *, packing: bool, backbone
 
     model = load_base(cfg, packing=packing, quantize=train.method == "qlora", backbone=backbone)
     vlm = is_vlm(model.config)
-    if vlm:
+    if vlm or isinstance(cfg.freeze, list):  # a list names modules of any model
         freeze(model, cfg)
     if train.gradient_checkpointing:
         model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
