@@ -454,3 +454,14 @@ def test_qwen2_vl_through_steers_encoding_collator_and_engine_equals_its_process
     with torch.no_grad():
         plain = model.generate(**ref[0], max_new_tokens=6, do_sample=False)[0, ref[0]["input_ids"].shape[1]:].tolist()
     assert plain[: len(alone[0])] == alone[0]
+
+
+def test_data_inspect_shows_image_parts_as_the_placeholder(tiny_llava, vision_data):
+    from steer.data.inspect import inspect
+
+    plain = inspect(str(vision_data / "train.jsonl"), format="steer", template="steerlm", n=1)
+    text = "".join(seg for seg, _ in plain.examples[0]["segments"])
+    assert text.count("<image>") == 1 and "<image>" + json.loads((vision_data / "train.jsonl").read_text().splitlines()[0])["messages"][0]["content"][1]["text"] in text
+    with_model = inspect(str(vision_data / "pairs.jsonl"), format="steer", template="steerlm", tokenizer=str(tiny_llava), n=1)
+    chosen = with_model.examples[0]["sides"]["chosen"]
+    assert any(seg == "<image>" and not loss for seg, loss in chosen["segments"]) and chosen["loss_tokens"] > 0

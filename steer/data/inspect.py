@@ -49,9 +49,15 @@ def inspect(source: str, *, format: str = "auto", template: str = "auto", schema
 
     given = get_schema(schema) if schema else None
     records, report = load_source(source, format=format, schema=given, **loading)
-    tok = load_tokenizer(tokenizer) if tokenizer else None
+    from steer.vision import image_inputs
+
+    vision = image_inputs(tokenizer) if tokenizer else None  # a vision-language model's processor folder
+    tok = vision.processor.tokenizer if vision is not None else load_tokenizer(tokenizer) if tokenizer else None
     sch = given or guess_schema(records[:1000])
     tmpl = for_tokenizer(template, sch, tok)
+    if vision is not None or (tok is None and any(m.images for r in records[:n] for m in _messages(r))):
+        # each image shows as the model's placeholder (one token here; training repeats it per image feature)
+        tmpl = tmpl.with_image_token(vision.placeholder if vision is not None else "<image>")
     shown = []
     for record in records[:n]:
         if isinstance(record, PreferencePair):
@@ -61,3 +67,8 @@ def inspect(source: str, *, format: str = "auto", template: str = "auto", schema
         else:
             shown.append(explain(record, tmpl, tok, max_length=max_length))
     return Inspection(report, tmpl.kind, sch.name if sch else None, shown)
+
+
+def _messages(record: Any) -> list:
+    """A record's messages (a pair's prompt and both answers)."""
+    return list(record.prompt) if isinstance(record, PreferencePair) else list(record.messages)
