@@ -200,6 +200,10 @@ class Scorer:
             if not conv or conv[-1].get("role") != "assistant":
                 raise UsageError(f"conversation {k}: {KINDS[self.kind]} rates a conversation that ends with an "
                                  "assistant turn")
+        if self.vision is None:  # a text model judges the text: image parts are left out (the guard of a VLM server)
+            from steer.steering import content_text
+
+            conversations = [[{**m, "content": content_text(m.get("content"))} for m in conv] for conv in conversations]
         return [apm_text(self.template, [dict(m) for m in conv]) for conv in conversations]
 
     @torch.no_grad()

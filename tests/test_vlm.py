@@ -465,3 +465,21 @@ def test_data_inspect_shows_image_parts_as_the_placeholder(tiny_llava, vision_da
     with_model = inspect(str(vision_data / "pairs.jsonl"), format="steer", template="steerlm", tokenizer=str(tiny_llava), n=1)
     chosen = with_model.examples[0]["sides"]["chosen"]
     assert any(seg == "<image>" and not loss for seg, loss in chosen["segments"]) and chosen["loss_tokens"] > 0
+
+
+def test_a_text_scorer_judges_the_text_of_a_conversation_with_images(shared_assets, tmp_path):
+    """A text reward or cost model (the guard of a server that serves a VLM) reads the conversation's
+    text: image parts are left out, not an error."""
+    from transformers import AutoModel
+
+    from steer.apm import AttributeModel, Scorer
+    from steer.runs import load_tokenizer
+
+    folder = shared_assets / "models" / "stories260k"
+    scorer = Scorer(AttributeModel(AutoModel.from_pretrained(str(folder)), ["cost"]).eval(), load_tokenizer(str(folder)),
+                    build_template("steerlm", schema=None), kind="cost")
+    png = _png(tmp_path / "q.png")
+    with_image = [{"role": "user", "content": [{"type": "image", "image": str(png)}, {"type": "text", "text": "What colour?"}]},
+                  {"role": "assistant", "content": "Red."}]
+    text_only = [{"role": "user", "content": "What colour?"}, {"role": "assistant", "content": "Red."}]
+    assert scorer.predict([with_image]) == scorer.predict([text_only])
