@@ -12,28 +12,20 @@ from __future__ import annotations
 
 import json
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
 from steer import synth_vision
 from steer.config import SFTRecipe, validate_recipe
 from steer.events import Events, Stage
+from steer.quickstart import Settings
 
 
-@dataclass(frozen=True)
-class Settings:
-    """How big a visual quickstart is: training rows, epochs, evaluation images per level."""
-
-    rows: int
-    epochs: float
-    prompts: int
-    seed: int = 0
-    max_new_tokens: int = 64
-
-
-DEFAULT = Settings(rows=4000, epochs=12, prompts=40)
-FAST = Settings(rows=4000, epochs=8, prompts=24)
+# How big a visual quickstart is: training rows, epochs, evaluation images per level (the text
+# quickstart's settings; answers here are at most five short sentences).
+DEFAULT = Settings(rows=4000, epochs=12, prompts=40, max_new_tokens=64)
+FAST = Settings(rows=4000, epochs=8, prompts=24, max_new_tokens=64)
 VOCAB = 384
 MODEL = {"hidden": 128, "layers": 3, "heads": 4, "image_size": synth_vision.SIZE, "patch_size": 8}
 

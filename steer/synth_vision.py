@@ -124,15 +124,21 @@ def rows(n: int, seed: int = 0, images: str = "images") -> list[tuple[dict, obje
     return out
 
 
-def write(folder: Path, n: int, seed: int = 0, name: str = "train.jsonl") -> Path:
-    """:func:`rows` as ``folder/name`` with the PNGs in ``folder/images``."""
+def _write(folder: Path, name: str, items: list[tuple[dict, object]], key: str) -> Path:
+    """``items`` (row, PIL image) as ``folder/name``, each image saved where its row's first message
+    (under ``key``: ``messages`` or a pair's ``prompt``) points, in ``folder/images``."""
     (folder / "images").mkdir(parents=True, exist_ok=True)
     path = folder / name
     with open(path, "w", encoding="utf-8") as handle:
-        for row, image in rows(n, seed):
-            image.save(folder / row["messages"][0]["content"][0]["image"])
+        for row, image in items:
+            image.save(folder / row[key][0]["content"][0]["image"])  # type: ignore[attr-defined]
             handle.write(json.dumps(row) + "\n")
     return path
+
+
+def write(folder: Path, n: int, seed: int = 0, name: str = "train.jsonl") -> Path:
+    """:func:`rows` as ``folder/name`` with the PNGs in ``folder/images``."""
+    return _write(folder, name, rows(n, seed), "messages")
 
 
 def pairs(n: int, seed: int = 0, images: str = "images") -> list[tuple[dict, object]]:
@@ -157,13 +163,7 @@ def pairs(n: int, seed: int = 0, images: str = "images") -> list[tuple[dict, obj
 
 def write_pairs(folder: Path, n: int, seed: int = 0, name: str = "pairs.jsonl") -> Path:
     """:func:`pairs` as ``folder/name`` with the PNGs in ``folder/images``."""
-    (folder / "images").mkdir(parents=True, exist_ok=True)
-    path = folder / name
-    with open(path, "w", encoding="utf-8") as handle:
-        for row, image in pairs(n, seed):
-            image.save(folder / row["prompt"][0]["content"][0]["image"])
-            handle.write(json.dumps(row) + "\n")
-    return path
+    return _write(folder, name, pairs(n, seed), "prompt")
 
 
 def write_prompts(folder: Path, n: int, seed: int = 0, name: str = "prompts.jsonl") -> Path:
