@@ -40,7 +40,8 @@ class ImageInputs:
     processor: Any
     placeholder: str  # the text one image part renders as
     token_id: int  # the token the processor repeats once per image feature
-    _counts: dict = field(default_factory=dict, repr=False)
+    _counts: dict = field(default_factory=dict, repr=False)  # image size -> tokens
+    _typed: bool | None = field(default=None, repr=False)  # the processor returns mm_token_type_ids
 
     def tokens(self, image: Any) -> int:
         """How many ``token_id`` tokens ``image`` (PIL) becomes (the processor's own expansion;
@@ -95,18 +96,18 @@ class ImageInputs:
             raise DataError("image changed", f"the batch has {int((input_ids == self.token_id).sum())} image tokens "
                             f"but its images make {expected}: prepare the data again (steer data prepare --force)")
         out = self.pixels(images)
-        if self._typed():
+        if self.typed():
             out["mm_token_type_ids"] = (input_ids == self.token_id).long()
         return out
 
-    def _typed(self) -> bool:
+    def typed(self) -> bool:
         """Whether the processor returns ``mm_token_type_ids`` (asked once, with a blank image)."""
-        if "typed" not in self._counts:
+        if self._typed is None:
             from PIL import Image
 
             probe = self.processor(text=[self.placeholder], images=[Image.new("RGB", (64, 64), "white")], return_tensors="pt")
-            self._counts["typed"] = "mm_token_type_ids" in probe
-        return bool(self._counts["typed"])
+            self._typed = "mm_token_type_ids" in probe
+        return self._typed
 
 
 def with_images(vision: ImageInputs, ids: Sequence[int], refs: Sequence[Any], where: str) -> tuple[list[int], list[Any]]:
