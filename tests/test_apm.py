@@ -20,7 +20,7 @@ from steer.train.tasks.apm import RatedTurn, encode_rated
 from steer.data.records import Conversation, DataError, Message
 from steer.errors import ConfigError, UsageError
 from tests import fixtures
-from tests.conftest import REPO, run_cli
+from tests.conftest import REPO, invoke_cli, run_cli
 
 TINY = {"model_type": "llama", "hidden_size": 32, "intermediate_size": 64, "num_hidden_layers": 2,
         "num_attention_heads": 4, "num_key_value_heads": 2, "vocab_size": 512, "max_position_embeddings": 512}
@@ -361,9 +361,13 @@ def test_apm_two_gloo_processes_match_one(tmp_path, shared_assets):
         raw = _recipe(tmp_path, shared_assets, out=name, batch_size=batch, save_steps=100, eval_steps=None)
         raw["data"]["validation_fraction"] = 0.0
         (tmp_path / f"{name}.yaml").write_text(yaml.safe_dump(raw))
-        env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(REPO)}
-        proc = subprocess.run([sys.executable, "-m", "steer", "train", "apm", str(tmp_path / f"{name}.yaml"), "--nproc", nproc,
-                               "--json"], cwd=REPO, env=env, capture_output=True, text=True, timeout=600)
+        args = ["train", "apm", str(tmp_path / f"{name}.yaml"), "--nproc", nproc, "--json"]
+        if nproc == "1":  # trains in the command's own process: no need to start one
+            proc = invoke_cli(*args)
+        else:  # relaunches under torchrun
+            env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(REPO)}
+            proc = subprocess.run([sys.executable, "-m", "steer", *args], cwd=REPO, env=env, capture_output=True, text=True,
+                                  timeout=600)
         assert proc.returncode == 0, proc.stderr[-3000:]
         rows = [json.loads(line) for line in (tmp_path / name / "metrics.jsonl").read_text().splitlines()]
         losses[name] = [r["loss"] for r in rows if "loss" in r]

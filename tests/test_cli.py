@@ -3,11 +3,11 @@ import subprocess
 import sys
 
 from steer import __version__
-from tests.conftest import REPO, run_cli
+from tests.conftest import REPO, invoke_cli, run_cli
 
 
 def test_version():
-    result = run_cli("--version")
+    result = invoke_cli("--version")
     assert result.returncode == 0
     assert result.stdout.strip() == f"steer {__version__}"
 
@@ -40,35 +40,35 @@ print('HEAVY', heavy, len(paths))
 
 
 def test_env_reports_versions_and_device():
-    result = run_cli("env", "--json")
+    result = invoke_cli("env", "--json")
     assert result.returncode == 0, result.stderr
     info = json.loads(result.stdout)
     for key in ("steer", "python", "torch", "transformers", "peft", "datasets", "vllm", "device", "cuda"):
         assert key in info
     assert info["device"] in ("cpu", "mps") or info["device"].startswith("cuda")
-    table = run_cli("env")
+    table = invoke_cli("env")
     assert "transformers" in table.stdout and "device" in table.stdout
 
 
 def test_attrs_resolves_and_renders():
-    result = run_cli("attrs", "--attr", "verbosity=1", "--preset", "expert")
+    result = invoke_cli("attrs", "--attr", "verbosity=1", "--preset", "expert")
     assert result.returncode == 0, result.stderr
     assert result.stdout.strip() == "helpfulness:4,correctness:4,coherence:4,complexity:4,verbosity:1"
-    data = json.loads(run_cli("attrs", "--attrs", "humor:3", "--schema", "oasst", "--json").stdout)
+    data = json.loads(invoke_cli("attrs", "--attrs", "humor:3", "--schema", "oasst", "--json").stdout)
     assert data["string"] == "quality:4,toxicity:0,humor:3,creativity:0"
-    listing = run_cli("attrs", "--schema", "steerlm")
+    listing = invoke_cli("attrs", "--schema", "steerlm")
     assert "verbosity" in listing.stdout and "concise" in listing.stdout
 
 
 def test_bad_attribute_is_one_red_line_and_exit_2():
-    result = run_cli("attrs", "--attr", "verbosty=1")
+    result = invoke_cli("attrs", "--attr", "verbosty=1")
     assert result.returncode == 2
     lines = result.stderr.strip().splitlines()
     assert len(lines) == 1, result.stderr
     assert "unknown attribute 'verbosty'" in lines[0] and "did you mean 'verbosity'" in lines[0]
     assert "Traceback" not in result.stderr
     for bad, needle in (("verbosity=9", "out of range"), ("verbosity=x", "not an integer")):
-        r = run_cli("attrs", "--attr", bad)
+        r = invoke_cli("attrs", "--attr", bad)
         assert r.returncode == 2 and needle in r.stderr
 
 
@@ -97,15 +97,15 @@ def test_every_command_is_documented_in_the_readme():
     walk(get_command(cli.app), [])
     assert len(paths) >= 18
     assert [p for p in paths if f"steer {p}" not in readme] == []
-    listing = run_cli("--help").stdout
+    listing = invoke_cli("--help").stdout
     assert all(p.split()[0] in listing for p in paths)
 
 
 def test_recipe_check_prints_resolved_and_fails_cleanly(tmp_path):
     recipe = REPO / "recipes/gpu/helpsteer2-llama3.1-8b-lora.yaml"
-    ok = run_cli("recipe", "check", str(recipe), "--set", "train.learning_rate=3e-5")
+    ok = invoke_cli("recipe", "check", str(recipe), "--set", "train.learning_rate=3e-5")
     assert ok.returncode == 0, ok.stderr
     assert "learning_rate: 3.0e-05" in ok.stdout and "save_total_limit" in ok.stdout
-    bad = run_cli("recipe", "check", str(recipe), "--set", "train.lr=1")
+    bad = invoke_cli("recipe", "check", str(recipe), "--set", "train.lr=1")
     assert bad.returncode == 2
     assert bad.stderr.count("\n") == 1 and "unknown key train.lr" in bad.stderr

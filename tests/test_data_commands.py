@@ -9,7 +9,7 @@ from steer.data.loader import load
 from steer.data.records import Conversation, DataError, Message
 from steer.data.stats import compute
 from tests import fixtures
-from tests.conftest import run_cli
+from tests.conftest import invoke_cli
 
 CONVO = Conversation(id="x", system="Be kind.", messages=[
     Message("user", "Hi"), Message("assistant", "Hello.", {"verbosity": 1}),
@@ -94,17 +94,17 @@ def test_stats_numbers(tmp_path):
 
 def test_cli_inspect_shows_loss_tokens(tmp_path, shared_assets):
     path = fixtures.write(fixtures.helpsteer2_rows(), tmp_path / "HelpSteer2.jsonl")
-    out = run_cli("data", "inspect", str(path), "-n", "2", "--tokenizer", str(shared_assets / "tokenizers/llama3"))
+    out = invoke_cli("data", "inspect", str(path), "-n", "2", "--tokenizer", str(shared_assets / "tokenizers/llama3"))
     assert out.returncode == 0, out.stderr
     assert "4 rows read, 4 examples" in out.stdout and "template chat, schema helpsteer" in out.stdout
     assert "#1 HelpSteer2:2" in out.stdout and "with loss" in out.stdout
-    plain = run_cli("data", "inspect", str(path), "-n", "1", "--template", "steerlm")
+    plain = invoke_cli("data", "inspect", str(path), "-n", "1", "--template", "steerlm")
     assert "<extra_id_2>helpfulness:4,correctness:3" in plain.stdout
 
 
 def test_cli_stats_json_and_plot(tmp_path):
     path = fixtures.write(fixtures.pku_rows(), tmp_path / "pku.jsonl")
-    out = run_cli("data", "stats", str(path), "--json", "--plot", str(tmp_path / "p.png"))
+    out = invoke_cli("data", "stats", str(path), "--json", "--plot", str(tmp_path / "p.png"))
     assert out.returncode == 0, out.stderr
     data = json.loads(out.stdout)
     for key in ("rows", "examples", "rejected", "attributes", "length_correlation"):
@@ -119,9 +119,9 @@ def test_cli_bad_row_is_one_line_and_skip_invalid_reports(tmp_path):
     rows = fixtures.helpsteer_rows()
     rows[1]["verbosity"] = 11
     path = fixtures.write(rows, tmp_path / "hs.jsonl")
-    bad = run_cli("data", "stats", str(path))
+    bad = invoke_cli("data", "stats", str(path))
     assert bad.returncode == 2 and bad.stderr.strip() == f"error: {path}:2: column 'verbosity': 11 is outside 0-4"
-    ok = run_cli("data", "stats", str(path), "--skip-invalid", "--rejects", str(tmp_path / "rej.jsonl"), "--json")
+    ok = invoke_cli("data", "stats", str(path), "--skip-invalid", "--rejects", str(tmp_path / "rej.jsonl"), "--json")
     data = json.loads(ok.stdout)
     assert (data["rows"], data["examples"], data["rejected"]) == (3, 2, {"out of range": 1})
     assert json.loads((tmp_path / "rej.jsonl").read_text())["row"] == 2
@@ -130,16 +130,16 @@ def test_cli_bad_row_is_one_line_and_skip_invalid_reports(tmp_path):
 def test_cli_remaining_flags(tmp_path, shared_assets):
     hs = fixtures.write(fixtures.helpsteer_rows(), tmp_path / "hs.jsonl")
     tok = str(shared_assets / "models/stories260k")
-    stats = json.loads(run_cli("data", "stats", str(hs), "--tokenizer", tok, "--json").stdout)
+    stats = json.loads(invoke_cli("data", "stats", str(hs), "--tokenizer", tok, "--json").stdout)
     assert stats["length_unit"] == "tokens" and stats["lengths"]["response_tokens"]["count"] == 3
-    out = run_cli("data", "inspect", str(hs), "--format", "helpsteer", "--schema", "steerlm", "--tokenizer", tok,
-                  "--max-length", "230", "-n", "1")
+    out = invoke_cli("data", "inspect", str(hs), "--format", "helpsteer", "--schema", "steerlm", "--tokenizer", tok,
+                     "--max-length", "230", "-n", "1")
     assert out.returncode == 0, out.stderr
     assert "schema steerlm" in out.stdout and "truncated" in out.stdout
     oasst = fixtures.write(fixtures.oasst_rows(), tmp_path / "o.jsonl")
-    de = run_cli("data", "inspect", str(oasst), "--lang", "de", "-n", "5")
+    de = invoke_cli("data", "inspect", str(oasst), "--lang", "de", "-n", "5")
     assert "Ich habe keine Uhr." in de.stdout and "Velt" not in de.stdout
     fixtures.write(fixtures.helpsteer_rows()[:2], tmp_path / "folder" / "validation.jsonl")
     fixtures.write(fixtures.helpsteer_rows(), tmp_path / "folder" / "train.jsonl")
-    split = json.loads(run_cli("data", "stats", str(tmp_path / "folder"), "--split", "validation", "--json").stdout)
+    split = json.loads(invoke_cli("data", "stats", str(tmp_path / "folder"), "--split", "validation", "--json").stdout)
     assert split["rows"] == 2

@@ -18,7 +18,7 @@ from steer.data.loader import FORMATS, load
 from steer.data.records import DataError
 from steer.errors import UsageError
 from tests import fixtures
-from tests.conftest import run_cli
+from tests.conftest import invoke_cli
 
 GOOD = {"prompt": "What is 2+2?", "response": "4", "helpfulness": 4, "correctness": 4, "coherence": 4, "complexity": 0,
         "verbosity": 0}
@@ -51,9 +51,6 @@ FILES = {  # name -> (bytes, what the one-line error says)
 }
 
 
-CLI_CASES = ("cut.jsonl.gz", "quote.csv", "empty.jsonl")  # the others end the same way; each run_cli costs seconds
-
-
 @pytest.mark.parametrize("name", sorted(FILES))
 def test_every_unreadable_file_is_one_line_naming_it(tmp_path, name):
     data, needle = FILES[name]
@@ -62,9 +59,8 @@ def test_every_unreadable_file_is_one_line_naming_it(tmp_path, name):
     with pytest.raises(DataError, match=needle) as err:
         load(path, format="auto" if "jsonl" in name or name.endswith("csv") else "helpsteer")
     assert str(err.value).startswith(str(path)) and "\n" not in str(err.value)
-    if name in CLI_CASES:  # the command line shows it as one red line, exit 2
-        out = run_cli("data", "stats", str(path))
-        assert out.returncode == 2 and out.stderr.count("\n") == 1 and needle in out.stderr, out.stderr
+    out = invoke_cli("data", "stats", str(path))  # the command line shows it as one red line, exit 2
+    assert out.returncode == 2 and out.stderr.count("\n") == 1 and needle in out.stderr, out.stderr
 
 
 def test_a_lone_surrogate_is_a_row_skip_invalid_skips(tmp_path):
@@ -100,7 +96,7 @@ def test_canonical_attributes_are_checked_against_the_schema(tmp_path, value, re
     with pytest.raises(DataError) as err:
         load(path)
     assert err.value.reason == reason and err.value.column == "messages[1].attributes"
-    stats = run_cli("data", "stats", str(path), "--skip-invalid", "--rejects", str(tmp_path / "r.jsonl"), "--json")
+    stats = invoke_cli("data", "stats", str(path), "--skip-invalid", "--rejects", str(tmp_path / "r.jsonl"), "--json")
     assert stats.returncode == 0 and "Infinity" not in stats.stdout and json.loads(stats.stdout)["rejected"] == {reason: 1}
 
 
@@ -169,20 +165,20 @@ def test_rejects_never_overwrite_an_input_a_link_or_a_file_they_did_not_write(tm
     data = tmp_path / "in.jsonl"
     data.write_text("\n".join(rows) + "\n")
     before = data.read_bytes()
-    same = run_cli("data", "stats", str(data), "--skip-invalid", "--rejects", str(data))
+    same = invoke_cli("data", "stats", str(data), "--skip-invalid", "--rejects", str(data))
     assert same.returncode == 2 and "never writes onto its input" in same.stderr and data.read_bytes() == before
     link = tmp_path / "link.jsonl"
     link.symlink_to(tmp_path / "target.jsonl")
-    refused = run_cli("data", "stats", str(data), "--skip-invalid", "--rejects", str(link))
+    refused = invoke_cli("data", "stats", str(data), "--skip-invalid", "--rejects", str(link))
     assert refused.returncode == 2 and "symbolic link" in refused.stderr and not (tmp_path / "target.jsonl").exists()
     notes = tmp_path / "notes.txt"
     notes.write_text("my notes\n")
-    mine = run_cli("data", "stats", str(data), "--skip-invalid", "--rejects", str(notes))
+    mine = invoke_cli("data", "stats", str(data), "--skip-invalid", "--rejects", str(notes))
     assert mine.returncode == 2 and "not a file this command wrote" in mine.stderr and notes.read_text() == "my notes\n"
     fresh = tmp_path / "new" / "folder" / "rejects.jsonl"
-    ok = run_cli("data", "stats", str(data), "--skip-invalid", "--rejects", str(fresh), "--json")
+    ok = invoke_cli("data", "stats", str(data), "--skip-invalid", "--rejects", str(fresh), "--json")
     assert ok.returncode == 0 and json.loads(fresh.read_text())["row"] == 2
-    again = run_cli("data", "stats", str(data), "--skip-invalid", "--rejects", str(fresh), "--json")
+    again = invoke_cli("data", "stats", str(data), "--skip-invalid", "--rejects", str(fresh), "--json")
     assert again.returncode == 0 and len(fresh.read_text().splitlines()) == 1  # its own file: replaced, not appended
     assert [p.name for p in fresh.parent.iterdir()] == ["rejects.jsonl"]  # no temporary file left behind
 

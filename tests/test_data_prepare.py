@@ -66,17 +66,17 @@ def test_prepare_in_parallel_matches_serial(tmp_path, shared_assets, monkeypatch
 def test_cli_prepare(tmp_path, shared_assets):
     import json
 
-    from tests.conftest import run_cli
+    from tests.conftest import invoke_cli
 
     fixtures.write(fixtures.helpsteer_rows(), tmp_path / "hs.jsonl")
     (tmp_path / "r.yaml").write_text(
         f"model: {{name_or_path: {shared_assets / 'models/stories260k'}}}\n"
         f"data: {{sources: [{{path: {tmp_path / 'hs.jsonl'}}}], max_length: 1024, cache_dir: {tmp_path / 'c'}}}\n")
-    out = run_cli("data", "prepare", str(tmp_path / "r.yaml"), "--json")
+    out = invoke_cli("data", "prepare", str(tmp_path / "r.yaml"), "--json")
     assert out.returncode == 0, out.stderr
     first = json.loads(out.stdout.strip().splitlines()[-1])
     assert first["examples"] == 3 and not first["cached"] and first["loss"] > 0 and first["loss_unit"] == "with loss"
-    again = run_cli("data", "prepare", str(tmp_path / "r.yaml"))
+    again = invoke_cli("data", "prepare", str(tmp_path / "r.yaml"))
     assert again.returncode == 0 and "3 examples" in again.stdout and "reused from cache" in again.stdout
     assert f"{first['loss']} with loss" in again.stdout
 

@@ -12,7 +12,7 @@ from steer.errors import UsageError
 from steer.engines.base import Sampling
 from steer.steering import Steering, steering_prompt
 from steer.templates import build_template
-from tests.conftest import run_cli
+from tests.conftest import invoke_cli, run_cli
 
 
 def _model(shared_assets) -> str:
@@ -155,7 +155,7 @@ def test_vllm_layer_without_vllm(tmp_path):
     ref = resolve(str(run))
     assert (ref.weights, ref.adapter, ref.tokenizer) == ("/models/base", str(run), "/models/base")
     if importlib.util.find_spec("vllm") is None:
-        proc = run_cli("generate", str(run), "hi", "--engine", "vllm")
+        proc = invoke_cli("generate", str(run), "hi", "--engine", "vllm")
         assert proc.returncode == 2 and INSTALL in proc.stderr
 
 
@@ -332,7 +332,7 @@ def test_batch_errors_name_the_line(tmp_path, shared_assets):
             "--attr", "verbosity=1", "--attr", "complexity=4", "--system", "Default.", "--max-new-tokens", "4", "--json",
             "--preset", "expert", "--value", "V.", "--temperature", "0.8", "--top-p", "0.9", "--top-k", "7", "--seed", "3",
             "--stop", "zzz", "--batch-size", "1", "--engine", "hf"]
-    proc = run_cli(*args)
+    proc = invoke_cli(*args)
     assert proc.returncode == 0, proc.stderr
     assert json.loads(proc.stdout) == {"total": 4, "written": 2, "skipped": 0, "errors": 2, "output": str(out)}
     errors = [json.loads(line) for line in (tmp_path / "o.errors.jsonl").read_text().splitlines()]
@@ -342,7 +342,7 @@ def test_batch_errors_name_the_line(tmp_path, shared_assets):
     assert rows[2]["steering"]["attributes"]["verbosity"] == 3 and rows[2]["steering"]["system"] == "Own."
     assert rows[2]["steering"]["attributes"]["complexity"] == 4  # the command's default where the row is silent
     assert rows[1]["steering"]["preset"] == "expert" and rows[1]["steering"]["values"] == ["V."]
-    again = run_cli(*args)
+    again = invoke_cli(*args)
     assert json.loads(again.stdout)["skipped"] == 2 and len((tmp_path / "o.errors.jsonl").read_text().splitlines()) == 2
 
 
@@ -387,7 +387,7 @@ def test_chat_repl_commands_through_stdin(tmp_path, shared_assets):
         "/system Be nice.", "/value I am busy.", "/params temperature=0 max_new_tokens=8", "/params temprature=1",
         "Once upon a time", "/retry", "Tell me more", "/undo", "/foo", "/sav", f"/save {saved}", "/system clear", "/value clear", "/reset", "/undo",
         "/quit", "never read"]) + "\n"
-    proc = run_cli("chat", _model(shared_assets), "--template", "steerlm", input=script, timeout=300)
+    proc = invoke_cli("chat", _model(shared_assets), "--template", "steerlm", input=script, timeout=300)
     assert proc.returncode == 0, proc.stderr
     out, err = proc.stdout, proc.stderr
     assert "/retry" in out and "/save" in out  # /help
@@ -449,8 +449,8 @@ def test_python_api_mirrors_the_cli(shared_assets):
     model = _model(shared_assets)
     r = steer.generate(model, "Once upon a time", attributes={"verbosity": 1}, template="steerlm", temperature=0,
                        max_new_tokens=10)
-    cli = run_cli("generate", model, "Once upon a time", "--template", "steerlm", "--attr", "verbosity=1",
-                  "--temperature", "0", "--max-new-tokens", "10", "--json")
+    cli = invoke_cli("generate", model, "Once upon a time", "--template", "steerlm", "--attr", "verbosity=1",
+                     "--temperature", "0", "--max-new-tokens", "10", "--json")
     assert r.text == json.loads(cli.stdout)["text"] and r.completion_tokens > 0
     assert "".join(steer.stream(model, "Once upon a time", attributes="verbosity:1", template="steerlm",
                                 temperature=0, max_new_tokens=10)) == r.text

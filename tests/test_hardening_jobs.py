@@ -10,7 +10,7 @@ import pytest
 from steer.config import validate_recipe
 from steer.errors import UsageError
 from tests import fixtures
-from tests.conftest import run_cli
+from tests.conftest import invoke_cli
 
 
 def _model(shared_assets) -> str:
@@ -90,8 +90,8 @@ def test_cli_batch_refusal_is_one_line_before_any_progress(tmp_path, shared_asse
     out = tmp_path / "out.jsonl"
     base = ["batch", _model(shared_assets), "--template", "steerlm", "--input", str(src), "--output", str(out),
             "--max-new-tokens", "4"]
-    assert run_cli(*base, "--temperature", "0").returncode == 0
-    changed = run_cli(*base, "--temperature", "0.5")
+    assert invoke_cli(*base, "--temperature", "0").returncode == 0
+    changed = invoke_cli(*base, "--temperature", "0.5")
     assert changed.returncode == 2 and changed.stderr.count("\n") == 1 and "other sampling.temperature" in changed.stderr
 
 
@@ -167,16 +167,16 @@ def test_model_and_template_mistakes_say_what_is_wrong(tmp_path, shared_assets):
     folder = tmp_path / "notes"
     folder.mkdir()
     (folder / "readme.txt").write_text("not a model")
-    notes = run_cli("generate", str(folder), "hi")
+    notes = invoke_cli("generate", str(folder), "hi")
     assert notes.returncode == 2 and "is not a model: it holds no config.json" in notes.stderr
-    nope = run_cli("generate", _model(shared_assets), "hi", "--template", "nope")
+    nope = invoke_cli("generate", _model(shared_assets), "hi", "--template", "nope")
     assert nope.returncode == 2 and "unknown template" in nope.stderr and "already carries" not in nope.stderr
-    chat = run_cli("generate", _model(shared_assets), "hi", "--template", "chat")
+    chat = invoke_cli("generate", _model(shared_assets), "hi", "--template", "chat")
     assert chat.returncode == 2 and "template.kind: steerlm" in chat.stderr
-    hint = run_cli("recipe", "check", str(tmp_path / "r.yaml"))
+    hint = invoke_cli("recipe", "check", str(tmp_path / "r.yaml"))
     assert hint.returncode == 2
     (tmp_path / "r.yaml").write_text("model: {name_or_path: m}\ndata: {sources: [{path: d.jsonl}]}\ntrain: {lr: 1}\n")
-    lr = run_cli("recipe", "check", str(tmp_path / "r.yaml"))
+    lr = invoke_cli("recipe", "check", str(tmp_path / "r.yaml"))
     assert lr.returncode == 2 and "did you mean 'learning_rate'?" in lr.stderr
 
 
@@ -185,7 +185,7 @@ def test_serve_hands_over_to_vllm_only_when_it_is_installed(tmp_path, shared_ass
 
     if shutil.which("vllm"):
         pytest.skip("vllm is installed here")
-    out = run_cli("serve", _model(shared_assets), "--template", "steerlm", "--engine", "vllm")
+    out = invoke_cli("serve", _model(shared_assets), "--template", "steerlm", "--engine", "vllm")
     assert out.returncode == 2 and "vLLM is not installed" in out.stderr and "Traceback" not in out.stderr
 
 
@@ -230,7 +230,7 @@ def test_chat_can_retry_an_answer_that_ctrl_c_stopped(tmp_path):
 
 
 def test_help_shows_plain_metavars_and_long_jobs_print_lines_without_a_terminal(tmp_path, shared_assets):
-    helped = run_cli("generate", "--help")
+    helped = invoke_cli("generate", "--help")
     assert helped.returncode == 0 and "MODEL [PROMPT]" in helped.stdout and "--temperature" in helped.stdout
     for raw in ("<list[str]>", "<bool>", "{model}", "<str>", "<int>"):
         assert raw not in helped.stdout, raw
@@ -239,7 +239,7 @@ def test_help_shows_plain_metavars_and_long_jobs_print_lines_without_a_terminal(
     recipe = _recipe(tmp_path, shared_assets)
     recipe["train"].update(max_steps=4, logging_steps=1)
     (tmp_path / "r.yaml").write_text(yaml.safe_dump(recipe))
-    trained = run_cli("train", "sft", str(tmp_path / "r.yaml"))  # stderr is a pipe here, not a terminal
+    trained = invoke_cli("train", "sft", str(tmp_path / "r.yaml"))  # stderr is captured here, not a terminal
     assert trained.returncode == 0, trained.stderr
     lines = trained.stderr.splitlines()
     assert any(line.startswith("tokenize ") for line in lines)

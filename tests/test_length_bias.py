@@ -5,7 +5,7 @@ import json
 import pytest
 
 from steer.evaluate.length_bias import Scored, correlation, longer_preferred, nrg
-from tests.conftest import run_cli
+from tests.conftest import invoke_cli
 from tests.fixtures import pku_rows, write
 
 
@@ -38,19 +38,19 @@ def test_cli_length_bias(tmp_path):
     base, other = tmp_path / "base.jsonl", tmp_path / "steered.jsonl"
     write([{"id": i, "text": "word " * (5 + i), "realised": {"score": i / 10}} for i in range(30)], base)
     write([{"id": i, "text": "word " * (5 + i), "realised": {"score": 2 + i / 10}} for i in range(30)], other)
-    out = run_cli("eval", "length-bias", str(base), "--score", "realised.score", "--compare", str(other), "--json",
-                  "--plot", str(tmp_path / "lb.png"))
+    out = invoke_cli("eval", "length-bias", str(base), "--score", "realised.score", "--compare", str(other), "--json",
+                     "--plot", str(tmp_path / "lb.png"))
     assert out.returncode == 0, out.stderr
     data = json.loads(out.stdout)
     assert data["length_unit"] == "words" and data["correlation"]["realised.score"]["spearman"] == pytest.approx(1.0)
     assert data["compare"]["gain"] == pytest.approx(2.0) and data["compare"]["nrg"] == pytest.approx(2.0)
     assert (tmp_path / "lb.png").stat().st_size > 5000
-    table = run_cli("eval", "length-bias", str(base), "--score", "realised.score", "--compare", str(other))
+    table = invoke_cli("eval", "length-bias", str(base), "--score", "realised.score", "--compare", str(other))
     assert table.returncode == 0 and "non-length gain" in table.stdout
-    missing = run_cli("eval", "length-bias", str(base), "--score", "nope")
+    missing = invoke_cli("eval", "length-bias", str(base), "--score", "nope")
     assert missing.returncode == 2 and "base.jsonl:1: column 'nope'" in missing.stderr
-    assert run_cli("eval", "length-bias", str(base), "--compare", str(other)).returncode == 2
-    apm = run_cli("eval", "length-bias", str(base), "--apm", str(tmp_path / "no-apm"))
+    assert invoke_cli("eval", "length-bias", str(base), "--compare", str(other)).returncode == 2
+    apm = invoke_cli("eval", "length-bias", str(base), "--apm", str(tmp_path / "no-apm"))
     assert apm.returncode == 2 and "not a directory" in apm.stderr
 
 
@@ -58,11 +58,11 @@ def test_cli_length_bias_on_labels_and_pairs(tmp_path):
     from steer import synth
 
     paths = synth.write_corpus(tmp_path, 300, seed=0)
-    out = run_cli("eval", "length-bias", str(paths["train"]), "--json")
+    out = invoke_cli("eval", "length-bias", str(paths["train"]), "--json")
     assert out.returncode == 0, out.stderr
     corr = json.loads(out.stdout)["correlation"]
     assert corr["verbosity"]["spearman"] > 0.3 and set(corr) == set(synth.SCHEMA.names)
     pku = write(pku_rows(), tmp_path / "pku.jsonl")
-    pairs = run_cli("eval", "length-bias", str(pku), "--json")
+    pairs = invoke_cli("eval", "length-bias", str(pku), "--json")
     assert pairs.returncode == 0, pairs.stderr
     assert json.loads(pairs.stdout)["longer_preferred"]["pairs"] > 0

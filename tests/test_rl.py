@@ -10,7 +10,7 @@ import pytest
 import torch
 
 from steer.train import rl_loss
-from tests.conftest import REPO, run_cli
+from tests.conftest import REPO, invoke_cli, run_cli
 
 T = lambda *x: torch.tensor(x, dtype=torch.float64)  # noqa: E731
 
@@ -232,17 +232,17 @@ def test_eval_curves_reads_any_run_s_metrics_and_names_what_is_missing(tmp_path)
     run.mkdir()
     rows = [{"step": s, "reward": float(s), "lambda": 0.5 * s, "time": 1.0} for s in range(1, 6)] + [{"step": 5, "train_loss": 1}]
     (run / "metrics.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
-    done = run_cli("eval", "curves", str(run), "-m", "reward", "-m", "lambda", "--window", "2", "--json",
-                   "--plot", str(tmp_path / "c.png"))
+    done = invoke_cli("eval", "curves", str(run), "-m", "reward", "-m", "lambda", "--window", "2", "--json",
+                      "--plot", str(tmp_path / "c.png"))
     assert done.returncode == 0, done.stderr
     report = json.loads(done.stdout)["runs"][str(run)]
     assert report["reward"] == {"first": 1.0, "last": 4.5, "min": 1.0, "max": 5.0, "steps": 5,
                                 "series": [[s, float(s)] for s in range(1, 6)]}
     assert (tmp_path / "c.png").stat().st_size > 0
-    missing = run_cli("eval", "curves", str(run), "-m", "cost")
+    missing = invoke_cli("eval", "curves", str(run), "-m", "cost")
     assert missing.returncode == 2 and "no run logged cost (logged: lambda, reward, train_loss)" in missing.stderr
     (run / "metrics.jsonl").write_text("{not json\n")
-    bad = run_cli("eval", "curves", str(run))
+    bad = invoke_cli("eval", "curves", str(run))
     assert bad.returncode == 2 and "metrics.jsonl:1: not valid JSON" in bad.stderr
 
 

@@ -13,7 +13,7 @@ from steer.data.loader import load
 from steer.errors import UsageError
 from steer.train.score_loss import bradley_terry, cost_loss, sign_term
 from tests import fixtures
-from tests.conftest import REPO, run_cli
+from tests.conftest import REPO, invoke_cli, run_cli
 
 TINY = {"model_type": "llama", "hidden_size": 32, "intermediate_size": 64, "num_hidden_layers": 2,
         "num_attention_heads": 4, "num_key_value_heads": 2, "vocab_size": 512, "max_position_embeddings": 512}
@@ -121,7 +121,7 @@ def test_reward_model_on_any_pair_source_with_scaled_bt_and_length_balance(tmp_p
     rows = fixtures.helpsteer2_preference_rows() * 8
     data = fixtures.write(rows, tmp_path / "pref.jsonl")
     path = _recipe(tmp_path, "rm", data, data, strength="weight", length_balance="bins", regularization=0.01)
-    done = run_cli("train", "rm", str(path), "--json", "--set", "train.epochs=1")
+    done = invoke_cli("train", "rm", str(path), "--json", "--set", "train.epochs=1")
     assert done.returncode == 0, done.stderr[-2000:]
     metrics = [json.loads(line) for line in (tmp_path / "rm" / "metrics.jsonl").read_text().splitlines()]
     assert any("length_balance/kept" in m for m in metrics) and any("rewards/accuracy" in m for m in metrics)

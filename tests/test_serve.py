@@ -14,7 +14,7 @@ from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 
-from tests.conftest import REPO, run_cli
+from tests.conftest import REPO, invoke_cli
 
 KEY = "sk-test-key"
 
@@ -64,8 +64,8 @@ def client(server):
 
 def test_chat_steered_equals_steer_generate(server, client):
     model, _ = server
-    cli = run_cli("generate", model, "Once upon a time", "--template", "steerlm", "--attr", "verbosity=0",
-                  "--attr", "complexity=4", "--temperature", "0", "--max-new-tokens", "24", "--seed", "7", "--json")
+    cli = invoke_cli("generate", model, "Once upon a time", "--template", "steerlm", "--attr", "verbosity=0",
+                     "--attr", "complexity=4", "--temperature", "0", "--max-new-tokens", "24", "--seed", "7", "--json")
     assert cli.returncode == 0, cli.stderr
     expected = json.loads(cli.stdout)["text"]
     messages = [{"role": "user", "content": "Once upon a time"}]
@@ -238,8 +238,8 @@ def test_vllm_command_construction(tmp_path, shared_assets, monkeypatch):
     assert template.startswith(str(tmp_path / "cache")) and open(template).read() == "{{ other }}"
     assert plain[plain.index("--served-model-name") + 1] == "m" and "--enable-lora" not in plain
     model = str(shared_assets / "models/stories260k")
-    out = run_cli("serve", model, "--engine", "vllm", "--template", "steerlm", "--print-command", "--port", "8123",
-                  env={"XDG_CACHE_HOME": str(tmp_path / "cache2")})
+    out = invoke_cli("serve", model, "--engine", "vllm", "--template", "steerlm", "--print-command", "--port", "8123",
+                     env={"XDG_CACHE_HOME": str(tmp_path / "cache2")})
     assert out.returncode == 0, out.stderr
     line = out.stdout.strip().splitlines()[0]
     assert line.startswith(f"vllm serve {model} --host 127.0.0.1 --port 8123 --chat-template ")

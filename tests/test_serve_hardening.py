@@ -257,14 +257,16 @@ def test_the_vllm_command_carries_the_key_in_its_environment_only(tmp_path, shar
     p = plan(str(shared_assets / "models/stories260k"), name="m", template="steerlm", api_key="sk-secret")
     assert "sk-secret" not in " ".join(p.command) and "sk-secret" not in p.shell()
     assert p.env == {"VLLM_API_KEY": "sk-secret"} and p.shell().startswith("VLLM_API_KEY=... vllm serve ")
-    shown = __import__("tests.conftest", fromlist=["run_cli"]).run_cli(
+    from tests.conftest import invoke_cli
+
+    shown = invoke_cli(
         "serve", str(shared_assets / "models/stories260k"), "--template", "steerlm", "--engine", "vllm", "--print-command",
         "--api-key", "sk-secret", env={"XDG_CACHE_HOME": str(tmp_path)})
     assert shown.returncode == 0 and "sk-secret" not in shown.stdout + shown.stderr
 
 
 def test_an_empty_or_unreadable_key_is_refused_not_served_open(tmp_path, shared_assets):
-    from tests.conftest import run_cli
+    from tests.conftest import invoke_cli
 
     model = str(shared_assets / "models/stories260k")
     empty, binary = tmp_path / "empty.key", tmp_path / "binary.key"
@@ -272,8 +274,8 @@ def test_an_empty_or_unreadable_key_is_refused_not_served_open(tmp_path, shared_
     binary.write_bytes(b"\xff\xfe")
     for args, needle in ((("--api-key-file", str(empty)), "the file is empty"),
                          (("--api-key-file", str(binary)), "not UTF-8"), (("--api-key", " "), "--api-key is empty")):
-        result = run_cli("serve", model, "--template", "steerlm", "--engine", "vllm", "--print-command", *args,
-                         env={"XDG_CACHE_HOME": str(tmp_path)})
+        result = invoke_cli("serve", model, "--template", "steerlm", "--engine", "vllm", "--print-command", *args,
+                            env={"XDG_CACHE_HOME": str(tmp_path)})
         assert result.returncode == 2 and needle in result.stderr and "Traceback" not in result.stderr, result.stderr
 
 

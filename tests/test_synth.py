@@ -113,9 +113,10 @@ def test_evaluation_prompts_come_from_another_stream():
 def test_cli_data_synth(tmp_path):
     import json
 
-    from tests.conftest import run_cli
+    from tests.conftest import invoke_cli
 
-    out = run_cli("data", "synth", "--out", str(tmp_path / "s"), "-n", "60", "--valid", "6", "--prompts", "7", "--vocab", "400")
+    out = invoke_cli("data", "synth", "--out", str(tmp_path / "s"), "-n", "60", "--valid", "6", "--prompts", "7",
+                     "--vocab", "400")
     assert out.returncode == 0, out.stderr
     for name in ("train.jsonl", "valid.jsonl", "prompts.jsonl", "tokenizer/tokenizer.json"):
         assert (tmp_path / "s" / name).is_file(), name

@@ -14,7 +14,7 @@ import torch
 from steer.config import validate_recipe
 from steer.errors import SteerError, UsageError
 from tests import fixtures
-from tests.conftest import REPO, run_cli
+from tests.conftest import REPO, invoke_cli
 
 TINY = {"model_type": "llama", "hidden_size": 32, "intermediate_size": 64, "num_hidden_layers": 2,
         "num_attention_heads": 4, "num_key_value_heads": 2, "vocab_size": 512, "max_position_embeddings": 512}
@@ -219,7 +219,7 @@ def test_two_gloo_processes_match_one(tmp_path, shared_assets):
     double = _recipe(tmp_path, shared_assets, out="two", batch_size=2, save_steps=100)
     (tmp_path / "one.yaml").write_text(yaml.safe_dump(single))
     (tmp_path / "two.yaml").write_text(yaml.safe_dump(double))
-    assert run_cli("train", "sft", str(tmp_path / "one.yaml"), "--json").returncode == 0
+    assert invoke_cli("train", "sft", str(tmp_path / "one.yaml"), "--json").returncode == 0
     env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(REPO)}
     proc = subprocess.run([sys.executable, "-m", "steer", "train", "sft", str(tmp_path / "two.yaml"), "--nproc", "2", "--json"],
                           cwd=REPO, env=env, capture_output=True, text=True, timeout=600)
@@ -235,19 +235,19 @@ def test_cli_train_and_export(tmp_path, shared_assets):
     raw = _recipe(tmp_path, shared_assets, max_steps=2, save_steps=2)
     path = tmp_path / "r.yaml"
     path.write_text(yaml.safe_dump(raw))
-    proc = run_cli("train", "sft", str(path))
+    proc = invoke_cli("train", "sft", str(path))
     assert proc.returncode == 0, proc.stderr
     assert "trained 2 steps" in proc.stdout and "steer generate" in proc.stdout
-    again = run_cli("train", "sft", str(path))
+    again = invoke_cli("train", "sft", str(path))
     assert again.returncode == 2 and "--resume" in again.stderr and len(again.stderr.strip().splitlines()) == 1
-    proc = run_cli("export", str(tmp_path / "run"), "--out", str(tmp_path / "exported"))
+    proc = invoke_cli("export", str(tmp_path / "run"), "--out", str(tmp_path / "exported"))
     assert proc.returncode == 0, proc.stderr
     from safetensors.torch import load_file
 
     trained, exported = load_file(str(tmp_path / "run/model.safetensors")), load_file(str(tmp_path / "exported/model.safetensors"))
     assert trained.keys() == exported.keys() and all(torch.equal(trained[k], exported[k]) for k in trained)
     assert json.loads((tmp_path / "exported/steer.json").read_text())["exported_from"] == str((tmp_path / "run").resolve())
-    bad = run_cli("export", str(tmp_path / "nowhere"), "--out", str(tmp_path / "x"))
+    bad = invoke_cli("export", str(tmp_path / "nowhere"), "--out", str(tmp_path / "x"))
     assert bad.returncode == 2 and "not a directory" in bad.stderr
 
 

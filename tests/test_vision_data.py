@@ -138,13 +138,13 @@ def test_records_with_images_round_trip_through_the_canonical_format_and_text_mo
 
 
 def test_data_stats_and_pairs_count_text_on_image_data(tmp_path):
-    from tests.conftest import run_cli
+    from tests.conftest import invoke_cli
 
     path = fixtures.write(fixtures.vlfeedback_rows(), tmp_path / "vlf.jsonl")
-    stats = run_cli("data", "stats", str(path), "--json")
+    stats = invoke_cli("data", "stats", str(path), "--json")
     assert stats.returncode == 0, stats.stderr
     assert json.loads(stats.stdout)["format"] == "vlfeedback"
-    pairs = run_cli("data", "pairs", str(path), "-o", str(tmp_path / "pairs.jsonl"), "--by", "visual_faithfulness")
+    pairs = invoke_cli("data", "pairs", str(path), "-o", str(tmp_path / "pairs.jsonl"), "--by", "visual_faithfulness")
     assert pairs.returncode == 0, pairs.stderr
     written = [json.loads(line) for line in open(tmp_path / "pairs.jsonl")]
     assert written and written[0]["prompt"][0]["content"][0]["image"].startswith("data:image/png;base64,")
