@@ -129,7 +129,7 @@ def sweep_records(report: dict) -> tuple[list[Request], list[dict]]:
 def run_and_plot(out: Path, settings: Settings, events: Events | None = None) -> tuple[dict, str]:
     """``steer quickstart``: refuse a folder that already holds a run, run, and plot the sweep."""
     from steer.errors import UsageError
-    from steer.evaluate.steerability import plot
+    from steer.evaluate.plots import plot
 
     if (out / "model").exists():
         raise UsageError(f"{out} already holds a quickstart run; pass --out NEW_DIR or remove it")

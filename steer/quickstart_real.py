@@ -142,7 +142,8 @@ def run(out: Path, settings: Settings = DEFAULT, events: Events | None = None) -
 def run_and_plot(out: Path, settings: Settings, events: Events | None = None) -> tuple[dict, list[str]]:
     """``steer quickstart --real``: refuse a folder that already holds a run, run, plot both sweeps."""
     from steer.errors import UsageError
-    from steer.evaluate.steerability import Request, plot
+    from steer.evaluate.plots import plot
+    from steer.evaluate.steerability import Request
 
     if (out / "model").exists():
         raise UsageError(f"{out} already holds a quickstart run; pass --out NEW_DIR or remove it")

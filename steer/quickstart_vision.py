@@ -121,7 +121,7 @@ def run(out: Path, settings: Settings = DEFAULT, events: Events | None = None) -
 def run_and_plot(out: Path, settings: Settings, events: Events | None = None) -> tuple[dict, str]:
     """``steer quickstart --vision``: refuse a folder that already holds a run, run, and plot the sweep."""
     from steer.errors import UsageError
-    from steer.evaluate.steerability import plot
+    from steer.evaluate.plots import plot
     from steer.quickstart import sweep_records
 
     if (out / "model").exists():

@@ -24,16 +24,19 @@ from steer.templates import SteerTemplate
 
 AttributeInput = Mapping[str, object] | str | Sequence[str] | None
 ValuesInput = str | Sequence[str] | None
+VectorsInput = str | Sequence[Any] | Mapping[str, object] | None
 
 
 @dataclass
 class Steering:
-    """Attribute values (over a preset and the schema defaults), value statements, a system message."""
+    """Attribute values (over a preset and the schema defaults), value statements, a system message,
+    and steering vectors (``(file, coefficient)``, added to the residual stream: :mod:`steer.vectors`)."""
 
     attributes: dict[str, int] = field(default_factory=dict)
     preset: str | None = None
     values: list[str] = field(default_factory=list)
     system: str | None = None
+    vectors: list[tuple[str, float]] = field(default_factory=list)
 
     def resolved(self, schema: Schema | None) -> dict[str, int] | None:
         """The full attribute dict for the schema (defaults < preset < explicit values); None without a schema."""
@@ -45,7 +48,12 @@ class Steering:
 
     def to_json(self, schema: Schema | None) -> dict:
         """What a record of this steering holds (attributes resolved)."""
-        return {"attributes": self.resolved(schema), "preset": self.preset, "values": self.values, "system": self.system}
+        out = {"attributes": self.resolved(schema), "preset": self.preset, "values": self.values, "system": self.system}
+        if self.vectors:
+            from steer.vectors import digest
+
+            out["vectors"] = [{"file": f, "coef": c, "sha256": digest(f)} for f, c in self.vectors]
+        return out
 
 
 @contextmanager
@@ -85,9 +93,72 @@ def parse_values(source: ValuesInput, *, field: str = "values") -> list[str]:
     raise UsageError(f"{field} must be a string or a list of strings", field=field)
 
 
+def parse_vectors(source: VectorsInput, allowed: Mapping[str, str] | None = None, *,
+                  field: str = "vectors") -> list[tuple[str, float]]:
+    """Steering vectors as ``(file, coefficient)`` pairs, each file checked to be a vector.
+
+    Without ``allowed`` (the command line, the Python API): ``"FILE[:COEF]"`` strings (one, or a
+    list), or ``(file, coef)`` pairs. With ``allowed`` (a server's allow-list, name -> file): names
+    only, never a path, as ``{name: coef}``, a list of names or ``{"name", "coef"}`` objects."""
+    from steer import vectors as vec
+
+    if source is None or (isinstance(source, (str, list, tuple, Mapping)) and not source):
+        return []
+    if allowed is None:
+        items = [source] if isinstance(source, str) else source
+        if not isinstance(items, (list, tuple)):
+            raise UsageError(f"{field} must be FILE[:COEF] strings", field=field)
+        out = [vec.parse_spec(x) if isinstance(x, str) else _pair(x, field) for x in items]
+    else:
+        out = [(_allowed(name, allowed, field), coef) for name, coef in _named(source, field)]
+    with blame(field):
+        for path, _ in out:
+            vec.load(path)  # a missing or foreign file fails now, before anything is generated
+    return out
+
+
+def _pair(item: Any, field: str) -> tuple[str, float]:
+    if (isinstance(item, (list, tuple)) and len(item) == 2 and isinstance(item[0], (str, Path))
+            and isinstance(item[1], (int, float)) and not isinstance(item[1], bool)):
+        return str(item[0]), float(item[1])
+    raise UsageError(f"{field}: each vector is 'FILE[:COEF]' or (file, coef)", field=field)
+
+
+def _named(source: Any, field: str) -> list[tuple[str, float]]:
+    """(name, coefficient) pairs from ``{name: coef}``, names, or ``{"name", "coef"}`` objects."""
+    def coef(value: Any, name: str) -> float:
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            raise UsageError(f"{field}: the coefficient of {name!r} must be a number", field=field)
+        return float(value)
+
+    if isinstance(source, Mapping):
+        return [(str(k), coef(v, str(k))) for k, v in source.items()]
+    items = [source] if isinstance(source, str) else source
+    if not isinstance(items, (list, tuple)):
+        raise UsageError(f"{field} must be an object {{name: coefficient}} or a list of names", field=field)
+    out = []
+    for item in items:
+        if isinstance(item, str):
+            out.append((item, 1.0))
+        elif isinstance(item, Mapping) and isinstance(item.get("name"), str):
+            out.append((item["name"], coef(item.get("coef", 1.0), item["name"])))
+        else:
+            raise UsageError(f"{field}: each vector is a name or {{\"name\", \"coef\"}}", field=field)
+    return out
+
+
+def _allowed(name: str, allowed: Mapping[str, str], field: str) -> str:
+    if name not in allowed:
+        known = ", ".join(sorted(allowed)) or "none (start the server with --vector NAME=FILE)"
+        raise UsageError(f"{field}: unknown steering vector {name!r}; this server has: {known}", field=field)
+    return allowed[name]
+
+
 def steering_from(schema: Schema | None, *, attributes: AttributeInput = None, preset: str | None = None,
-                  values: ValuesInput = None, system: str | None = None, base: Steering | None = None) -> Steering:
-    """The :class:`Steering` that user input asks for, over ``base`` (see the module docstring)."""
+                  values: ValuesInput = None, system: str | None = None, vectors: VectorsInput = None,
+                  vector_files: Mapping[str, str] | None = None, base: Steering | None = None) -> Steering:
+    """The :class:`Steering` that user input asks for, over ``base`` (see the module docstring).
+    ``vectors`` replace the base's; ``vector_files`` is a server's allow-list (see :func:`parse_vectors`)."""
     base = base or Steering()
     parsed = parse_attributes(attributes, schema)
     if preset is not None:
@@ -99,7 +170,8 @@ def steering_from(schema: Schema | None, *, attributes: AttributeInput = None, p
         raise UsageError("system must be a string", field="system")
     steering = Steering({**base.attributes, **parsed}, base.preset if preset is None else preset,
                         list(base.values) if values is None else parse_values(values),
-                        base.system if system is None else system)
+                        base.system if system is None else system,
+                        list(base.vectors) if vectors is None else parse_vectors(vectors, vector_files))
     steering.resolved(schema)  # a preset that sets attributes the schema lacks fails here
     return steering
 
@@ -194,4 +266,4 @@ def steering_prompt(template: SteerTemplate, messages: Sequence[Mapping[str, Any
         if steering.system:
             msgs.insert(0, {"role": "system", "content": steering.system})
     text = template.prompt(msgs, attributes=steering.resolved(template.schema), values=steering.values or None)
-    return Prompt(text, images)
+    return Prompt(text, images, tuple(steering.vectors))

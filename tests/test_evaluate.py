@@ -37,12 +37,13 @@ def test_judges():
 def test_sweep_and_summary():
     schema = get_schema("helpsteer")
     requests = list(sweep(schema, 2, ["verbosity"]))
-    assert len(requests) == 10 and {r.attributes["complexity"] for r in requests} == {2}
+    assert len(requests) == 10 and {r.steering.resolved(schema)["complexity"] for r in requests} == {2}
+    assert [r.steering.resolved(schema)["verbosity"] for r in requests] == [r.level for r in requests]
     assert [r.level for r in requests] == [0, 0, 1, 1, 2, 2, 3, 3, 4, 4]
     realised = [{"verbosity": r.level * 10 + r.prompt_index, "complexity": 2 + (r.level == 4)} for r in requests]
     out = summarize(requests, realised, schema)["verbosity"]
     assert out["spearman"] > 0.98 and out["monotonicity_violations"] == 0  # < 1 only through ties in requested
-    assert out["levels"][0] == {"requested": 0, "realised": 0.5, "judged": 2}
+    assert out["levels"][0] == {"requested": 0, "realised": 0.5, "words": None, "judged": 2}
     assert out["side_effects"]["complexity"] == 1.0
     assert monotonicity_violations([1, 2, 1.5, 3, None, 2]) == 2
     noisy = summarize([Request("verbosity", 0, 0, {}), Request("verbosity", 1, 0, {})], [{"verbosity": None}, {}], schema)

@@ -13,7 +13,7 @@ from typing import Annotated, Any
 import typer
 
 from steer import __version__, ui
-from steer.cli import info, models, data, generate, train, serve, evaluate  # noqa: F401,I001 - each registers its commands, in this order
+from steer.cli import info, models, data, generate, train, vectors, serve, evaluate  # noqa: F401,I001 - each registers its commands, in this order
 from steer.cli.app import app
 from steer.errors import SteerError
 

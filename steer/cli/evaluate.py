@@ -26,8 +26,12 @@ def eval_steerability(
     prompts: Annotated[str, typer.Option("--prompts", help="JSONL rows with 'prompt' or 'messages' (steer data synth writes prompts.jsonl).")],
     attrs: Annotated[list[str], typer.Option("--attr", help="Attribute to sweep (repeatable; default: those the judge measures).")] = [],  # noqa: B006
     judge: Annotated[str, typer.Option("--judge", help="length (verbosity), fkgl (complexity), oracle (synthetic prompts) or apm:PATH; several joined by commas (length,fkgl).")] = "oracle",
-    by: Annotated[str, typer.Option("--by", help="attributes (the model's conditioning) or instructions (the prompting baseline: an instruction per level as the system message; any chat model).")] = "attributes",
-    instructions: Annotated[Optional[str], typer.Option("--instructions", help="JSON {attribute: {level: instruction}} for --by instructions (default: steer's built-in table for verbosity and complexity).")] = None,
+    method: Annotated[list[str], typer.Option("--method", "-m", help="How each level is asked for (repeatable or comma-joined; several compared in one run): attributes (the model's conditioning), prompt (an instruction per level as the system message; any chat model), values (the instructions as value statements), vector (--vector steering vectors).")] = [],  # noqa: B006
+    by: Annotated[Optional[str], typer.Option("--by", help="Older spelling of one method: attributes, or instructions (= --method prompt).")] = None,
+    instructions: Annotated[Optional[str], typer.Option("--instructions", help="JSON {attribute: {level: instruction}} for --method prompt|values (default: steer's built-in table for verbosity and complexity).")] = None,
+    vector: Annotated[list[str], typer.Option("--vector", help="ATTRIBUTE=FILE: the steering vector --method vector steers that attribute with (repeatable).")] = [],  # noqa: B006
+    vector_scale: Annotated[float, typer.Option("--vector-scale", help="--method vector: the coefficient per level is this times the level's distance from the vector's midpoint, over the distance between its two sides.")] = 1.0,
+    grid: Annotated[Optional[str], typer.Option("--grid", help="A,B: also sweep two attributes together over their grid, for every method (does raising one move the other?).")] = None,
     max_new_tokens: MaxNewOpt = 128,
     batch_size: BatchOpt = 64,
     engine: EngineOpt = "hf",
@@ -37,19 +41,26 @@ def eval_steerability(
     plot_path: Annotated[Optional[str], typer.Option("--plot", help="Write a PNG of requested vs realised.")] = None,
     outputs: Annotated[Optional[str], typer.Option("--outputs", help="Write every answer and its judgement as JSONL (for eval length-bias --compare).")] = None,
 ) -> None:
-    """Sweep attributes over their range (others at defaults), generate, and judge what was realised."""
+    """Sweep attributes over their range (others at defaults) by one or more steering methods, generate, and
+    judge what was realised: Spearman, calibration, anti-steerable prompts, side effects, quality."""
     quiet_libraries()
     from steer.evaluate.steerability import evaluate
 
     result = _with_bar(as_json, lambda events: evaluate(
         model, prompts, judge=judge, attributes=attrs, max_new_tokens=max_new_tokens, batch_size=batch_size,
-        engine=engine, template=template, schema=schema, by=by, instructions=instructions, plot_path=plot_path,
+        engine=engine, template=template, schema=schema, by=by, methods=method, instructions=instructions,
+        vectors=vector, vector_scale=vector_scale, pair=grid.split(",") if grid else (), plot_path=plot_path,
         outputs=outputs, events=events))
     if as_json:
         ui.print_json(result)
     else:
-        ui.steerability(result["attributes"])
-        ui.side_effects(result["attributes"])
+        if len(result["methods"]) == 1:
+            ui.steerability(result["attributes"])
+            ui.side_effects(result["attributes"])
+        else:
+            ui.methods_table(result["by_method"])
+        if result["grid"]:
+            ui.grid_table(result["grid"])
         if result["plot"]:
             ui.plain(f"plot: {result['plot']}")
         if result["outputs"]:

@@ -2,7 +2,7 @@
 
 ``@sampling_options`` gives a command ``--temperature --top-p --top-k --max-new-tokens --seed --stop``
 and passes it one ``sampling`` (a :class:`steer.engines.base.Sampling`); ``@steering_options`` gives it
-``--attr --attrs --preset --system --value`` and passes ``steering`` (the keyword arguments of
+``--attr --attrs --preset --system --value --vector`` and passes ``steering`` (the keyword arguments of
 :func:`steer.steering.steering_from`); ``@model_options`` gives ``--engine --template --schema`` and
 passes ``model_options``; ``@loading_options`` gives ``--split --skip-invalid --rejects --lang --strict`` and
 passes ``loading``. Nothing heavy is imported here, so ``steer --help`` stays instant.
@@ -33,6 +33,8 @@ RecipeArg = Annotated[str, typer.Argument(help="Recipe YAML file (see recipes/).
 ModelArg = Annotated[str, typer.Argument(help="A steer run directory, an exported model, or any HF model (folder or hub id).")]
 SystemOpt = Annotated[Optional[str], typer.Option("--system", help="System message.")]
 ValueOpt = Annotated[list[str], typer.Option("--value", help="A value statement, Janus-style (repeatable).")]
+VectorOpt = Annotated[list[str], typer.Option("--vector", help="A steering vector FILE[:COEF] (`steer vectors train`; "
+                                              "repeatable; the hf engine).")]
 EngineOpt = Annotated[str, typer.Option("--engine", help="hf (transformers) or vllm.")]
 TemplateOpt = Annotated[Optional[str], typer.Option("--template", help="Override the steering format: steerlm, chat (an attribute line in the model's own template) or janus (value statements only; the default for a model steer did not train).")]
 ModelSchemaOpt = Annotated[Optional[str], typer.Option("--schema", help="Attribute schema (default: the model's own).")]
@@ -58,7 +60,7 @@ SAMPLING: Group = {
     "stop": (Annotated[list[str], typer.Option("--stop", help="Extra stop string (repeatable).")], []),
 }
 STEERING: Group = {"attr": (AttrOpt, []), "attrs_": (AttrsOpt, None), "preset": (PresetOpt, None),
-                   "system": (SystemOpt, None), "value": (ValueOpt, [])}
+                   "system": (SystemOpt, None), "value": (ValueOpt, []), "vector": (VectorOpt, [])}
 MODEL: Group = {"engine": (EngineOpt, "hf"), "template": (TemplateOpt, None), "schema": (ModelSchemaOpt, None)}
 LOADING: Group = {
     "split": (SplitOpt, "train"),
@@ -103,9 +105,10 @@ def _sampling(temperature: float, top_p: float, top_k: int, max_new_tokens: int,
     return Sampling(temperature, top_p, top_k, max_new_tokens, seed, tuple(stop))
 
 
-def _steering(attr: list[str], attrs_: str | None, preset: str | None, system: str | None, value: list[str]) -> dict:
+def _steering(attr: list[str], attrs_: str | None, preset: str | None, system: str | None, value: list[str],
+              vector: list[str]) -> dict:
     return {"attributes": [*attr, *([attrs_] if attrs_ else [])], "preset": preset, "values": list(value),
-            "system": system}
+            "system": system, "vectors": list(vector)}
 
 
 def sampling_options(**defaults: Any) -> Callable:
@@ -114,7 +117,7 @@ def sampling_options(**defaults: Any) -> Callable:
 
 
 def steering_options(fn: Callable) -> Callable:
-    """Add ``--attr --attrs --preset --system --value``."""
+    """Add ``--attr --attrs --preset --system --value --vector``."""
     return option_group("steering", STEERING, _steering)(fn)
 
 

@@ -53,6 +53,9 @@ def serve(
     allow_remote_images: Annotated[bool, typer.Option("--allow-remote-images", help="Fetch http(s) image URLs too (within "
                                                       "--max-image-bytes and --timeout); only on a trusted network: the "
                                                       "server makes the request a client names.")] = False,
+    vector: Annotated[list[str], typer.Option("--vector", help="A steering vector requests may name in steer.vectors: "
+                                              "NAME=FILE or FILE (named by its stem); repeatable. Requests never "
+                                              "name a path.")] = [],  # noqa: B006
 ) -> None:
     """Serve a model over an OpenAI-compatible API (chat and completions, streaming), steered per request."""
     quiet_libraries()
@@ -74,8 +77,9 @@ def serve(
     elif api_key is not None and not api_key.strip():
         raise UsageError("--api-key is empty (an empty key would let anyone in); leave it out to serve without one")
     engine, template, schema = model_options["engine"], model_options["template"], model_options["schema"]
-    if engine == "vllm" and (guard or judge):
-        raise UsageError("--guard and --judge run in steer's own server: serve with --engine hf (vLLM's server has neither)")
+    if engine == "vllm" and (guard or judge or vector):
+        raise UsageError("--guard, --judge and --vector run in steer's own server: serve with --engine hf (vLLM's "
+                         "server has none of them)")
     if engine == "vllm":
         from steer.engines.vllm import INSTALL
         from steer.serve.vllm_command import plan
@@ -103,9 +107,14 @@ def serve(
     ranked_by = cost or guard
     ranking = (best_of.make(max_best_of, judge, ranked_by, (0.0 if max_cost is None else max_cost) if ranked_by else None)
                if judge else None)
+    from steer.vectors import allow_list
+
+    allowed = allow_list(vector)  # every file read before the model loads
     loaded = load_engine(model, engine=engine, template=template, schema=schema)
+    allow_list(vector, loaded.model)  # ... and checked against it once it has
     ui.serving(served, host, port, loaded.template.schema)
     run_server(loaded, served, host=host, port=port, api_key=api_key, grace_s=grace, guard=guarding, judge=ranking,
+               vectors=allowed,
                limits=Limits(max_tokens=max_tokens, max_queue=max_queue, max_batch=max_batch, timeout_s=timeout,
                              max_best_of=max_best_of, max_images=max_images, max_image_bytes=max_image_bytes,
                              allow_remote_images=allow_remote_images,

@@ -19,11 +19,14 @@ from steer.templates import SteerTemplate
 
 @dataclass(frozen=True)
 class Prompt:
-    """A rendered, steered prompt: the text the model reads and the images of its messages' image
-    parts, in order (none for text; only engines that read images accept them)."""
+    """A rendered, steered prompt: the text the model reads, the images of its messages' image
+    parts, in order (none for text; only engines that read images accept them), and the steering
+    vectors added to the model's residual stream while it answers (``(file, coefficient)``; the hf
+    engine only)."""
 
     text: str
     images: tuple[Any, ...] = ()
+    vectors: tuple[tuple[str, float], ...] = ()
 
 
 def as_prompt(prompt: Prompt | str) -> Prompt:
@@ -31,12 +34,16 @@ def as_prompt(prompt: Prompt | str) -> Prompt:
     return prompt if isinstance(prompt, Prompt) else Prompt(prompt)
 
 
-def text_prompts(prompts: Sequence[Prompt | str]) -> list[str]:
-    """The texts of prompts for an engine that reads text only (image parts are refused)."""
+def text_prompts(prompts: Sequence[Prompt | str], vectors: bool = False) -> list[str]:
+    """The texts of prompts for an engine that reads text only (image parts are refused), and takes
+    no steering vectors unless ``vectors``."""
     out = []
     for p in map(as_prompt, prompts):
         if p.images:
             raise UsageError("this model reads text only: the request has image parts", field="messages")
+        if p.vectors and not vectors:
+            raise UsageError("steering vectors need the hf engine (vLLM has no per-request residual hooks)",
+                             field="vectors")
         out.append(p.text)
     return out
 

@@ -147,12 +147,14 @@ def _joinable(cache: Any) -> bool:
 
 def decode(model: Any, prompts: list[list[int]], *, pad_id: int, max_new_tokens: int, eos: set[int],
            stop: Any = None, temperature: float = 0.0, top_k: int = 0, top_p: float = 1.0,
-           slots: int | None = None) -> list[list[int]]:
+           slots: int | None = None, on_rows: Any = None) -> list[list[int]]:
     """New token ids for each prompt (token ids), each up to and including its end-of-sequence token or
     the token that completes a stop string (``stop``: a ``StopStringCriteria``), at most
     ``max_new_tokens``. At most ``slots`` rows decode at once (all when None); a finished row leaves
     at once and the next waiting prompt is prefilled into its slot (measured: refilling every free slot
-    beats waiting for a quarter of them, since a step's cost on CPU barely falls with fewer rows)."""
+    beats waiting for a quarter of them, since a step's cost on CPU barely falls with fewer rows).
+    ``on_rows(indices)`` is called before each forward pass with the prompts it holds, in row order
+    (per-prompt steering vectors follow their rows)."""
     import torch
 
     device, name = model.device, _cache_argument(model)
@@ -167,6 +169,8 @@ def decode(model: Any, prompts: list[list[int]], *, pad_id: int, max_new_tokens:
         free = slots - (len(rows.index) if rows else 0)
         if waiting and (rows is None or (refill and free >= 1)):
             take = [waiting.pop() for _ in range(min(free, len(waiting)))]
+            if on_rows is not None:
+                on_rows(take)
             new = _prefill(model, [prompts[i] for i in take], take, pad_id, device, name)
             if rows is None:
                 rows, refill = new, _joinable(new.cache)
@@ -194,6 +198,8 @@ def decode(model: Any, prompts: list[list[int]], *, pad_id: int, max_new_tokens:
             tokens = tokens[~done]
         rows.mask = torch.cat([rows.mask, rows.mask.new_ones((rows.mask.shape[0], 1))], dim=1)
         rows.position = rows.position + 1
+        if on_rows is not None:
+            on_rows(rows.index)
         out = model(input_ids=tokens[:, None], attention_mask=rows.mask, position_ids=rows.position, use_cache=True,
                     **{name: rows.cache})
         rows.logits = out.logits[:, -1, :].float()

@@ -12,6 +12,7 @@ import time
 from collections.abc import Iterator, Sequence
 from typing import Any
 
+from steer import vectors
 from steer.engines.base import Prompt, Response, Sampling, StreamText, as_prompt, check_context, text_prompts
 from steer.runs import ensure_padding
 from steer.templates import SteerTemplate
@@ -52,7 +53,7 @@ class HFEngine:
         """Token ids of each prompt and its images (PIL): a vision-language model's image placeholders
         are expanded into the image's tokens as in training (:meth:`steer.vision.ImageInputs.expand`)."""
         if self.vision is None:
-            return self.tokenizer(text_prompts(prompts), add_special_tokens=False)["input_ids"], [[] for _ in prompts]
+            return self.tokenizer(text_prompts(prompts, vectors=True), add_special_tokens=False)["input_ids"], [[] for _ in prompts]
         from steer.vision import with_images
 
         ids, pictures = [], []
@@ -119,17 +120,23 @@ class HFEngine:
         ids, pictures = self._encode(prompts)
         for row in ids:
             check_context(len(row), sampling.max_new_tokens, self.context_length)
-        with self.lock, torch.inference_mode():
+        added = self._vectors(prompts)
+        with self.lock, torch.inference_mode(), vectors.applied(self.model, added) as hooks:
             start = time.perf_counter()
-            rows = self._decode(ids, sampling, slots, pictures)
+            rows = self._decode(ids, sampling, slots, pictures, hooks)
             seconds = time.perf_counter() - start
         return [self._finish(new, sampling, len(row), seconds, None) for new, row in zip(rows, ids)]
 
+    def _vectors(self, prompts: Sequence[Prompt | str]) -> dict:
+        """Each prompt's steering-vector delta per layer (:func:`steer.vectors.deltas`; empty: none)."""
+        return vectors.deltas(self.model, [as_prompt(p).vectors for p in prompts])
+
     def _decode(self, ids: list[list[int]], sampling: Sampling, slots: int | None,
-                pictures: Sequence[Sequence[Any]] = ()) -> list[list[int]]:
+                pictures: Sequence[Sequence[Any]] = (), hooks: Any = None) -> list[list[int]]:
         """New token ids per prompt: steer's decoder, which drops finished rows and refills their slots
         (:mod:`steer.engines.decode`), or ``model.generate`` (left padding, ``slots`` at a time, with
-        the rows' pixel inputs) where that does not apply (a vision-language model among them)."""
+        the rows' pixel inputs) where that does not apply (a vision-language model among them).
+        ``hooks`` (:class:`steer.vectors.Applied`) is told which prompts each forward pass holds."""
         from steer.engines import decode
 
         tok = self.tokenizer
@@ -144,7 +151,8 @@ class HFEngine:
             pad = tok.pad_token_id if tok.pad_token_id is not None else 0  # a bare tokenizer: masked out anyway
             return decode.decode(self.model, ids, pad_id=pad, max_new_tokens=sampling.max_new_tokens,
                                  eos=decode.eos_ids(self.model, tok), stop=stop, temperature=sampling.temperature,
-                                 top_k=sampling.top_k, top_p=sampling.top_p, slots=slots)
+                                 top_k=sampling.top_k, top_p=sampling.top_p, slots=slots,
+                                 on_rows=None if hooks is None else (lambda rows: setattr(hooks, "rows", rows)))
         side, tok.padding_side = tok.padding_side, "left"
         out: list[list[int]] = []
         step = slots or len(ids)
@@ -153,6 +161,8 @@ class HFEngine:
                 enc = tok.pad({"input_ids": ids[i:i + step]}, padding=True, return_tensors="pt").to(self.model.device)
                 width = enc["input_ids"].shape[1]
                 pixels = self._pixels(enc["input_ids"], pictures[i:i + step])
+                if hooks is not None:
+                    hooks.rows = list(range(i, min(i + step, len(ids))))
                 out += [row[width:].tolist() for row in self.model.generate(**enc, **pixels, **kwargs)]
         finally:
             tok.padding_side = side  # the tokenizer is shared (an RL run saves it): leave it as found
@@ -174,6 +184,7 @@ class HFEngine:
                 return torch.full((input_ids.shape[0],), cancel.is_set(), dtype=torch.bool)
 
         [ids], pictures = self._encode([prompt])
+        added = self._vectors([prompt])
         n = len(ids)
         check_context(n, sampling.max_new_tokens, self.context_length)
         row = torch.tensor([ids], device=self.model.device)
@@ -183,7 +194,9 @@ class HFEngine:
 
         def run() -> None:
             try:
-                with torch.inference_mode():
+                with torch.inference_mode(), vectors.applied(self.model, added) as hooks:
+                    if hooks is not None:
+                        hooks.rows = [0]
                     result["out"] = self.model.generate(**enc, **self._kwargs(sampling), streamer=streamer,
                                                         stopping_criteria=StoppingCriteriaList([Cancelled()]))
             except BaseException as err:  # surfaced in the caller's thread

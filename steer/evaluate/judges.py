@@ -184,6 +184,15 @@ def scorer_judge(spec: str) -> tuple[Judge, tuple[str, ...]]:
     return judge, (name,)
 
 
+OWN_SCALE = {"length": "verbosity", "fkgl": "complexity"}  # judges whose values are not on the attribute's scale
+
+
+def own_scale(spec: str) -> set[str]:
+    """The attributes ``spec``'s judges report on a scale of their own (characters, a grade level),
+    which a calibration maps onto the attribute's range first."""
+    return {OWN_SCALE[part.strip()] for part in spec.split(",") if part.strip() in OWN_SCALE}
+
+
 def make_judge(spec: str) -> tuple[Judge, tuple[str, ...] | None]:
     """The judge for ``spec`` and the attributes it measures (None: every attribute of the schema);
     judges joined by commas (``length,fkgl``) run together, their findings merged."""

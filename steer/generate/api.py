@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from steer.engines.base import Engine, Prompt, Response, Sampling
-from steer.steering import AttributeInput, Steering, ValuesInput, steering_from, steering_prompt
+from steer.steering import AttributeInput, Steering, ValuesInput, VectorsInput, steering_from, steering_prompt
 
 _ENGINES: dict[tuple, Any] = {}
 
@@ -69,12 +69,14 @@ def sampling_from(sampling: Sampling | None, settings: Mapping[str, Any]) -> Sam
 
 
 def request(model: Any, prompt: str | Sequence[Mapping[str, Any]], *, attributes: AttributeInput = None,
-            preset: str | None = None, values: ValuesInput = None, system: str | None = None, engine: str = "hf",
+            preset: str | None = None, values: ValuesInput = None, system: str | None = None,
+            vectors: VectorsInput = None, engine: str = "hf",
             template: str | None = None, schema: str | None = None, sampling: Sampling | None = None,
             **settings: Any) -> Request:
     """A :class:`Request` for one prompt (a string, or a list of chat messages), steered and validated."""
     eng = engine_for(model, engine, template, schema)
-    steering = steering_from(eng.template.schema, attributes=attributes, preset=preset, values=values, system=system)
+    steering = steering_from(eng.template.schema, attributes=attributes, preset=preset, values=values, system=system,
+                             vectors=vectors)
     messages = [{"role": "user", "content": prompt}] if isinstance(prompt, str) else [dict(m) for m in prompt]
     return Request(eng, steering_prompt(eng.template, messages, steering), sampling_from(sampling, settings), steering,
                    messages)
@@ -82,7 +84,7 @@ def request(model: Any, prompt: str | Sequence[Mapping[str, Any]], *, attributes
 
 def generate(model: Any, prompt: str | Sequence[Mapping[str, Any]], **kwargs: Any) -> Response:
     """One steered completion; keyword arguments as :func:`request` (``attributes``, ``preset``,
-    ``values``, ``system``, ``engine``, ``template``, ``schema``) plus sampling: temperature, top_p,
+    ``values``, ``system``, ``vectors`` (``"FILE[:COEF]"`` strings), ``engine``, ``template``, ``schema``) plus sampling: temperature, top_p,
     top_k, max_new_tokens, seed, stop."""
     return request(model, prompt, **kwargs).generate()
 

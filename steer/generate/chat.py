@@ -21,7 +21,7 @@ from typing import Any
 
 from steer.engines.base import Engine, Response, Sampling
 from steer.errors import UsageError
-from steer.steering import Steering, steering_from, steering_prompt
+from steer.steering import Steering, parse_vectors, steering_from, steering_prompt
 
 COMMANDS = {
     "/help": "this list",
@@ -30,6 +30,7 @@ COMMANDS = {
     "/preset": "NAME: apply a preset",
     "/system": "TEXT | clear: the system message",
     "/value": "TEXT | clear: add a value statement (or clear them)",
+    "/vector": "FILE[:COEF] | clear: add a steering vector (one already added takes the new coefficient)",
     "/image": "PATH | clear: attach an image to the next question (a vision-language model)",
     "/params": "k=v ...: temperature, top_p, top_k, max_new_tokens, seed",
     "/reset": "forget the conversation (steering stays)",
@@ -82,6 +83,7 @@ class ChatSession:
         if self.steering.system:
             parts.append(f"system: {self.steering.system}")
         parts += [f"value: {v}" for v in self.steering.values]
+        parts += [f"vector: {f}:{c:g}" for f, c in self.steering.vectors]
         return "; ".join(parts) or "(no steering)"
 
     def handle(self, line: str) -> Reply:
@@ -126,7 +128,7 @@ class ChatSession:
             raise UsageError(f"unknown command {name}" + (f"; did you mean {hint[0]}?" if hint else "; /help lists them"))
         if name == "/help":
             return Reply("\n".join(f"{c:9} {d}" for c, d in COMMANDS.items()))
-        if name in ("/attrs", "/set", "/preset", "/system", "/value"):
+        if name in ("/attrs", "/set", "/preset", "/system", "/value", "/vector"):
             if name != "/attrs":
                 self.steering = self._steer(name, arg)
             return Reply(self.steering_line())
@@ -141,17 +143,22 @@ class ChatSession:
         return self._history(name)
 
     def _steer(self, name: str, arg: str) -> Steering:
-        """The steering after ``/set``, ``/preset``, ``/system`` or ``/value`` (``clear`` removes)."""
+        """The steering after ``/set``, ``/preset``, ``/system``, ``/value`` or ``/vector`` (``clear`` removes)."""
         if not arg or (name == "/set" and len(arg.split()) != 2):
             raise UsageError({"/set": "usage: /set NAME VALUE", "/preset": "usage: /preset NAME",
-                              "/system": "usage: /system TEXT | clear", "/value": "usage: /value TEXT | clear"}[name])
+                              "/system": "usage: /system TEXT | clear", "/value": "usage: /value TEXT | clear",
+                              "/vector": "usage: /vector FILE[:COEF] | clear"}[name])
         base = self.steering
         if name == "/set":
             return steering_from(self.schema, attributes="=".join(arg.split()), base=base)
         if name == "/preset":  # a preset replaces the values set one by one
             return steering_from(self.schema, preset=arg, base=replace(base, attributes={}))
         if arg == "clear":
-            return replace(base, system=None) if name == "/system" else replace(base, values=[])
+            return replace(base, **{"/system": {"system": None}, "/value": {"values": []}, "/vector": {"vectors": []}}[name])
+        if name == "/vector":
+            [(path, coef)] = parse_vectors(arg)
+            kept = [(f, c) for f, c in base.vectors if f != path]
+            return steering_from(self.schema, vectors=[*kept, (path, coef)], base=base)
         if name == "/system":
             return steering_from(self.schema, system=arg, base=base)
         return steering_from(self.schema, values=[*base.values, arg], base=base)

@@ -26,8 +26,9 @@ class Server:
     """The request handling behind the routes (kept apart from FastAPI so it stays testable)."""
 
     def __init__(self, engine: Any, model_name: str, limits: Limits = Limits(), api_key: str | None = None,
-                 guard: Any = None, judge: Any = None) -> None:
+                 guard: Any = None, judge: Any = None, vectors: Mapping[str, str] | None = None) -> None:
         self.engine, self.model_name, self.limits, self.api_key = engine, model_name, limits, api_key
+        self.vectors = dict(vectors or {})  # the allow-list: name -> steering-vector file (requests name them)
         self.guard = guard  # a steer.generate.guard.Guard: answers are scored and regenerated before release
         self.judge = judge  # a steer.generate.best_of.BestOf: what a request's best_of ranks by
         self.batcher = Batcher(engine, limits.max_queue, limits.max_batch)
@@ -79,7 +80,7 @@ class Server:
         """The steered chat prompt (``messages``: the request's, checked), or the raw completion prompt."""
         template = self.engine.template
         if messages is not None:
-            return steering_prompt(template, messages, request_steering(body, template.schema))
+            return steering_prompt(template, messages, request_steering(body, template.schema, self.vectors))
         prompt = body.get("prompt")
         if isinstance(prompt, list) and len(prompt) == 1:
             prompt = prompt[0]
@@ -96,7 +97,7 @@ class Server:
         if chat:
             if messages is None:  # a caller without prepare's (already checked) messages
                 messages = messages_from(body, self.limits, getattr(self.engine, "reads_images", False))
-            steering = request_steering(body, template.schema)
+            steering = request_steering(body, template.schema, self.vectors)
         else:
             messages, steering = [{"role": "user", "content": prompt.text}], None
         n = self._best_of(body, sampling)
@@ -322,7 +323,7 @@ def create_app(server: Server) -> Any:
         except APIError as err:
             return error(err)
         return {"object": "list", "data": [{"id": server.model_name, "object": "model", "created": server.created,
-                                            "owned_by": "steer"}]}
+                                            "owned_by": "steer", "steer": {"vectors": sorted(server.vectors)}}]}
 
     @app.get("/health")
     async def health() -> Any:
@@ -342,11 +343,11 @@ def create_app(server: Server) -> Any:
 
 def serve(engine: Any, model_name: str, *, host: str = "127.0.0.1", port: int = 8000, api_key: str | None = None,
           limits: Limits = Limits(), grace_s: int = 30, log_level: str = "info", guard: Any = None,
-          judge: Any = None) -> None:
+          judge: Any = None, vectors: Mapping[str, str] | None = None) -> None:
     """Run the server until SIGINT/SIGTERM: stop accepting, answer waiting requests 503, finish the
     running ones (up to ``grace_s`` seconds), then return (see :mod:`steer.serve.http`)."""
     from steer.serve.http import run
 
-    server = Server(engine, model_name, limits, api_key, guard, judge)
+    server = Server(engine, model_name, limits, api_key, guard, judge, vectors)
     run(create_app(server), server, host=host, port=port, grace_s=grace_s, timeout_s=limits.timeout_s,
         log_level=log_level)

@@ -13,7 +13,7 @@ from typing import Any
 from steer.attributes import preset_values, require_schema
 from steer.engines.base import Sampling
 from steer.errors import UsageError
-from steer.steering import Steering, blame, parse_attributes, parse_values, steering_from
+from steer.steering import Steering, blame, parse_attributes, parse_values, parse_vectors, steering_from
 from steer.templates import STEER_VARIABLES
 
 SEED_MAX = 2**63 - 1  # what torch's and vLLM's generators take
@@ -89,9 +89,14 @@ def _stop(body: Mapping, limits: Limits) -> tuple[str, ...]:
     return tuple(stop)
 
 
-def request_steering(body: Mapping, schema: Any) -> Steering:
+MAX_VECTORS = 16  # steering vectors one request may combine
+MAX_COEF = 1000.0  # the largest coefficient (finite: a JSON body may carry NaN)
+
+
+def request_steering(body: Mapping, schema: Any, vector_files: Mapping[str, str] | None = None) -> Steering:
     """Steering from ``chat_template_kwargs`` and/or the ``steer`` object: their attributes merge (the
-    ``steer`` object's win), their value statements add up."""
+    ``steer`` object's win), their value statements add up; ``steer.vectors`` names vectors of the
+    server's allow-list ``vector_files`` (name -> file), never a path."""
     kwargs = body.get("chat_template_kwargs") or {}
     steer = body.get("steer") or {}
     for name, value in (("chat_template_kwargs", kwargs), ("steer", steer)):
@@ -101,9 +106,9 @@ def request_steering(body: Mapping, schema: Any) -> Steering:
     if unknown:
         raise APIError(400, f"unknown chat_template_kwargs {unknown} (this model's template declares "
                        f"{', '.join(STEER_VARIABLES)})", param="chat_template_kwargs")
-    unknown = sorted(set(steer) - {"attributes", "preset", "values"})
+    unknown = sorted(set(steer) - {"attributes", "preset", "values", "vectors"})
     if unknown:
-        raise APIError(400, f"unknown steer keys {unknown} (known: attributes, preset, values)", param="steer")
+        raise APIError(400, f"unknown steer keys {unknown} (known: attributes, preset, values, vectors)", param="steer")
     attributes = {**parse_attributes(kwargs.get("steer_attributes"), schema, field="steer_attributes"),
                   **parse_attributes(steer.get("attributes"), schema, field="steer.attributes")}
     values = [*parse_values(kwargs.get("steer_values"), field="steer_values"),
@@ -114,7 +119,13 @@ def request_steering(body: Mapping, schema: Any) -> Steering:
             if not isinstance(preset, str):
                 raise UsageError("steer.preset must be a string")
             preset_values(preset, require_schema(schema, "steer.preset"))
-    return steering_from(schema, attributes=attributes, preset=preset, values=values)
+    vectors = parse_vectors(steer.get("vectors"), vector_files or {}, field="steer.vectors")
+    if len(vectors) > MAX_VECTORS or len({f for f, _ in vectors}) < len(vectors):
+        raise APIError(400, f"steer.vectors: at most {MAX_VECTORS} vectors, each named once", param="steer.vectors")
+    if any(not math.isfinite(c) or abs(c) > MAX_COEF for _, c in vectors):
+        raise APIError(400, f"steer.vectors: a coefficient is a finite number within +-{MAX_COEF:g}",
+                       param="steer.vectors")
+    return steering_from(schema, attributes=attributes, preset=preset, values=values, vectors=vectors)
 
 
 REQUEST_FORMATS = ("PNG", "JPEG", "WEBP", "GIF")  # what a client's image may be

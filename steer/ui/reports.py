@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+import json
 from collections.abc import Mapping
 from typing import Any
 
 from rich.table import Table
 
-from steer.ui.console import console, plain
+from steer.ui.console import console, key_values, plain
 
 def inspect_example(example: dict, index: int) -> None:
     """One rendered training example: text carrying loss in green, the rest dimmed (a preference
@@ -424,4 +425,58 @@ def pulled(record: Mapping[str, Any]) -> None:
     plain(f'try: steer generate {record["alias"]} "What is the capital of France?"')
 
 
-__all__ = ['inspect_example', 'inspect_legend', 'inspection', 'load_summary', 'data_stats', 'labelled', 'pairs_derived', 'pair_accuracy', 'curves', 'best_answer', 'guard_note', 'batch_done', 'prepared', 'trained', 'metrics_table', 'steerability', 'side_effects', 'length_bias', 'samples', 'quickstart', 'value_matching', 'models_table', 'pulled', 'real_quickstart', 'vision_quickstart']
+
+def vector_trained(result: Mapping[str, Any]) -> None:
+    """Summary after ``steer vectors train``: the contrast, the answers read, each layer's norm, how to use it."""
+    console.print(f"{result['contrast']}: {result['positive']} vs {result['negative']} answers, pooled by "
+                  f"{result['pool']}", markup=False)
+    for layer, norm in result["norms"].items():
+        scale = result["activation_norm"].get(layer)
+        console.print(f"  layer {layer}: |v| = {norm:.3f}" + (f" (activations: {scale:.3f})" if scale else ""))
+    console.print(f"wrote [bold]{result['out']}[/]")
+    console.print(f"next: steer generate {result['model']} \"PROMPT\" --vector {result['out']}:1.0", markup=False)
+
+
+def vector_info(info: Mapping[str, Any]) -> None:
+    """``steer vectors show``."""
+    key_values({k: (json.dumps(v) if isinstance(v, (dict, list)) else v) for k, v in info.items()})
+
+
+
+def methods_table(by_method: Mapping[str, Mapping[str, Mapping]]) -> None:
+    """Steering methods side by side: per attribute and method, Spearman, the realised mean at each
+    requested level, calibration error, anti-steerable prompts, the largest side effect and quality drop."""
+    table = Table(title="steering methods compared", title_justify="left")
+    for col in ("attribute", "method", "Spearman", "realised per level", "calib. err", "anti", "largest side effect",
+                "quality drop"):
+        table.add_column(col, justify="left" if col in ("attribute", "method", "largest side effect") else "right")
+    names = list(dict.fromkeys(name for summary in by_method.values() for name in summary))
+    for name in names:
+        for method, summary in by_method.items():
+            r = summary.get(name)
+            if r is None:
+                continue
+            levels = " ".join(_num(lv["realised"], 1) for lv in r["levels"])
+            side = max(r["side_effects"].items(), key=lambda kv: kv[1], default=None)
+            quality = r.get("quality") or {}
+            anti = r.get("anti_steerable")
+            table.add_row(name, method, _num(r["spearman"]), levels, _num(r.get("calibration_error")),
+                          "-" if anti is None else f"{anti:.0%}", f"{side[0]} {side[1]:.2f}" if side else "-",
+                          f"{quality['by']} {_num(quality.get('drop'))}" if quality else "-")
+    console.print(table)
+
+
+def grid_table(grid: Mapping[str, Any]) -> None:
+    """Two attributes swept together: per method, each one's Spearman and the interaction (each one's
+    realised value against the other's request)."""
+    a, b = grid["attributes"]
+    table = Table(title=f"grid {a} x {b}", title_justify="left")
+    for col in ("method", f"Spearman {a}", f"Spearman {b}", f"{a} moved by {b}", f"{b} moved by {a}"):
+        table.add_column(col, justify="left" if col == "method" else "right")
+    for method, r in grid["methods"].items():
+        table.add_row(method, _num(r["spearman"][a]), _num(r["spearman"][b]), _num(r["interaction"][f"{a}<-{b}"]),
+                      _num(r["interaction"][f"{b}<-{a}"]))
+    console.print(table)
+
+
+__all__ = ['inspect_example', 'inspect_legend', 'inspection', 'load_summary', 'data_stats', 'labelled', 'pairs_derived', 'pair_accuracy', 'curves', 'best_answer', 'guard_note', 'batch_done', 'prepared', 'trained', 'metrics_table', 'steerability', 'side_effects', 'length_bias', 'samples', 'quickstart', 'value_matching', 'models_table', 'pulled', 'real_quickstart', 'vision_quickstart', 'vector_trained', 'vector_info', 'methods_table', 'grid_table']
