@@ -75,7 +75,7 @@ def test_cli_eval_steerability(tmp_path, shared_assets):
     data = json.loads(prompted.stdout)
     assert data["by"] == "instructions" and set(data["attributes"]) == {"verbosity", "complexity"}
     mixed = run_cli("eval", "steerability", model, "--prompts", str(prompts), "--instructions", "x.json", "--judge", "length")
-    assert mixed.returncode == 2 and "--instructions needs --by instructions" in mixed.stderr
+    assert mixed.returncode == 2 and "--instructions needs --method prompt or values" in mixed.stderr
     prompts.write_text('{"prompt": "ok"}\n{not json\n')
     bad = run_cli("eval", "steerability", model, "--prompts", str(prompts), "--judge", "length")
     assert bad.returncode == 2 and "p.jsonl:2: invalid JSON" in bad.stderr

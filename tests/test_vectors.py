@@ -334,7 +334,7 @@ def test_eval_steerability_methods_from_the_command_line(shared_assets, tmp_path
     rows = [json.loads(line) for line in (tmp_path / "o.jsonl").read_text().splitlines()]
     assert {r["method"] for r in rows} == {"prompt", "vector"} and len({r["key"] for r in rows}) == 10
     table = invoke_cli(*args, "--method", "prompt", "--method", "vector", "--vector", f"verbosity={files['a']}")
-    assert table.returncode == 0 and "steering methods compared" in table.stdout
+    assert table.returncode == 0 and "verbosity by method" in table.stdout and "vector" in table.stdout
     for extra, needle in ((["--method", "vibes"], "--method must be among"),
                           (["--method", "vector"], "no vector for verbosity"),
                           (["--vector", f"verbosity={files['a']}"], "--vector needs --method vector"),
@@ -342,3 +342,31 @@ def test_eval_steerability_methods_from_the_command_line(shared_assets, tmp_path
                           (["--method", "prompt", "--grid", "verbosity"], "--grid takes two attributes")):
         bad = invoke_cli(*args, *extra)
         assert bad.returncode == 2 and needle in bad.stderr and len(bad.stderr.strip().splitlines()) == 1, bad.stderr
+
+
+def test_steer_serve_with_an_allow_list(shared_assets, files, engine):
+    import httpx
+
+    from steer.engines.base import Prompt, Sampling
+    from steer.steering import Steering, steering_prompt
+    from tests.test_serve import _start
+
+    model = str(shared_assets / "models/stories260k")
+    bad = invoke_cli("serve", model, "--vector", str(files["wide"]))
+    assert bad.returncode == 2 and "hidden size 65" in bad.stderr and len(bad.stderr.strip().splitlines()) == 1
+    proc, base = _start(model, "--vector", f"long={files['a']}", "--max-tokens", "16", template=None)
+    try:
+        assert httpx.get(base + "/v1/models").json()["data"][0]["steer"] == {"vectors": ["long"]}
+        body = {"messages": [{"role": "user", "content": "Once upon a time"}], "max_tokens": 12, "temperature": 0}
+        got = httpx.post(base + "/v1/chat/completions", json={**body, "steer": {"vectors": {"long": 2}}}, timeout=60)
+        assert got.status_code == 200, got.text
+        prompt = steering_prompt(engine.template, body["messages"], Steering(vectors=[(str(files["a"]), 2.0)]))
+        expected = engine.generate([prompt], Sampling(temperature=0, max_new_tokens=12))[0].text
+        assert got.json()["choices"][0]["message"]["content"] == expected
+        plain = engine.generate([Prompt(prompt.text)], Sampling(temperature=0, max_new_tokens=12))[0].text
+        assert expected != plain
+        refused = httpx.post(base + "/v1/chat/completions", json={**body, "steer": {"vectors": {str(files["a"]): 1}}})
+        assert refused.status_code == 400 and refused.json()["error"]["param"] == "steer.vectors"
+    finally:
+        proc.terminate()
+        proc.wait(30)

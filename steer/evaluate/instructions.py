@@ -1,6 +1,6 @@
 """The prompting baseline: a plain instruction per attribute level, sent as the system message, so a
-model steer never trained can be swept like a steerable one (``steer eval steerability --by
-instructions``). The built-in table covers the two attributes the ``length`` and ``fkgl`` judges
+model steer never trained can be swept like a steerable one (``steer eval steerability --method
+prompt``; ``--method values`` sends the same texts as value statements). The built-in table covers the two attributes the ``length`` and ``fkgl`` judges
 measure; ``--instructions FILE`` takes a JSON object ``{attribute: {level: instruction}}``.
 """
 

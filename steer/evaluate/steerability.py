@@ -214,7 +214,7 @@ def evaluate(model: str, prompts: str, *, judge: str = "oracle", attributes: Seq
         png = plot_methods(result, plot_path)
     if outputs:
         write_outputs(outputs, result, rows, inputs=[prompts, *files.values()])
-    return {"model": model, "judge": judge, "methods": list(chosen), "by": chosen[0], "prompts": len(rows),
+    return {"model": model, "judge": judge, "methods": list(chosen), "by": by or chosen[0], "prompts": len(rows),
             "attributes": result.summary, "by_method": result.methods, "grid": result.grid, "plot": png,
             "outputs": outputs, "vector_scale": vector_scale if "vector" in chosen else None}
 
@@ -339,7 +339,7 @@ def summarize(requests: Sequence[Request], realised: Sequence[dict[str, Any]], s
                 side[other] = max(m) - min(m)
         length = {lvl: _mean([n for r, _, n in rows if r.level == lvl]) for lvl in levels}
         if texts is not None and name != "verbosity" and all(x is not None for x in length.values()):
-            side["length_words"] = max(length.values()) - min(length.values())  # type: ignore[type-var, operator]
+            side["words"] = max(length.values()) - min(length.values())  # type: ignore[type-var, operator]
         out[name] = {
             "levels": [{"requested": lvl, "realised": means[lvl], "words": length[lvl],
                         "judged": sum(1 for r, v, _ in rows if r.level == lvl and v.get(name) is not None)} for lvl in levels],

@@ -444,26 +444,24 @@ def vector_info(info: Mapping[str, Any]) -> None:
 
 
 def methods_table(by_method: Mapping[str, Mapping[str, Mapping]]) -> None:
-    """Steering methods side by side: per attribute and method, Spearman, the realised mean at each
-    requested level, calibration error, anti-steerable prompts, the largest side effect and quality drop."""
-    table = Table(title="steering methods compared", title_justify="left")
-    for col in ("attribute", "method", "Spearman", "realised per level", "calib. err", "anti", "largest side effect",
-                "quality drop"):
-        table.add_column(col, justify="left" if col in ("attribute", "method", "largest side effect") else "right")
+    """Steering methods side by side, a table per attribute: per method, Spearman, the mean realised at
+    each requested level, calibration error, the share of anti-steerable prompts, what else moved most
+    and how much quality dropped across the sweep."""
     names = list(dict.fromkeys(name for summary in by_method.values() for name in summary))
     for name in names:
-        for method, summary in by_method.items():
-            r = summary.get(name)
-            if r is None:
-                continue
-            levels = " ".join(_num(lv["realised"], 1) for lv in r["levels"])
+        found = {m: s[name] for m, s in by_method.items() if name in s}
+        quality = next((r["quality"]["by"] for r in found.values() if r.get("quality")), None)
+        table = Table(title=f"[bold]{name}[/] by method", title_justify="left")
+        for col in ("method", "Spearman", "realised, levels up", "calib. err", "anti", "most moved",
+                    f"{quality} drop" if quality else "quality drop"):
+            table.add_column(col, justify="left" if col in ("method", "most moved") else "right", no_wrap=True)
+        for method, r in found.items():
             side = max(r["side_effects"].items(), key=lambda kv: kv[1], default=None)
-            quality = r.get("quality") or {}
             anti = r.get("anti_steerable")
-            table.add_row(name, method, _num(r["spearman"]), levels, _num(r.get("calibration_error")),
-                          "-" if anti is None else f"{anti:.0%}", f"{side[0]} {side[1]:.2f}" if side else "-",
-                          f"{quality['by']} {_num(quality.get('drop'))}" if quality else "-")
-    console.print(table)
+            table.add_row(method, _num(r["spearman"]), " ".join(_num(lv["realised"], 1) for lv in r["levels"]),
+                          _num(r.get("calibration_error")), "-" if anti is None else f"{anti:.0%}",
+                          f"{side[0]} {side[1]:.2f}" if side else "-", _num((r.get("quality") or {}).get("drop")))
+        console.print(table)
 
 
 def grid_table(grid: Mapping[str, Any]) -> None:
