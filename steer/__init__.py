@@ -1,7 +1,9 @@
 """steer: train and run language models you can steer by attributes and value statements.
 
-``steer.generate(model, prompt, ...)`` and ``steer.stream(...)`` are the Python API
-(:mod:`steer.generate.api`); nothing heavy is imported until they are called.
+The Python API mirrors the commands: ``steer.generate`` / ``steer.stream`` (:mod:`steer.generate.api`),
+``steer.train``, ``steer.prepare``, ``steer.batch``, ``steer.label``, ``steer.recipe`` (:mod:`steer.api`) and
+``steer.evaluate.steerability`` / ``.values`` / ``.length_bias`` / ``.pairs`` / ``.curves``; nothing heavy is
+imported until they are called.
 """
 
 from __future__ import annotations
@@ -18,11 +20,18 @@ def stream(*args: Any, **kwargs: Any) -> Any:
     return _stream(*args, **kwargs)
 
 
-def __getattr__(name: str) -> Any:
-    # ``steer.generate`` is the generation package, callable as the API (steer/generate/__init__.py);
-    # it is imported on first use so that ``import steer`` stays light
-    if name == "generate":
-        import importlib
+_MODULES = ("generate", "train", "label", "evaluate")  # packages and modules that are also callable
+_FUNCTIONS = {"prepare": "steer.api", "batch": "steer.api", "recipe": "steer.api"}
 
-        return importlib.import_module("steer.generate")
+
+def __getattr__(name: str) -> Any:
+    # imported on first use so that ``import steer`` stays light: ``steer.generate``, ``steer.train`` and
+    # ``steer.label`` are callable modules (steer/callables.py), ``steer.evaluate.steerability`` and its
+    # siblings too; ``steer.prepare``, ``steer.batch`` and ``steer.recipe`` are functions of steer/api.py
+    import importlib
+
+    if name in _MODULES:
+        return importlib.import_module(f"steer.{name}")
+    if name in _FUNCTIONS:
+        return getattr(importlib.import_module(_FUNCTIONS[name]), name)
     raise AttributeError(f"module 'steer' has no attribute {name!r}")

@@ -27,31 +27,35 @@ class Section(BaseModel):
 class AttributeSpec(Section):
     """One attribute of a custom schema."""
 
-    name: str
-    min: int = 0
-    max: int = 4
-    default: int = 2
-    description: str = ""
+    name: str = Field(description="the attribute's name, as `--attr NAME=V` and the rendered string spell it")
+    min: int = Field(default=0, description="the lowest level")
+    max: int = Field(default=4, description="the highest level")
+    default: int = Field(default=2, description="the level used when a request does not set it")
+    description: str = Field(default="", description="what the attribute means (shown by `steer attrs` and in model cards)")
 
 
 class SchemaSpec(Section):
     """A custom attribute schema (ordered)."""
 
-    name: str
-    attributes: list[AttributeSpec] = Field(min_length=1)
+    name: str = Field(description="the schema's name (in steer.json and /v1/models)")
+    attributes: list[AttributeSpec] = Field(min_length=1, description="the attributes, in the order they are rendered")
 
 
 class ModelConfig(Section):
     """The model to train or serve: a hub id or local directory, or an architecture from scratch."""
 
-    name_or_path: str | None = None
-    tokenizer: str | None = None
+    name_or_path: str | None = Field(default=None, description="a hub id, a local model folder, a steer run "
+                                     "directory or a `steer models` alias (exactly one of this and from_scratch)")
+    tokenizer: str | None = Field(default=None, description="the tokenizer, when not the model's own (required "
+                                  "with from_scratch)")
     from_scratch: dict[str, Any] | None = Field(
         default=None, description="a transformers config dict (model_type, sizes): train from random init"
     )
-    dtype: Literal["auto", "float32", "bfloat16", "float16"] = "auto"
-    attn_implementation: Literal["sdpa", "eager", "flash_attention_2"] = "sdpa"
-    trust_remote_code: bool = False
+    dtype: Literal["auto", "float32", "bfloat16", "float16"] = Field(
+        default="auto", description="the weights' dtype when loaded (auto: as saved, float32 on CPU)")
+    attn_implementation: Literal["sdpa", "eager", "flash_attention_2"] = Field(
+        default="sdpa", description="the attention kernel (flash_attention_2 needs a CUDA GPU and flash-attn)")
+    trust_remote_code: bool = Field(default=False, description="run the model repository's own Python code")
     freeze: Literal["vision", "none"] | list[str] = Field(
         default="vision", description="what trains not at all: a vision-language model's vision tower (vision), "
         "nothing (none), or a list of module names; LoRA adapts the language model only either way")
@@ -68,9 +72,13 @@ class ModelConfig(Section):
 class TemplateConfig(Section):
     """How conversations are rendered: format, attribute schema, default system message."""
 
-    kind: Literal["steerlm", "chat", "janus"] = "steerlm"
-    schema_: str | SchemaSpec | None = Field(default="helpsteer", alias="schema")
-    default_system: str = DEFAULT_SYSTEM
+    kind: Literal["steerlm", "chat", "janus"] = Field(
+        default="steerlm", description="steerlm: NeMo's SteerLM format with an attribute line; chat: the model's own "
+        "chat template with the attributes in the system message; janus: value statements as the system message")
+    schema_: str | SchemaSpec | None = Field(
+        default="helpsteer", alias="schema", description="the attribute schema: a known name (`steer attrs "
+        "--schema`), a custom one, or null for value statements only")
+    default_system: str = Field(default=DEFAULT_SYSTEM, description="the system message when a row has none")
 
     model_config = ConfigDict(extra="forbid", validate_assignment=True, populate_by_name=True)
 
@@ -102,75 +110,109 @@ class TemplateConfig(Section):
 class SourceConfig(Section):
     """One data source of a mixture."""
 
-    path: str
-    format: str = "auto"
-    split: str = "train"
-    weight: float = Field(default=1.0, gt=0)
-    max_examples: int | None = Field(default=None, gt=0)
+    path: str = Field(description="a hub dataset id, or a local file or folder (JSONL, JSON, Parquet, CSV, Arrow)")
+    format: str = Field(default="auto", description="the upstream format (helpsteer, helpsteer2, oasst, multifaceted, "
+                        "pku-saferlhf, beavertails, steer, ...; `steer data inspect` lists them); auto: by its columns")
+    split: str = Field(default="train", description="the split of a hub dataset or a folder with split files")
+    weight: float = Field(default=1.0, gt=0, description="the mixture weight: the whole part repeats the source, the "
+                          "fraction is a seeded sample of it")
+    max_examples: int | None = Field(default=None, gt=0, description="at most this many records of the source (its first)")
 
 
 class DataConfig(Section):
     """Training data: sources with weights, a validation split, length handling."""
 
-    sources: list[SourceConfig] = Field(min_length=1)
-    validation: list[SourceConfig] = Field(default_factory=list)
-    validation_fraction: float = Field(default=0.0, ge=0, lt=1)
-    max_length: int = Field(default=2048, gt=8)
-    overlong: Literal["truncate", "reject"] = "truncate"
-    packing: bool = True
-    skip_invalid: bool = False
-    num_proc: int = Field(default=1, ge=1)
-    cache_dir: str | None = None
+    sources: list[SourceConfig] = Field(min_length=1, description="the training sources, mixed by weight")
+    validation: list[SourceConfig] = Field(default_factory=list, description="validation sources (eval_loss)")
+    validation_fraction: float = Field(default=0.0, ge=0, lt=1, description="else hold out this share of the "
+                                       "training records (seeded)")
+    max_length: int = Field(default=2048, gt=8, description="the longest example in tokens (and a packed row's length)")
+    overlong: Literal["truncate", "reject"] = Field(default="truncate", description="an example past max_length: "
+                                                    "cut (the answer's end is lost) or left out and counted")
+    packing: bool = Field(default=True, description="pack examples into rows of max_length; attention never crosses "
+                          "examples (position ids restart)")
+    skip_invalid: bool = Field(default=False, description="leave out and count malformed rows instead of stopping "
+                               "at the first (routine ones, like empty answers, are always counted)")
+    num_proc: int = Field(default=1, ge=1, description="processes that tokenize")
+    cache_dir: str | None = Field(default=None, description="where prepared data is cached (default: steer's cache "
+                                  "/prepared); a change of data, tokenizer or settings prepares anew")
 
 
 class LoraConfig(Section):
     """LoRA adapter settings (PEFT)."""
 
-    r: int = Field(default=16, gt=0)
-    alpha: int = Field(default=32, gt=0)
-    dropout: float = Field(default=0.05, ge=0, lt=1)
-    target_modules: list[str] | str = "all-linear"
+    r: int = Field(default=16, gt=0, description="the adapter's rank")
+    alpha: int = Field(default=32, gt=0, description="the scale numerator: updates are scaled by alpha / r")
+    dropout: float = Field(default=0.05, ge=0, lt=1, description="dropout on the adapter's input")
+    target_modules: list[str] | str = Field(default="all-linear", description="the modules adapted: all-linear "
+                                            "(every linear layer but the head) or a list of module names")
 
 
 class TrainConfig(Section):
     """Optimisation, checkpoints and logging."""
 
-    method: Literal["lora", "full", "qlora"] = "lora"
-    lora: LoraConfig = Field(default_factory=LoraConfig)
-    epochs: float = Field(default=1.0, gt=0)
-    max_steps: int = -1
-    learning_rate: float = Field(default=2e-4, gt=0)
-    lr_scheduler: str = "cosine"
-    warmup_ratio: float = Field(default=0.0, ge=0, lt=1)
-    weight_decay: float = Field(default=0.0, ge=0)
-    max_grad_norm: float = Field(default=1.0, ge=0)
+    method: Literal["lora", "full", "qlora"] = Field(default="lora", description="lora (an adapter over frozen "
+                                                      "weights), full (every weight), qlora (LoRA over a 4-bit base; a CUDA GPU)")
+    lora: LoraConfig = Field(default_factory=LoraConfig, description="the adapter (lora and qlora)")
+    epochs: float = Field(default=1.0, gt=0, description="passes over the training data (fractions allowed)")
+    max_steps: int = Field(default=-1, description="optimizer steps; overrides epochs when positive")
+    learning_rate: float = Field(default=2e-4, gt=0, description="the peak learning rate (AdamW)")
+    lr_scheduler: str = Field(default="cosine", description="a transformers scheduler: cosine, linear, constant, "
+                              "constant_with_warmup, ...")
+    warmup_ratio: float = Field(default=0.0, ge=0, lt=1, description="the share of the steps that warm up linearly")
+    weight_decay: float = Field(default=0.0, ge=0, description="AdamW's decoupled weight decay")
+    max_grad_norm: float = Field(default=1.0, ge=0, description="clip the gradient's norm to this (0: no clipping)")
     batch_size: int = Field(default=8, gt=0, description="sequences (or packed rows) per device")
-    grad_accum: int = Field(default=1, gt=0)
-    seed: int = 42
-    save_steps: int = Field(default=500, gt=0)
-    save_total_limit: int | None = 2
-    eval_steps: int | None = None
-    logging_steps: int = Field(default=10, gt=0)
-    gradient_checkpointing: bool = False
+    grad_accum: int = Field(default=1, gt=0, description="micro-batches per optimizer step: the global batch is "
+                            "batch_size x grad_accum x processes")
+    seed: int = Field(default=42, description="the seed of initialisation, data order and dropout")
+    save_steps: int = Field(default=500, gt=0, description="a checkpoint every this many steps (resume from any)")
+    save_total_limit: int | None = Field(default=2, description="keep at most this many checkpoints (null: all)")
+    eval_steps: int | None = Field(default=None, description="evaluate on the validation data every this many steps")
+    logging_steps: int = Field(default=10, gt=0, description="metrics (metrics.jsonl, trackers) every this many steps")
+    gradient_checkpointing: bool = Field(default=False, description="recompute activations in the backward pass: "
+                                         "less memory, about a third more compute")
     mixed_precision: Literal["auto", "no", "bf16", "fp16"] = Field(
         default="auto", description="autocast over float32 master weights; auto: model.dtype on a GPU, off on CPU "
                                     "(bf16 pays off on CPUs with AMX or AVX512-BF16)")
-    tensorboard: bool = False
-    output_dir: str = "runs/sft"
+    report_to: list[Literal["tensorboard", "wandb", "mlflow"]] = Field(
+        default_factory=list, description="experiment trackers that also get every logged metric and the recipe: "
+        "tensorboard (in the run directory), wandb (Weights & Biases; WANDB_MODE=offline writes local run files), "
+        "mlflow (MLFLOW_TRACKING_URI: a server, sqlite:///mlflow.db or a folder)")
+    project: str = Field(default="steer", description="the W&B project and the MLflow experiment the run is filed "
+                                                      "under (WANDB_PROJECT / MLFLOW_EXPERIMENT_NAME win when set)")
+    run_name: str | None = Field(default=None, description="the tracked run's name (default: the output folder's name)")
+    output_dir: str = Field(default="runs/sft", description="the run directory: weights, checkpoints, recipe.yaml, "
+                            "steer.json, metrics.jsonl")
+
+    @model_validator(mode="before")
+    @classmethod
+    def _legacy_tensorboard(cls, data: Any) -> Any:
+        # recipes written before report_to said `tensorboard: true`; it still means what it meant
+        if isinstance(data, dict) and "tensorboard" in data:
+            data = dict(data)
+            on = data.pop("tensorboard")
+            if on not in (True, False, None):
+                raise ValueError(f"tensorboard: a boolean (got {on!r}); report_to is the list of trackers")
+            if on and "tensorboard" not in (data.get("report_to") or []):
+                data["report_to"] = [*(data.get("report_to") or []), "tensorboard"]
+        return data
 
 
 class DistributedConfig(Section):
     """Multi-process settings: the engine is torchrun + transformers.Trainer."""
 
-    strategy: Literal["none", "ddp", "fsdp", "deepspeed"] = "none"
+    strategy: Literal["none", "ddp", "fsdp", "deepspeed"] = Field(
+        default="none", description="none (one process, or plain DDP under torchrun), ddp, fsdp, deepspeed (ZeRO)")
     config: str | None = Field(default=None, description="FSDP or DeepSpeed JSON config (relative to the working directory, else to the recipe)")
-    nproc: int = Field(default=1, ge=1)
+    nproc: int = Field(default=1, ge=1, description="processes on this machine (`--nproc` wins); >1 relaunches "
+                       "under torchrun")
 
 
 class SFTRecipe(Section):
     """A fine-tuning recipe (SteerLM, Janus, or a mixture)."""
 
-    kind: Literal["sft"] = "sft"
+    kind: Literal["sft"] = Field(default="sft", description="the recipe's kind: it runs as `steer train sft`")
     model: ModelConfig
     template: TemplateConfig = Field(default_factory=TemplateConfig)
     data: DataConfig
@@ -182,7 +224,7 @@ class APMRecipe(SFTRecipe):
     """An attribute prediction model: a regression head over a causal LM, one output per attribute
     of ``template.schema``, trained on the same data pipeline and trainer as SFT."""
 
-    kind: Literal["apm"] = "apm"  # type: ignore[assignment]
+    kind: Literal["apm"] = Field(default="apm", description="the recipe's kind: it runs as `steer train apm`")  # type: ignore[assignment]
 
     @model_validator(mode="after")
     def _has_schema(self) -> APMRecipe:
@@ -243,7 +285,7 @@ class DPOConfig(Section):
 class DPORecipe(SFTRecipe):
     """Preference optimisation on pairs (the DPO family), through the same loop and data pipeline as SFT."""
 
-    kind: Literal["dpo"] = "dpo"  # type: ignore[assignment]
+    kind: Literal["dpo"] = Field(default="dpo", description="the recipe's kind: it runs as `steer train dpo`")  # type: ignore[assignment]
     dpo: DPOConfig = Field(default_factory=DPOConfig)
 
     @model_validator(mode="after")
@@ -289,14 +331,14 @@ class CostConfig(Section):
 class RMRecipe(SFTRecipe):
     """A reward model on preference pairs, through the same loop and data pipeline as SFT."""
 
-    kind: Literal["rm"] = "rm"  # type: ignore[assignment]
+    kind: Literal["rm"] = Field(default="rm", description="the recipe's kind: it runs as `steer train rm`")  # type: ignore[assignment]
     rm: RMConfig = Field(default_factory=RMConfig)
 
 
 class CostRecipe(SFTRecipe):
     """A cost model on safety-labelled preference pairs, through the same loop and data pipeline as SFT."""
 
-    kind: Literal["cost"] = "cost"  # type: ignore[assignment]
+    kind: Literal["cost"] = Field(default="cost", description="the recipe's kind: it runs as `steer train cost`")  # type: ignore[assignment]
     cost: CostConfig = Field(default_factory=CostConfig)
 
 
@@ -348,7 +390,7 @@ class RLRecipe(SFTRecipe):
     """Online constrained RL from a policy run (``model.name_or_path``), on prompt rows (``steer batch``'s
     input: ``prompt`` or ``messages``, optional steering, anything a judge reads)."""
 
-    kind: Literal["rl"] = "rl"  # type: ignore[assignment]
+    kind: Literal["rl"] = Field(default="rl", description="the recipe's kind: it runs as `steer train rl`")  # type: ignore[assignment]
     rl: RLConfig
 
     @model_validator(mode="after")

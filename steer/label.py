@@ -17,6 +17,7 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
+from steer.callables import make_callable
 from steer.data.records import PreferencePair, Record
 from steer.errors import UsageError
 from steer.events import Events, Progress
@@ -120,3 +121,6 @@ def run(apm_path: str, source: str, out: str | Path, *, format: str = "auto", sp
     report = label_records(apm, records, out, raw=raw, batch_size=batch_size, total=len(records), progress=progress,
                            labelled_by=model_id(apm_path), inputs=(source,))
     return report, apm, sum(loaded.rejected.values())
+
+
+make_callable(__name__, "steer.api:label")  # steer.label(model, input, output): the Python API

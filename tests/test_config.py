@@ -40,14 +40,14 @@ def test_every_kind_of_model_has_a_tiny_recipe_that_runs_on_a_cpu():
 def test_code_defaults_then_yaml_then_set(tmp_path):
     path = write(tmp_path, {**MINIMAL, "train": {"learning_rate": 1e-3, "batch_size": 2}})
     recipe = load_recipe(path, ["train.batch_size=16", "train.lora.r=4", "data.sources.0.weight=2.5",
-                                "template.schema=oasst", "train.tensorboard=true"])
+                                "template.schema=oasst", "train.tensorboard=true", "train.report_to=[mlflow]"])
     assert recipe.train.learning_rate == 1e-3          # yaml over default
     assert recipe.train.batch_size == 16               # --set over yaml
     assert recipe.train.lora.r == 4                    # --set into a default section
     assert recipe.train.lora.alpha == 32               # code default
     assert recipe.data.sources[0].weight == 2.5
     assert recipe.template.build_schema().name == "oasst"
-    assert recipe.train.tensorboard is True
+    assert recipe.train.report_to == ["mlflow", "tensorboard"]  # the legacy switch joins the list
 
 
 def test_unknown_keys_name_the_path_with_a_hint(tmp_path):

@@ -96,8 +96,8 @@ def test_lower_layers_never_import_upper_ones():
     """The core (engines, runs, steering, templates, attributes, events, tokens, apm, config, outputs, models,
     errors, images, vision) imports no job and no CLI module."""
     upper = ("steer.cli", "steer.generate", "steer.serve", "steer.evaluate", "steer.train", "steer.data",
-             "steer.label", "steer.quickstart")
-    core = ("steer.engines", "steer.runs", "steer.steering", "steer.templates", "steer.attributes", "steer.events",
+             "steer.label", "steer.quickstart", "steer.api", "steer.recipes")
+    core = ("steer.callables", "steer.engines", "steer.runs", "steer.steering", "steer.templates", "steer.attributes", "steer.events",
             "steer.tokens", "steer.apm", "steer.config", "steer.outputs", "steer.models", "steer.errors", "steer.images",
             "steer.vision")
     lower = [m for m in import_graph() if m.startswith(core)]

@@ -1,4 +1,4 @@
-"""``steer env``, ``steer attrs``, ``steer recipe check`` and ``steer quickstart``."""
+"""``steer env``, ``steer attrs``, ``steer recipe check|list|init|reference`` and ``steer quickstart``."""
 
 from __future__ import annotations
 
@@ -57,6 +57,62 @@ def recipe_check(
     from steer.config import dump_recipe, load_recipe
 
     ui.plain(dump_recipe(load_recipe(recipe, overrides, kind=kind)).rstrip())
+
+
+@recipe_app.command("list")
+def recipe_list(
+    folder: Annotated[Optional[str], typer.Option("--dir", help="A folder of recipes (default: the ones shipped with steer).")] = None,
+    kind: Annotated[Optional[str], typer.Option("--kind", help="Only recipes of this kind (sft, apm, dpo, rm, cost, rl).")] = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """The recipes: each one's kind, purpose, model and data, and whether it validates."""
+    import dataclasses
+
+    from steer.recipes import list_recipes
+
+    infos = list_recipes(folder, kind)
+    if as_json:
+        ui.print_json([dataclasses.asdict(i) for i in infos])
+    else:
+        ui.recipes_table(infos)
+
+
+@recipe_app.command("init")
+def recipe_init(
+    kind: Annotated[str, typer.Option("--kind", help="sft, apm, dpo, rm, cost or rl.")],
+    model: Annotated[str, typer.Option("--model", help="The base model: a hub id, a folder, a steer run or an alias.")],
+    data: Annotated[str, typer.Option("--data", help="The training data: a hub dataset id, a file or a folder.")],
+    format: Annotated[str, typer.Option("--format", help="The data's format (default: recognised by its columns).")] = "auto",
+    template: Annotated[str, typer.Option("--template", help="steerlm, chat (the model's own chat template) or janus.")] = "steerlm",
+    reward: Annotated[Optional[str], typer.Option("--reward", help="kind rl: the reward's judge (default rm:runs/rm).")] = None,
+    out: Annotated[Optional[str], typer.Option("--out", "-o", help="Write the recipe here (default: print it).")] = None,
+) -> None:
+    """A commented recipe to start from: every key with its default and meaning, valid as written."""
+    from steer.outputs import write_text_atomic
+    from steer.recipes import init_recipe
+
+    text = init_recipe(kind, model, data, format=format, template=template, reward=reward)
+    if out is None:
+        ui.plain(text.rstrip())
+        return
+    if Path(out).exists():
+        raise UsageError(f"{out} exists: steer recipe init does not overwrite a recipe", field="--out")
+    write_text_atomic(out, text)
+    ui.plain(f"wrote {out}: check it with `steer recipe check {out}`, run it with `steer train {kind} {out}`")
+
+
+@recipe_app.command("reference")
+def recipe_reference(
+    out: Annotated[Optional[str], typer.Option("--out", "-o", help="Write the page here (default: print it).")] = None,
+) -> None:
+    """Every recipe key of every kind with its type, default and meaning, as Markdown (docs/recipes.md)."""
+    from steer.outputs import write_text_atomic
+    from steer.recipes import reference_markdown
+
+    if out is None:
+        ui.plain(reference_markdown().rstrip())
+    else:
+        write_text_atomic(out, reference_markdown())
 
 
 @app.command()

@@ -8,6 +8,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+from steer.callables import make_callable
 from steer.errors import UsageError
 
 
@@ -68,3 +69,6 @@ def plot(found: dict[str, dict[str, Any]], metrics: Sequence[str], path: str) ->
         fig.savefig(handle, format="png", dpi=110)
     plt.close(fig)
     return path
+
+
+make_callable(__name__, "steer.evaluate.curves:evaluate")  # steer.evaluate.curves(...) is this module's evaluate

@@ -13,6 +13,7 @@ from collections import defaultdict
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
+from steer.callables import make_callable
 from steer.stats import pearson, spearman
 
 BIN_TOKENS = 20
@@ -209,3 +210,6 @@ def _scored_labels(out: dict, data: str, fmt: str, model: object, apm: str | Non
     if pairs:
         out["longer_preferred"] = longer_preferred(pairs)
     return scored
+
+
+make_callable(__name__, "steer.evaluate.length_bias:evaluate")  # steer.evaluate.length_bias(...) is this module's evaluate

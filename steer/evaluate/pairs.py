@@ -13,6 +13,7 @@ from collections import defaultdict
 from collections.abc import Mapping, Sequence
 from typing import Any
 
+from steer.callables import make_callable
 from steer.data.records import PreferencePair
 from steer.errors import UsageError
 
@@ -185,3 +186,6 @@ def plot(pairs: Sequence[PreferencePair], chosen: Sequence[float], rejected: Seq
         fig.savefig(handle, format="png")
     plt.close(fig)
     return path
+
+
+make_callable(__name__, "steer.evaluate.pairs:evaluate")  # steer.evaluate.pairs(...) is this module's evaluate

@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from steer.attributes import Schema, get_schema, require_schema
+from steer.callables import make_callable
 from steer.engines.base import Sampling
 from steer.errors import UsageError
 from steer.evaluate.instructions import INSTRUCTIONS
@@ -392,3 +393,6 @@ def grid_summary(rows: Sequence[tuple[Request, dict[str, Any]]], pair: tuple[str
 def _mean(values: Sequence[float | None]) -> float | None:
     known = [float(v) for v in values if v is not None]
     return sum(known) / len(known) if known else None
+
+
+make_callable(__name__, "steer.evaluate.steerability:evaluate")  # steer.evaluate.steerability(...) is this module's evaluate

@@ -12,6 +12,7 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from typing import Any
 
+from steer.callables import make_callable
 from steer.errors import UsageError
 
 from steer.evaluate.judges import Scorer, make_scorer
@@ -103,3 +104,6 @@ def evaluate(model: str, prompts: str, values: str, *, judge: str, score_attr: s
     answers = [texts[p * k:(p + 1) * k] for p in range(len(rows))]
     return {"model": model, "judge": judge, "scored_by": scored_by,
             **matching(score_matrix(messages, statements, answers, scorer), statements)}
+
+
+make_callable(__name__, "steer.evaluate.values:evaluate")  # steer.evaluate.values(...) is this module's evaluate

@@ -6,16 +6,6 @@ The package is callable: ``steer.generate(model, prompt, attributes=..., ...)`` 
 
 from __future__ import annotations
 
-import sys
-import types
-from typing import Any
+from steer.callables import make_callable
 
-
-class _CallablePackage(types.ModuleType):
-    def __call__(self, *args: Any, **kwargs: Any) -> Any:
-        from steer.generate.api import generate
-
-        return generate(*args, **kwargs)
-
-
-sys.modules[__name__].__class__ = _CallablePackage
+make_callable(__name__, "steer.generate.api:generate")

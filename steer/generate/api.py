@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from steer.engines.base import Engine, Prompt, Response, Sampling
+from steer.errors import UsageError
 from steer.steering import AttributeInput, Steering, ValuesInput, VectorsInput, steering_from, steering_prompt
 
 _ENGINES: dict[tuple, Any] = {}
@@ -65,6 +66,10 @@ def sampling_from(sampling: Sampling | None, settings: Mapping[str, Any]) -> Sam
         kw["stop"] = (kw["stop"],)
     if "stop" in kw:
         kw["stop"] = tuple(kw["stop"])
+    unknown = sorted(set(kw) - set(Sampling.__dataclass_fields__))
+    if unknown:
+        raise UsageError(f"unknown argument {unknown[0]!r} (sampling takes {', '.join(Sampling.__dataclass_fields__)})",
+                         field=unknown[0])
     return Sampling(**kw)
 
 

@@ -1,12 +1,17 @@
 """Training: the shared loop (:mod:`steer.train.loop`), one task per kind of model
 (:mod:`steer.train.tasks`), model loading, packing, the fused loss and export.
 
-``train(recipe)`` and ``prepare(recipe)`` run any recipe through the task its ``kind`` names.
+``train(recipe)`` and ``prepare(recipe)`` run any validated recipe through the task its ``kind`` names; the
+package itself is callable as :func:`steer.api.train` (a path, a dict or a recipe, with overrides).
 """
 
 from __future__ import annotations
 
 from typing import Any
+
+from steer.callables import make_callable
+
+make_callable(__name__, "steer.api:train")  # steer.train(recipe_or_path, overrides=...): the Python API
 
 
 def train(recipe: Any, *, resume: str | bool | None = None, events: Any = None, callbacks: list | None = None) -> Any:

@@ -28,8 +28,9 @@ from steer.errors import SteerError, UsageError
 from steer.events import DataReady, Events, Progress, TrainLog
 from steer.outputs import write_text_atomic
 from steer.models import local_path
-from steer.runs import METRICS_FILE, ensure_padding, load_tokenizer, write_run_file
+from steer.runs import METRICS_FILE, RECIPE_FILE, ensure_padding, load_tokenizer, write_run_file
 from steer.templates import SteerTemplate
+from steer.train.tracking import check_trackers, tracker_environment, tracking_callback
 
 Recipe = SFTRecipe  # every recipe kind extends the SFT recipe's sections
 
@@ -236,7 +237,7 @@ def training_arguments(recipe: Recipe, run_dir: Path, has_eval: bool, **override
         weight_decay=t.weight_decay, max_grad_norm=t.max_grad_norm, seed=t.seed, data_seed=t.seed,
         save_strategy="steps", save_steps=t.save_steps, save_total_limit=t.save_total_limit,
         eval_strategy="steps" if eval_steps else "no", eval_steps=eval_steps, logging_steps=t.logging_steps,
-        logging_first_step=True, report_to=["tensorboard"] if t.tensorboard else [], disable_tqdm=True,
+        logging_first_step=True, report_to=list(t.report_to), run_name=t.run_name or run_dir.name, disable_tqdm=True,
         remove_unused_columns=False, include_num_input_tokens_seen="all" if recipe.data.packing else "non_padding",
         use_cpu=not cuda, bf16=bf16, fp16=fp16,
         ddp_backend="gloo" if world > 1 and not cuda else None, ddp_find_unused_parameters=False, dataloader_num_workers=0,
@@ -408,6 +409,8 @@ def train(recipe: Recipe, task: Task, *, resume: str | bool | None = None, event
         raise UsageError(f"{run_dir} already holds checkpoints: pass --resume to continue, "
                          "or --set train.output_dir=... for a new run")
     has_eval = bool(recipe.data.validation) or recipe.data.validation_fraction > 0
+    check_trackers(recipe.train.report_to)
+    tracker_environment(recipe.train.report_to, recipe.train.project, run_dir)
     args = training_arguments(recipe, run_dir, has_eval, **task.arguments)
     encoder = recipe_encoder(recipe, task)  # the tokenizer is loaded once, here
     preflight(recipe, encoder.tokenizer)  # before any data is prepared or file written
@@ -429,7 +432,8 @@ def train(recipe: Recipe, task: Task, *, resume: str | bool | None = None, event
         model=model, args=args, train_dataset=train_ds, eval_dataset=eval_ds, data_collator=collator(recipe, task, encoder),
         processing_class=encoder.vision.processor if encoder.vision is not None else tokenizer,
         compute_metrics=task.metrics(recipe),
-        callbacks=_callbacks(run_dir, events, recipe.train.method != "full") + list(callbacks or []))
+        callbacks=[*_callbacks(run_dir, events, recipe.train.method != "full"),
+                   tracking_callback(recipe.train.report_to, run_dir / RECIPE_FILE, task.kind), *(callbacks or [])])
     trainer.remove_callback(PrinterCallback)  # progress and metrics go through our callback
     output = trainer.train(resume_from_checkpoint=checkpoint)
     evaluation = trainer.evaluate() if eval_ds is not None else {}

@@ -412,6 +412,18 @@ def models_table(rows: Any, home: str) -> None:
     plain(f"pulled models live in {home} (set STEER_MODELS to move them)")
 
 
+def recipes_table(infos: Any) -> None:
+    """``steer recipe list``: each recipe's path, kind, purpose, model and data (and why it does not validate)."""
+    table = Table(title_justify="left")
+    for column in ("recipe", "kind", "purpose", "model", "data"):
+        table.add_column(column, overflow="fold")
+    for info in infos:
+        purpose = info.purpose + (f" [red](invalid: {info.problem})[/]" if info.problem else "")
+        table.add_row(info.path, info.kind, purpose, info.model, "\n".join(info.data))
+    console.print(table)
+    plain(f"{len(infos)} recipes; start one of your own with `steer recipe init --kind KIND --model M --data D`")
+
+
 def pulled(record: Mapping[str, Any]) -> None:
     """What ``steer models pull`` left, and how to use it."""
     state = "already pulled" if record["reused"] else "pulled"
@@ -477,4 +489,4 @@ def grid_table(grid: Mapping[str, Any]) -> None:
     console.print(table)
 
 
-__all__ = ['inspect_example', 'inspect_legend', 'inspection', 'load_summary', 'data_stats', 'labelled', 'pairs_derived', 'pair_accuracy', 'curves', 'best_answer', 'guard_note', 'batch_done', 'prepared', 'trained', 'metrics_table', 'steerability', 'side_effects', 'length_bias', 'samples', 'quickstart', 'value_matching', 'models_table', 'pulled', 'real_quickstart', 'vision_quickstart', 'vector_trained', 'vector_info', 'methods_table', 'grid_table']
+__all__ = ['inspect_example', 'inspect_legend', 'inspection', 'load_summary', 'data_stats', 'labelled', 'pairs_derived', 'pair_accuracy', 'curves', 'best_answer', 'guard_note', 'batch_done', 'prepared', 'trained', 'metrics_table', 'steerability', 'side_effects', 'length_bias', 'samples', 'quickstart', 'value_matching', 'models_table', 'pulled', 'real_quickstart', 'vision_quickstart', 'vector_trained', 'vector_info', 'methods_table', 'grid_table', 'recipes_table']

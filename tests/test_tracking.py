@@ -1,0 +1,131 @@
+"""Experiment tracking: W&B and MLflow in their offline modes write their local run files, with every
+logged metric and the recipe; a missing tracker package is one clear line."""
+
+from __future__ import annotations
+
+import json
+import struct
+from pathlib import Path
+
+import pytest
+
+from steer.config import validate_recipe
+from steer.errors import UsageError
+from tests.test_train import _losses, _recipe
+
+
+def wandb_records(path: Path) -> list:
+    """The records of a W&B offline run file (``run-ID.wandb``): a LevelDB-style log of protobuf records
+    (a 7-byte file header, 32 KiB blocks, each chunk with a crc32/length/type header), as ``wandb sync`` reads it."""
+    from wandb.proto import wandb_internal_pb2 as pb
+
+    data, out, pos, parts = path.read_bytes(), [], 7, b""
+    assert data[:4] == b":W&B"
+    while pos + 7 <= len(data):
+        if 32768 - pos % 32768 < 7:  # a block's tail too short for a header is padding
+            pos += 32768 - pos % 32768
+            continue
+        _crc, length, kind = struct.unpack("<IHB", data[pos:pos + 7])
+        chunk, pos = data[pos + 7:pos + 7 + length], pos + 7 + length
+        parts = chunk if kind in (1, 2) else parts + chunk  # full / first, else middle / last
+        if kind in (1, 4) and parts:
+            record = pb.Record()
+            record.ParseFromString(parts)
+            out.append(record)
+    return out
+
+
+def wandb_run(folder: Path) -> tuple[list[dict], dict]:
+    """(history rows as {key: value}, the config as {key: value} and ``_project``) of an offline run folder."""
+    (log,) = folder.glob("run-*.wandb")
+    history, config = [], {}
+    for r in wandb_records(log):
+        kind = r.WhichOneof("record_type")
+        if kind == "history":
+            history.append({i.key or "/".join(i.nested_key): json.loads(i.value_json) for i in r.history.item})
+        elif kind == "run":
+            config["_project"] = r.run.project
+        elif kind == "config":
+            config.update({i.key or "/".join(i.nested_key): json.loads(i.value_json) for i in r.config.update})
+    return history, config
+
+
+@pytest.fixture
+def offline(tmp_path, monkeypatch):
+    """W&B offline into tmp_path/wandb, MLflow into a file store under tmp_path (nothing leaves the machine)."""
+    monkeypatch.setenv("WANDB_MODE", "offline")
+    monkeypatch.setenv("WANDB_SILENT", "true")
+    monkeypatch.setenv("WANDB_DIR", str(tmp_path / "wb"))
+    (tmp_path / "wb").mkdir()
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", (tmp_path / "mlruns").as_uri())
+    monkeypatch.setenv("MLFLOW_ALLOW_FILE_STORE", "true")  # MLflow 3 prefers a database; a folder is what CI has
+    for name in ("WANDB_PROJECT", "MLFLOW_EXPERIMENT_NAME", "MLFLOW_RUN_ID"):
+        monkeypatch.delenv(name, raising=False)
+    pytest.importorskip("wandb")
+    pytest.importorskip("mlflow")
+    return tmp_path
+
+
+def test_wandb_and_mlflow_offline_get_every_metric_and_the_recipe(offline, shared_assets):
+    import mlflow
+    from mlflow.tracking import MlflowClient
+
+    from steer.train import train
+
+    tmp_path = offline
+    raw = _recipe(tmp_path, shared_assets, report_to=["wandb", "mlflow", "tensorboard"], project="steer-test",
+                  run_name="first")
+    train(validate_recipe(raw))
+    losses = _losses(tmp_path / "run")
+
+    # W&B: an offline run folder of its own, every logged loss in its history, the recipe in its config
+    runs = sorted((tmp_path / "wb" / "wandb").glob("offline-run-*"))
+    assert len(runs) == 1
+    history, config = wandb_run(runs[0])
+    logged = [row["train/loss"] for row in history if "train/loss" in row]
+    assert logged == pytest.approx(losses, rel=1e-6)
+    assert config["steer"]["kind"] == "sft" and config["steer"]["recipe"]["train"]["learning_rate"] == 3e-3
+    assert config["learning_rate"] == 3e-3 and config["run_name"] == "first"
+    assert config["_project"] == "steer-test"
+
+    # MLflow: the experiment is the project, the run its name, every loss a metric step, the recipe an artifact
+    client = MlflowClient(tracking_uri=(tmp_path / "mlruns").as_uri())
+    experiment = client.get_experiment_by_name("steer-test")
+    (run,) = client.search_runs([experiment.experiment_id])
+    assert run.info.run_name == "first" and run.info.status == "FINISHED" and run.data.tags["steer.kind"] == "sft"
+    history = client.get_metric_history(run.info.run_id, "loss")
+    assert [round(m.value, 4) for m in sorted(history, key=lambda m: m.step)] == [round(x, 4) for x in losses]
+    assert "recipe.yaml" in [a.path for a in client.list_artifacts(run.info.run_id)]
+    assert mlflow.active_run() is None  # ended with training
+
+    # TensorBoard event files in the run directory, as before
+    assert list((tmp_path / "run").rglob("events.out.tfevents.*"))
+
+    # a second training in the same process is a run of its own (W&B's would otherwise stay open)
+    raw = _recipe(tmp_path, shared_assets, out="second", report_to=["wandb", "mlflow"], project="steer-test")
+    train(validate_recipe(raw))
+    assert len(list((tmp_path / "wb" / "wandb").glob("offline-run-*"))) == 2
+    names = sorted(r.info.run_name for r in client.search_runs([experiment.experiment_id]))
+    assert names == ["first", "second"]  # the default name is the output folder's
+
+
+def test_a_missing_tracker_is_one_line_before_anything_runs(tmp_path, shared_assets, monkeypatch):
+    import importlib.util
+
+    from steer.train import train
+
+    real = importlib.util.find_spec
+    monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: None if name == "wandb" else real(name, *a))
+    with pytest.raises(UsageError, match="train.report_to wandb needs the wandb package: pip install wandb"):
+        train(validate_recipe(_recipe(tmp_path, shared_assets, report_to=["wandb"])))
+    assert not (tmp_path / "run").exists() and not (tmp_path / "cache").exists()
+
+
+def test_report_to_is_checked_and_the_legacy_switch_still_works():
+    from steer.errors import ConfigError
+
+    base = {"model": {"name_or_path": "m"}, "data": {"sources": [{"path": "d.jsonl"}]}}
+    with pytest.raises(ConfigError, match="train.report_to.0"):
+        validate_recipe({**base, "train": {"report_to": ["comet"]}})
+    assert validate_recipe({**base, "train": {"tensorboard": True}}).train.report_to == ["tensorboard"]
+    assert validate_recipe({**base, "train": {"tensorboard": False}}).train.report_to == []
