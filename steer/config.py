@@ -513,7 +513,10 @@ def load_recipe(path: str | Path, overrides: list[str] | tuple[str, ...] = (), k
                           f"run it with `steer train {declared}`")
     recipe = validate_recipe(data, kind=kind or str(declared), origin=str(path))
     config = recipe.distributed.config  # type: ignore[attr-defined]
-    if config and not Path(config).exists() and (path.parent / config).exists():
+    if config and not Path(config).exists():
+        if not (path.parent / config).exists():
+            raise ConfigError(f"{path}: distributed.config {config} not found (relative to the working directory "
+                              f"or to the recipe)")
         recipe.distributed.config = str(path.parent / config)  # type: ignore[attr-defined]
     return recipe
 

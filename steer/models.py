@@ -110,6 +110,12 @@ def local_path(name: str) -> str:
     return str(models_home() / name)
 
 
+def license_of(folder: Path) -> str | None:
+    """The license of the model steer pulled into ``folder`` (its pull record), None for any other folder."""
+    record = _record(folder)
+    return str(record["license"]) if record and record.get("license") else None
+
+
 def stamp(folder: Path) -> str | None:
     """What tells two pulls into the same folder apart (dtype and time), for a folder steer pulled."""
     record = _record(folder)

@@ -142,6 +142,9 @@ def _purpose(text: str) -> str:
             break
         lines.append(body)
     first = " ".join(lines).split(". ")[0].rstrip(".")
+    # the head of the sentence, where it says what the recipe is: up to the first break past 20 characters
+    cuts = [i for mark in (": ", " (", "; ", ", ") for i in range(20, len(first)) if first.startswith(mark, i)]
+    first = first[:min(cuts)] if cuts else first
     return first if len(first) <= 80 else textwrap.shorten(first, 80, placeholder=" ...")
 
 

@@ -89,6 +89,23 @@ def read_metrics(path: str | Path) -> list[dict]:
     return rows
 
 
+def read_recipe(path: str | Path) -> dict | None:
+    """The resolved recipe (``recipe.yaml``) of a run directory or of the run a checkpoint belongs to, as
+    the mapping it holds (not re-validated: a card or a report reads what was trained); None without one."""
+    import yaml
+
+    found = run_path(Path(path), RECIPE_FILE)
+    if found is None:
+        return None
+    try:
+        data = yaml.safe_load(found.read_text(encoding="utf-8"))
+    except (yaml.YAMLError, UnicodeDecodeError) as err:
+        raise UsageError(f"{found}: not valid YAML ({getattr(err, 'problem', None) or err})") from None
+    if not isinstance(data, dict):
+        raise UsageError(f"{found}: expected a mapping of recipe sections")
+    return data
+
+
 def write_run_file(run_dir: Path, info: dict) -> Path:
     """Write ``steer.json`` atomically (a reader never sees half a file)."""
     return write_text_atomic(run_dir / RUN_FILE, json.dumps(info, indent=2))

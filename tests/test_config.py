@@ -98,3 +98,11 @@ def test_custom_schema_in_a_recipe():
         {"name": "formality", "min": 0, "max": 2, "default": 1}]}}})
     schema = recipe.template.build_schema()
     assert schema.render({"formality": 2}) == "formality:2"
+
+
+def test_a_distributed_config_that_is_not_there_is_refused_at_check_time(tmp_path):
+    path = write(tmp_path, {**MINIMAL, "distributed": {"strategy": "fsdp", "config": "nope.json"}})
+    with pytest.raises(ConfigError, match="distributed.config nope.json not found"):
+        load_recipe(path)
+    (tmp_path / "fsdp.json").write_text("{}")  # beside the recipe: found there
+    assert load_recipe(path, ["distributed.config=fsdp.json"]).distributed.config == str(tmp_path / "fsdp.json")

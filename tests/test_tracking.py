@@ -11,6 +11,7 @@ import pytest
 
 from steer.config import validate_recipe
 from steer.errors import UsageError
+from tests.conftest import run_cli
 from tests.test_train import _losses, _recipe
 
 
@@ -74,9 +75,13 @@ def test_wandb_and_mlflow_offline_get_every_metric_and_the_recipe(offline, share
 
     tmp_path = offline
     raw = _recipe(tmp_path, shared_assets, report_to=["wandb", "mlflow", "tensorboard"], project="steer-test",
-                  run_name="first")
-    train(validate_recipe(raw))
+                  run_name="first", eval_steps=4)
+    raw["data"]["validation_fraction"] = 0.25  # evaluated at step 4 and at the end (6), after training's last step
+    result = train(validate_recipe(raw))
     losses = _losses(tmp_path / "run")
+    evals = [json.loads(line)["eval_loss"] for line in (tmp_path / "run/metrics.jsonl").read_text().splitlines()
+             if "eval_loss" in line]
+    assert len(evals) == 2 and result.eval_loss == evals[-1]
 
     # W&B: an offline run folder of its own, every logged loss in its history, the recipe in its config
     runs = sorted((tmp_path / "wb" / "wandb").glob("offline-run-*"))
@@ -84,6 +89,7 @@ def test_wandb_and_mlflow_offline_get_every_metric_and_the_recipe(offline, share
     history, config = wandb_run(runs[0])
     logged = [row["train/loss"] for row in history if "train/loss" in row]
     assert logged == pytest.approx(losses, rel=1e-6)
+    assert [row["eval/loss"] for row in history if "eval/loss" in row] == pytest.approx(evals, rel=1e-6)
     assert config["steer"]["kind"] == "sft" and config["steer"]["recipe"]["train"]["learning_rate"] == 3e-3
     assert config["learning_rate"] == 3e-3 and config["run_name"] == "first"
     assert config["_project"] == "steer-test"
@@ -96,6 +102,8 @@ def test_wandb_and_mlflow_offline_get_every_metric_and_the_recipe(offline, share
     history = client.get_metric_history(run.info.run_id, "loss")
     assert [round(m.value, 4) for m in sorted(history, key=lambda m: m.step)] == [round(x, 4) for x in losses]
     assert "recipe.yaml" in [a.path for a in client.list_artifacts(run.info.run_id)]
+    assert [m.value for m in sorted(client.get_metric_history(run.info.run_id, "eval_loss"), key=lambda m: m.step)] \
+        == pytest.approx(evals, rel=1e-6)
     assert mlflow.active_run() is None  # ended with training
 
     # TensorBoard event files in the run directory, as before
@@ -129,3 +137,16 @@ def test_report_to_is_checked_and_the_legacy_switch_still_works():
         validate_recipe({**base, "train": {"report_to": ["comet"]}})
     assert validate_recipe({**base, "train": {"tensorboard": True}}).train.report_to == ["tensorboard"]
     assert validate_recipe({**base, "train": {"tensorboard": False}}).train.report_to == []
+
+
+def test_json_stays_json_with_wandb_offline(offline, shared_assets):
+    """transformers prints a line on stdout when its integrations load under WANDB_MODE=offline; a fresh
+    process (the module loads once) shows that `steer train --json` still prints JSON only."""
+    import yaml
+
+    path = offline / "r.yaml"
+    path.write_text(yaml.safe_dump(_recipe(offline, shared_assets, max_steps=2, report_to=["wandb"])))
+    out = run_cli("train", "sft", str(path), "--json", env={"WANDB_MODE": "offline", "WANDB_DIR": str(offline / "wb")},
+                  timeout=600)
+    assert out.returncode == 0, out.stderr[-2000:]
+    assert json.loads(out.stdout)["steps"] == 2 and "Running in WANDB offline mode" in out.stderr

@@ -11,6 +11,7 @@ import typer
 from steer import ui
 from steer.cli.app import app, train_app
 from steer.cli.options import JsonOpt, RecipeArg, SetOpt, quiet_libraries
+from steer.errors import SteerError, UsageError
 
 NprocOpt = Annotated[Optional[int], typer.Option("--nproc", help="Processes on this machine (relaunches under torchrun).")]
 ResumeOpt = Annotated[Optional[str], typer.Option("--resume", help="Continue from a checkpoint: 'last' (the run's latest) or a folder.")]
@@ -39,6 +40,9 @@ def _train(kind: str, recipe: str, overrides: list[str], nproc: int | None, resu
     quiet_libraries()
     from steer.train import train
     from steer.train.loop import is_main_process
+    from steer.train.tracking import quiet_integrations
+
+    quiet_integrations()  # before the display takes over stderr
 
     target: str | bool | None = True if resume == "last" else resume
     if as_json or not is_main_process():
@@ -101,10 +105,38 @@ def export(
     run_dir: Annotated[str, typer.Argument(help="A steer run directory (or one of its checkpoint-N folders).")],
     out: Annotated[str, typer.Option("--out", "-o", help="Where the plain Hugging Face model goes.")],
     dtype: Annotated[str, typer.Option("--dtype", help="Saved weights: float32, bfloat16, float16 or auto (as trained).")] = "auto",
+    push_to_hub: Annotated[Optional[str], typer.Option(
+        "--push-to-hub", metavar="REPO_ID", help="Then upload OUT to this Hugging Face hub model repo (NAMESPACE/NAME), "
+        "created if missing; the endpoint is HF_ENDPOINT's.")] = None,
+    private: Annotated[bool, typer.Option("--private", help="Create the hub repo private (an existing repo keeps its "
+                                          "visibility).")] = False,
+    token: Annotated[Optional[str], typer.Option("--token", help="A hub token with write access (default: HF_TOKEN, "
+                                                 "else the one `hf auth login` saved; prefer those: other users of the "
+                                                 "machine can see a command line).")] = None,
+    revision: Annotated[Optional[str], typer.Option("--revision", help="The hub branch to push to (created from main if "
+                                                    "missing; default main).")] = None,
+    commit_message: Annotated[Optional[str], typer.Option("--commit-message", help="The hub commit's message.")] = None,
 ) -> None:
-    """Merge a LoRA run into its base model (on CPU) and write a plain HF model directory any engine serves."""
+    """Merge a LoRA run into its base model (on CPU) and write a plain HF model directory any engine serves, with a
+    model card (README.md); --push-to-hub uploads it."""
     quiet_libraries()
+    from steer.train.export import check, push, target
     from steer.train.export import export as do_export
 
-    path = do_export(run_dir, out, dtype=dtype)
+    if push_to_hub is None and (private or token or revision or commit_message):
+        raise UsageError("--private, --token, --revision and --commit-message go with --push-to-hub REPO_ID")
+    where = target(push_to_hub, token) if push_to_hub is not None else None
+    if where is not None:
+        check(where)  # no token, a refused or read-only one: fails before the export, not after it
+    path = do_export(run_dir, out, dtype=dtype, repo_id=push_to_hub)
     ui.plain(f"exported: {path}  (transformers, vLLM and TGI load it as is; steering variables: steer_attributes, steer_values)")
+    if where is None:
+        return
+    ui.dim(f"pushing {path} to {where.endpoint}/{where.repo_id} ...")
+    try:
+        pushed = push(path, where, private=private, revision=revision, commit_message=commit_message)
+    except SteerError as err:  # the export stands: say how to push it again without exporting again
+        again = UsageError if isinstance(err, UsageError) else SteerError
+        raise again(f"{err} (the export in {path} stands: push it again with "
+                    f"steer.train.export.push({str(path)!r}, {where.repo_id!r}))") from None
+    ui.plain(f"pushed: {pushed.url}  ({pushed.files} files to branch {pushed.revision}; commit {pushed.commit_url})")

@@ -16,6 +16,9 @@ make_callable(__name__, "steer.api:train")  # steer.train(recipe_or_path, overri
 
 def train(recipe: Any, *, resume: str | bool | None = None, events: Any = None, callbacks: list | None = None) -> Any:
     """Train a recipe (``steer train KIND``); returns a :class:`steer.train.loop.RunResult`."""
+    from steer.train.tracking import quiet_integrations
+
+    quiet_integrations()  # before the tasks import transformers' Trainer
     from steer.train.loop import train as run
     from steer.train.tasks import TASKS
 

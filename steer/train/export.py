@@ -4,7 +4,8 @@ For a generator the result loads with ``AutoModelForCausalLM.from_pretrained`` a
 LoRA is merged into the base weights, the tokenizer's chat template is the steering template
 (``steer_attributes`` and ``steer_values`` are its variables), and ``generation_config.stop_strings``
 holds the template's stop strings (SteerLM's ``<extra_id_1>``). Each kind of run exports as its task
-says (:attr:`steer.train.loop.Task.export`).
+says (:attr:`steer.train.loop.Task.export`). Every export gets a model card (``README.md``,
+:mod:`steer.train.card`); :func:`push` uploads the folder to the Hugging Face hub (:mod:`steer.train.hub`).
 """
 
 from __future__ import annotations
@@ -14,10 +15,15 @@ from pathlib import Path
 
 from steer.errors import UsageError
 from steer.runs import RECIPE_FILE, run_info, run_path, torch_dtype, write_run_file
+from steer.train.card import write_card
+from steer.train.hub import Pushed, check, push, target
+
+__all__ = ["Pushed", "check", "export", "push", "target"]
 
 
-def export(run_dir: str | Path, out: str | Path, *, dtype: str = "auto") -> Path:
-    """Write the standalone model of a run (or checkpoint) to ``out``, with its ``steer.json`` and recipe."""
+def export(run_dir: str | Path, out: str | Path, *, dtype: str = "auto", repo_id: str | None = None) -> Path:
+    """Write the standalone model of a run (or checkpoint) to ``out``, with its ``steer.json``, recipe and
+    model card (``repo_id``: the hub repo it is headed for, which the card's examples load)."""
     from steer.train.tasks import TASKS
 
     folder, info = run_info(run_dir)
@@ -37,4 +43,5 @@ def export(run_dir: str | Path, out: str | Path, *, dtype: str = "auto") -> Path
     recipe = run_path(folder, RECIPE_FILE)
     if recipe is not None:
         shutil.copy(recipe, out / RECIPE_FILE)
+    write_card(out, folder, info, repo_id=repo_id)
     return out

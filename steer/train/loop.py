@@ -30,7 +30,7 @@ from steer.outputs import write_text_atomic
 from steer.models import local_path
 from steer.runs import METRICS_FILE, RECIPE_FILE, ensure_padding, load_tokenizer, write_run_file
 from steer.templates import SteerTemplate
-from steer.train.tracking import check_trackers, tracker_environment, tracking_callback
+from steer.train.tracking import check_trackers, quiet_integrations, tracked_run, tracker_environment, tracking_callback
 
 Recipe = SFTRecipe  # every recipe kind extends the SFT recipe's sections
 
@@ -244,7 +244,7 @@ def training_arguments(recipe: Recipe, run_dir: Path, has_eval: bool, **override
         prediction_loss_only=True), **_strategy(recipe), **overrides})
 
 
-def _callbacks(run_dir: Path, events: Events | None, lora: bool) -> list:
+def _callbacks(run_dir: Path, events: Events | None, lora: bool, evaluate_at_end: bool = False) -> list:
     from transformers import TrainerCallback
 
     class RunFiles(TrainerCallback):
@@ -264,6 +264,9 @@ def _callbacks(run_dir: Path, events: Events | None, lora: bool) -> list:
 
         def on_step_end(self, args: Any, state: Any, control: Any, **kw: Any) -> None:
             self.progress(state)
+            if evaluate_at_end and state.global_step >= state.max_steps:
+                # the final evaluation runs inside training, so that trackers get it before their runs close
+                control.should_evaluate = True
 
         def on_log(self, args: Any, state: Any, control: Any, logs: dict | None = None, **kw: Any) -> None:
             if not state.is_world_process_zero or not logs:
@@ -282,6 +285,16 @@ def _callbacks(run_dir: Path, events: Events | None, lora: bool) -> list:
                 (folder / COMPLETE).write_text(str(state.global_step), encoding="utf-8")  # saved whole
 
     return [RunFiles()]
+
+
+def final_evaluation(trainer: Any) -> dict:
+    """The validation metrics at the last step: logged by the evaluation training ends with, else (a run
+    resumed at its end, which trains no step) evaluated now."""
+    state = trainer.state
+    last = [h for h in state.log_history if "eval_loss" in h and h.get("step") == state.global_step]
+    if last:
+        return {k: v for k, v in last[-1].items() if k.startswith("eval_") or k == "epoch"}
+    return trainer.evaluate()
 
 
 def preflight(recipe: Recipe, tokenizer: Any) -> None:
@@ -400,6 +413,7 @@ def _datasets(recipe: Recipe, task: Task, encoder: Encoder, events: Events | Non
 def train(recipe: Recipe, task: Task, *, resume: str | bool | None = None, events: Events | None = None,
           callbacks: list | None = None) -> RunResult:
     """Train ``recipe`` as ``task``; ``resume`` continues from a checkpoint (``True``: the latest in the run directory)."""
+    quiet_integrations()
     import transformers
     from transformers import PrinterCallback
 
@@ -432,12 +446,13 @@ def train(recipe: Recipe, task: Task, *, resume: str | bool | None = None, event
         model=model, args=args, train_dataset=train_ds, eval_dataset=eval_ds, data_collator=collator(recipe, task, encoder),
         processing_class=encoder.vision.processor if encoder.vision is not None else tokenizer,
         compute_metrics=task.metrics(recipe),
-        callbacks=[*_callbacks(run_dir, events, recipe.train.method != "full"),
+        callbacks=[*_callbacks(run_dir, events, recipe.train.method != "full", evaluate_at_end=eval_ds is not None),
                    tracking_callback(recipe.train.report_to, run_dir / RECIPE_FILE, task.kind), *(callbacks or [])])
     trainer.remove_callback(PrinterCallback)  # progress and metrics go through our callback
-    output = trainer.train(resume_from_checkpoint=checkpoint)
-    evaluation = trainer.evaluate() if eval_ds is not None else {}
-    save_run(trainer, run_dir, recipe, task, template)
+    with tracked_run(recipe.train.report_to):
+        output = trainer.train(resume_from_checkpoint=checkpoint)
+        evaluation = final_evaluation(trainer) if eval_ds is not None else {}
+        save_run(trainer, run_dir, recipe, task, template)
     history = [h for h in trainer.state.log_history if "loss" in h]
     return RunResult(run_dir, task.kind, trainer.state.global_step,
                      history[-1]["loss"] if history else output.training_loss, evaluation.get("eval_loss"),

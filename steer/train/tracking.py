@@ -3,7 +3,7 @@
 ``train.report_to`` names the trackers. Each gets every logged metric (transformers' callbacks), and
 this module adds what they do not: the run is filed under ``train.project`` with ``train.run_name``,
 the resolved recipe is logged with it (W&B config ``steer``, an MLflow artifact and tags), and the
-tracked run is closed when training ends, so a second ``steer.train`` in one Python process starts a
+tracked run is closed when the run ends (its final evaluation included), so a second ``steer.train`` in one Python process starts a
 run of its own instead of appending to the first. Offline modes are the trackers' own:
 ``WANDB_MODE=offline`` (files under ``WANDB_DIR``, default the run directory) and a file or SQLite
 ``MLFLOW_TRACKING_URI``.
@@ -11,14 +11,26 @@ run of its own instead of appending to the first. Offline modes are the trackers
 
 from __future__ import annotations
 
+import contextlib
 import importlib.util
 import os
+import sys
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 from steer.errors import UsageError
 
 PACKAGES = {"tensorboard": ("tensorboard", "tensorboard"), "wandb": ("wandb", "wandb"), "mlflow": ("mlflow", "mlflow-skinny")}
+
+
+def quiet_integrations() -> None:
+    """Import transformers' tracker integrations with their stdout sent to stderr: with WANDB_MODE=offline
+    the module prints a line at import, and a command's stdout is its result (``--json``)."""
+    if "transformers.integrations.integration_utils" in sys.modules:
+        return
+    with contextlib.redirect_stdout(sys.stderr):
+        import transformers.integrations.integration_utils  # noqa: F401
 
 
 def check_trackers(report_to: list[str]) -> None:
@@ -41,7 +53,7 @@ def tracker_environment(report_to: list[str], project: str, run_dir: Path) -> No
 
 
 def tracking_callback(report_to: list[str], recipe_file: Path, kind: str) -> Any:
-    """A Trainer callback that logs the recipe to the trackers at the start and closes their runs at the end."""
+    """A Trainer callback that logs the recipe to the trackers when training begins."""
     from transformers import TrainerCallback
 
     class Tracked(TrainerCallback):
@@ -64,12 +76,21 @@ def tracking_callback(report_to: list[str], recipe_file: Path, kind: str) -> Any
                     if recipe_file.is_file():
                         mlflow.log_artifact(str(recipe_file))
 
-        def on_train_end(self, args: Any, state: Any, control: Any, **kw: Any) -> None:
-            # transformers ends its MLflow run itself; W&B's stays open until the process exits
-            if state.is_world_process_zero and "wandb" in report_to:
-                import wandb
-
-                if wandb.run is not None:
-                    wandb.finish()
-
     return Tracked()
+
+
+@contextlib.contextmanager
+def tracked_run(report_to: list[str]) -> Iterator[None]:
+    """Around training, its final evaluation and the saving: the W&B run is finished at the end (marked
+    failed on an error), since it would otherwise stay open until the process exits; transformers ends
+    its MLflow run itself when training ends."""
+    failed = True
+    try:
+        yield
+        failed = False
+    finally:
+        if "wandb" in report_to and "wandb" in sys.modules:
+            import wandb
+
+            if wandb.run is not None:
+                wandb.finish(exit_code=1 if failed else 0)
