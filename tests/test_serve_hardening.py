@@ -159,7 +159,7 @@ def test_the_key_needs_its_bearer_and_the_server_describes_nothing_without_it(se
 
 
 def test_sigterm_under_load_answers_waiting_requests_503_and_exits_promptly(shared_assets):
-    """Requests that never batched together (other seeds): one runs, the rest wait. SIGTERM answers the
+    """Requests that never batch together (other temperatures): one runs, the rest wait. SIGTERM answers the
     waiting ones 503 at once, lets the running one finish, and the server exits 0."""
     import httpx
 
@@ -168,7 +168,7 @@ def test_sigterm_under_load_answers_waiting_requests_503_and_exits_promptly(shar
 
     def one(seed: int) -> None:
         body = {"messages": [{"role": "user", "content": "Tell me a long story"}], "max_tokens": 250,
-                "temperature": 1.0, "seed": seed, "stop": ["NEVER"]}
+                "temperature": 1.0 - seed / 100, "seed": seed, "stop": ["NEVER"]}  # seeds are per row
         try:
             results.append(httpx.post(base + "/v1/chat/completions", json=body, timeout=120).status_code)
         except httpx.HTTPError as err:

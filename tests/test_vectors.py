@@ -356,7 +356,7 @@ def test_steer_serve_with_an_allow_list(shared_assets, files, engine):
     assert bad.returncode == 2 and "hidden size 65" in bad.stderr and len(bad.stderr.strip().splitlines()) == 1
     proc, base = _start(model, "--vector", f"long={files['a']}", "--max-tokens", "16", template=None)
     try:
-        assert httpx.get(base + "/v1/models").json()["data"][0]["steer"] == {"vectors": ["long"]}
+        assert httpx.get(base + "/v1/models").json()["data"][0]["steer"]["vectors"] == ["long"]
         body = {"messages": [{"role": "user", "content": "Once upon a time"}], "max_tokens": 12, "temperature": 0}
         got = httpx.post(base + "/v1/chat/completions", json={**body, "steer": {"vectors": {"long": 2}}}, timeout=60)
         assert got.status_code == 200, got.text

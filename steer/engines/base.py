@@ -22,11 +22,16 @@ class Prompt:
     """A rendered, steered prompt: the text the model reads, the images of its messages' image
     parts, in order (none for text; only engines that read images accept them), and the steering
     vectors added to the model's residual stream while it answers (``(file, coefficient)``; the hf
-    engine only)."""
+    engine only). What one row asks beyond the call's shared :class:`Sampling`: its own ``seed``
+    (over ``Sampling.seed``; the same answer whatever the row is batched with) and ``logprobs``
+    (None: none; k: each generated token's log-probability and the k most likely, in
+    :attr:`Response.logprobs`)."""
 
     text: str
     images: tuple[Any, ...] = ()
     vectors: tuple[tuple[str, float], ...] = ()
+    seed: int | None = None
+    logprobs: int | None = None
 
 
 def as_prompt(prompt: Prompt | str) -> Prompt:
@@ -70,9 +75,26 @@ class Sampling:
             raise UsageError(f"max_new_tokens must be >= 1, got {self.max_new_tokens}", field="max_tokens")
 
 
+MAX_LOGPROBS = 20  # the most alternatives per token an engine reports (OpenAI's top_logprobs bound)
+
+
+@dataclass(frozen=True)
+class TokenLogprob:
+    """One token's log-probability under the model: the log-softmax of its raw logits (before
+    temperature, top-k and top-p, as OpenAI and vLLM report it), the token's text as it reads in the
+    answer, its bytes, its id, and (for a generated token) the most likely tokens at its position."""
+
+    token: str
+    logprob: float
+    bytes: tuple[int, ...]
+    id: int
+    top: tuple[TokenLogprob, ...] = ()
+
+
 @dataclass
 class Response:
-    """One generation: text, token ids, why it stopped, token counts and timings (seconds)."""
+    """One generation: text, token ids, why it stopped, token counts and timings (seconds); for a
+    prompt that asked, ``logprobs``: one :class:`TokenLogprob` per entry of ``token_ids``."""
 
     text: str
     token_ids: list[int]
@@ -82,17 +104,24 @@ class Response:
     seconds: float
     first_token_seconds: float | None = None
     end_id: int | None = None  # the end-of-sequence token it stopped on (not in ``token_ids``), if any
+    logprobs: list[TokenLogprob] | None = None
 
     @property
     def tokens_per_s(self) -> float:
         return self.completion_tokens / self.seconds if self.seconds > 0 else 0.0
 
     def to_json(self) -> dict:
-        return {**asdict(self), "tokens_per_s": round(self.tokens_per_s, 2)}
+        out = asdict(self)
+        if self.logprobs is None:
+            del out["logprobs"]
+        return {**out, "tokens_per_s": round(self.tokens_per_s, 2)}
 
 
 class Engine(Protocol):
-    """What ``steer generate``, ``chat``, ``batch`` and ``serve`` need from a backend."""
+    """What ``steer generate``, ``chat``, ``batch`` and ``serve`` need from a backend. An engine may
+    also stream several prompts as rows of one batch, ``stream_rows(prompts, sampling, cancel)``
+    yielding ``(index, text piece)`` and ``(index, Response)`` (the hf engine; the server streams a
+    request's ``n`` choices, and concurrent streams, through it when it is there)."""
 
     template: SteerTemplate
     context_length: int | None
@@ -100,7 +129,8 @@ class Engine(Protocol):
 
     def generate(self, prompts: Sequence[Prompt | str], sampling: Sampling, slots: int | None = None) -> list[Response]:
         """Complete each (already rendered) prompt; at most ``slots`` decode at once (None: the
-        engine's own choice), a finished one's slot going to the next."""
+        engine's own choice), a finished one's slot going to the next. A prompt's own ``seed`` and
+        ``logprobs`` are honoured per row."""
 
     def stream(self, prompt: Prompt | str, sampling: Sampling, cancel: Any = None) -> Iterator[str | Response]:
         """Yield text pieces as they are decoded, then the final :class:`Response` (``cancel``: a

@@ -8,7 +8,11 @@ unfinished rows cost; as soon as a slot is free, the next waiting prompt is pref
 and joined to the running batch (the narrower KV cache left-padded and masked, exactly as
 left-padded prompts are), so the batch stays full: continuous batching over transformers' cache. The math per row is ``generate``'s (left padding, the same position ids,
 greedy argmax, or temperature -> top-k -> top-p sampling with ``transformers``' own warpers), so
-greedy answers are the same tokens.
+greedy answers are the same tokens. A prompt with its own seed samples from its own generator, as
+``generate`` samples a lone prompt after ``torch.manual_seed``: the same answer whatever it is
+batched with. A prompt that asks for log-probs gets, per step, its token's log-probability and the
+k likeliest tokens under the raw logits, computed for the rows that ask only. :func:`steps`
+yields each step (streaming several rows at once); :func:`decode` collects the tokens.
 
 :func:`usable` says when this applies: a decoder-only model whose cache can drop rows and whose
 generation config asks for no other logits processing (repetition penalty, n-gram bans, ...);
@@ -17,7 +21,8 @@ anything else goes through ``model.generate``.
 
 from __future__ import annotations
 
-from typing import Any
+from collections.abc import Callable, Iterator, Sequence
+from typing import Any, NamedTuple
 
 # generation-config fields that add logits processing here would not reproduce (their neutral value)
 _NEUTRAL = {"repetition_penalty": 1.0, "no_repeat_ngram_size": 0, "min_length": 0, "min_new_tokens": None,
@@ -145,24 +150,53 @@ def _joinable(cache: Any) -> bool:
     return all(type(layer) is DynamicLayer for layer in getattr(cache, "layers", [None]))
 
 
-def decode(model: Any, prompts: list[list[int]], *, pad_id: int, max_new_tokens: int, eos: set[int],
-           stop: Any = None, temperature: float = 0.0, top_k: int = 0, top_p: float = 1.0,
-           slots: int | None = None, on_rows: Any = None) -> list[list[int]]:
+class Step(NamedTuple):
+    """One row's token of one decoding step: which prompt, the token, whether the row ends with it, and
+    (for a row that asks for log-probs) the token's log-probability and the ``k`` most likely tokens
+    ``[(id, logprob)]``, both from the log-softmax of the model's raw logits (before temperature,
+    top-k and top-p: what OpenAI reports)."""
+
+    row: int
+    token: int
+    done: bool
+    logprob: float | None = None
+    top: list[tuple[int, float]] | None = None
+
+
+def decode(model: Any, prompts: list[list[int]], **kwargs: Any) -> list[list[int]]:
     """New token ids for each prompt (token ids), each up to and including its end-of-sequence token or
-    the token that completes a stop string (``stop``: a ``StopStringCriteria``), at most
-    ``max_new_tokens``. At most ``slots`` rows decode at once (all when None); a finished row leaves
-    at once and the next waiting prompt is prefilled into its slot (measured: refilling every free slot
-    beats waiting for a quarter of them, since a step's cost on CPU barely falls with fewer rows).
-    ``on_rows(indices)`` is called before each forward pass with the prompts it holds, in row order
-    (per-prompt steering vectors follow their rows)."""
+    the token that completes a stop string: :func:`steps` (its keyword arguments), collected."""
+    results: list[list[int]] = [[] for _ in prompts]
+    for step in steps(model, prompts, **kwargs):
+        for s in step:
+            results[s.row].append(s.token)
+    return results
+
+
+def steps(model: Any, prompts: list[list[int]], *, pad_id: int, max_new_tokens: int, eos: set[int],
+          stop: Any = None, temperature: float = 0.0, top_k: int = 0, top_p: float = 1.0,
+          slots: int | None = None, on_rows: Any = None, seeds: Sequence[int | None] | None = None,
+          logprobs: Sequence[int | None] | None = None,
+          cancelled: Callable[[int], bool] | None = None) -> Iterator[list[Step]]:
+    """Decode ``prompts`` (token ids), yielding each step's :class:`Step` per running row. A row ends
+    on an end-of-sequence token, on the token that completes a stop string (``stop``: a
+    ``StopStringCriteria``), after ``max_new_tokens``, or when ``cancelled(prompt index)`` says so.
+    At most ``slots`` rows decode at once (all when None); a finished row leaves at once and the next
+    waiting prompt is prefilled into its slot (measured: refilling every free slot beats waiting for a
+    quarter of them, since a step's cost on CPU barely falls with fewer rows). ``on_rows(indices)`` is
+    called before each forward pass with the prompts it holds, in row order (per-prompt steering
+    vectors follow their rows). ``seeds[i]``: prompt i samples from its own generator so seeded, the
+    same tokens whatever it is batched with; ``logprobs[i]``: k, prompt i's steps carry log-probs and
+    its k most likely tokens (computed for those rows only)."""
     import torch
 
     device, name = model.device, _cache_argument(model)
     slots = slots or len(prompts)
     warpers = _warpers(temperature, top_k, top_p) if temperature > 0 else None
+    generators = _generators(seeds, device) if warpers is not None else {}
+    asks = list(logprobs) if logprobs is not None and any(k is not None for k in logprobs) else None
     eos_t = torch.tensor(sorted(eos), device=device) if eos else None
     waiting = list(range(len(prompts)))[::-1]
-    results: list[list[int]] = [[] for _ in prompts]
     rows: _Rows | None = None
     refill = True
     while waiting or rows is not None:
@@ -177,19 +211,16 @@ def decode(model: Any, prompts: list[list[int]], *, pad_id: int, max_new_tokens:
             else:
                 rows.join(new)
         assert rows is not None
-        if warpers is None:
-            tokens = rows.logits.argmax(dim=-1)
-        else:
-            scores = warpers(None, rows.logits)
-            tokens = torch.multinomial(torch.softmax(scores, dim=-1), num_samples=1).squeeze(1)
+        tokens = _choose(rows.logits, rows.index, warpers, generators)
         done = torch.isin(tokens, eos_t) if eos_t is not None else torch.zeros_like(tokens, dtype=torch.bool)
-        for row, token in zip(rows.index, tokens.tolist()):
-            results[row].append(token)
         if stop is not None:  # on prompt + answer, as generate does (a stop string may start in the prompt)
             rows.tail = torch.cat([rows.tail[:, 1:], tokens[:, None]], dim=1)
             done |= stop(rows.tail, None).to(device)
         rows.count += 1
         done |= rows.count >= max_new_tokens
+        if cancelled is not None:
+            done |= torch.tensor([cancelled(i) for i in rows.index], device=device)
+        yield _report(rows, tokens, done, asks)
         if bool(done.all()):
             rows = None
             continue
@@ -203,4 +234,53 @@ def decode(model: Any, prompts: list[list[int]], *, pad_id: int, max_new_tokens:
         out = model(input_ids=tokens[:, None], attention_mask=rows.mask, position_ids=rows.position, use_cache=True,
                     **{name: rows.cache})
         rows.logits = out.logits[:, -1, :].float()
-    return results
+
+
+def _generators(seeds: Sequence[int | None] | None, device: Any) -> dict[int, Any]:
+    """A ``torch.Generator`` per seeded prompt (prompt index -> generator)."""
+    import torch
+
+    return {i: torch.Generator(device=device).manual_seed(s) for i, s in enumerate(seeds or ()) if s is not None}
+
+
+def _choose(logits: Any, index: list[int], warpers: Any, generators: dict[int, Any]) -> Any:
+    """The next token of each row ``[R]`` from its logits ``[R, V]``: argmax, or sampled from the warped
+    distribution (a seeded prompt's row from its own generator, the others from torch's global one)."""
+    import torch
+
+    if warpers is None:
+        return logits.argmax(dim=-1)
+    probs = torch.softmax(warpers(None, logits), dim=-1)
+    own = [j for j, i in enumerate(index) if i in generators]
+    if not own:
+        return torch.multinomial(probs, num_samples=1).squeeze(1)
+    tokens = (torch.multinomial(probs, num_samples=1).squeeze(1) if len(own) < len(index)
+              else torch.empty(len(index), dtype=torch.long, device=logits.device))
+    for j in own:  # [1, V] each, as generate samples a lone prompt: the same tokens for the same seed
+        tokens[j] = torch.multinomial(probs[j:j + 1], num_samples=1, generator=generators[index[j]])[0, 0]
+    return tokens
+
+
+def _report(rows: _Rows, tokens: Any, done: Any, asks: list[int | None] | None) -> list[Step]:
+    """This step's :class:`Step` per row; log-probs only for the rows whose prompt asks (``asks[i]``: k)."""
+    scored = _logprobs(rows.logits, tokens, [asks[i] for i in rows.index]) if asks is not None else {}
+    return [Step(i, t, d, *scored.get(j, (None, None)))
+            for j, (i, t, d) in enumerate(zip(rows.index, tokens.tolist(), done.tolist()))]
+
+
+def _logprobs(logits: Any, tokens: Any, ks: list[int | None]) -> dict[int, tuple[float, list[tuple[int, float]]]]:
+    """Row -> (the chosen token's log-prob, the k most likely ``[(id, logprob)]``) for the rows with a k,
+    from the log-softmax of the raw logits ``[R, V]``."""
+    import torch
+
+    want = [j for j, k in enumerate(ks) if k is not None]
+    if not want:
+        return {}
+    pick = torch.tensor(want, device=logits.device)
+    logp = torch.log_softmax(logits[pick], dim=-1)  # [W, V]
+    chosen = logp.gather(1, tokens[pick][:, None]).squeeze(1).tolist()
+    most = max(ks[j] for j in want)
+    top = logp.topk(most, dim=-1) if most else None
+    none = [[] for _ in want]
+    ids, values = (top.indices.tolist(), top.values.tolist()) if top is not None else (none, none)
+    return {j: (chosen[w], list(zip(ids[w][:ks[j]], values[w][:ks[j]]))) for w, j in enumerate(want)}

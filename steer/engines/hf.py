@@ -10,10 +10,13 @@ from __future__ import annotations
 import threading
 import time
 from collections.abc import Iterator, Sequence
+from dataclasses import replace
 from typing import Any
 
 from steer import vectors
-from steer.engines.base import Prompt, Response, Sampling, StreamText, as_prompt, check_context, text_prompts
+from steer.engines.base import (Prompt, Response, Sampling, StreamText, TokenLogprob, as_prompt, check_context,
+                                text_prompts)
+from steer.engines.decode import Step
 from steer.runs import ensure_padding
 from steer.templates import SteerTemplate
 
@@ -77,7 +80,8 @@ class HFEngine:
             return len(self._encode([text])[0][0])
         return len(self.tokenizer(text, add_special_tokens=False)["input_ids"])
 
-    def _kwargs(self, sampling: Sampling) -> dict:
+    def _kwargs(self, sampling: Sampling, seed: int | None = None) -> dict:
+        """``model.generate`` arguments for ``sampling``; seeds torch's generator (``seed``, else the sampling's)."""
         import torch
 
         stop = tuple(dict.fromkeys(self.template.stop + sampling.stop))
@@ -89,13 +93,15 @@ class HFEngine:
             kw.update(temperature=None, top_p=None, top_k=None)
         if stop:
             kw.update(stop_strings=list(stop), tokenizer=self.tokenizer)
-        if sampling.seed is not None:
-            torch.manual_seed(sampling.seed)
+        seed = sampling.seed if seed is None else seed
+        if seed is not None:
+            torch.manual_seed(seed)
         return kw
 
     def _finish(self, new_ids: list[int], sampling: Sampling, prompt_tokens: int, seconds: float,
-                first: float | None) -> Response:
-        """The response for the generated ids: up to the end of sequence, then the template's finish."""
+                first: float | None, scores: list[Step] | None = None) -> Response:
+        """The response for the generated ids: up to the end of sequence, then the template's finish;
+        ``scores``: the row's steps with log-probs, for a prompt that asked."""
         eos, pad = self.tokenizer.eos_token_id, self.tokenizer.pad_token_id
         ids = list(new_ids)
         stopped = eos is not None and eos in ids
@@ -110,63 +116,130 @@ class HFEngine:
         stopped = stopped or any(s in raw and s not in text for s in (*self.template.stop, *sampling.stop))
         text, stopped = self.template.finish(text, sampling.stop, stopped)
         ended = eos if eos is not None and len(ids) < len(new_ids) and new_ids[len(ids)] == eos else None
-        return Response(text, ids, "stop" if stopped else "length", prompt_tokens, len(ids), seconds, first, ended)
+        logprobs = None if scores is None else self._logprobs(ids, scores[:len(ids)])
+        return Response(text, ids, "stop" if stopped else "length", prompt_tokens, len(ids), seconds, first, ended,
+                        logprobs)
+
+    def _logprobs(self, ids: list[int], scores: list[Step]) -> list[TokenLogprob]:
+        """Each generated token (``ids``) with its log-prob and its position's most likely tokens, their
+        text as each would read after the answer's tokens before it (so the tokens' texts join into the
+        answer as decoded, before stop strings are cut)."""
+        from steer.tokens import token_bytes, token_texts
+
+        out = []
+        for k, step in enumerate(scores):
+            before = ids[max(0, k - 4):k]
+            top = step.top or []
+            texts = token_texts(self.tokenizer, before, [step.token, *(t for t, _ in top)])
+
+            def entry(token: int, logprob: float, text: str) -> TokenLogprob:
+                return TokenLogprob(text, logprob, token_bytes(self.tokenizer, token, text), token)
+
+            alternatives = tuple(entry(t, lp, x) for (t, lp), x in zip(top, texts[1:]))
+            out.append(replace(entry(step.token, step.logprob, texts[0]), top=alternatives))
+        return out
 
     def generate(self, prompts: Sequence[Prompt | str], sampling: Sampling, slots: int | None = None) -> list[Response]:
-        """Batched generation; each prompt is already rendered and steered. At most ``slots`` prompts
-        decode at once (all when None), a finished one's slot going to the next."""
+        """Batched generation; each prompt is already rendered and steered, and may carry its own seed and
+        ask for log-probs. At most ``slots`` prompts decode at once (all when None), a finished one's
+        slot going to the next."""
         import torch
 
-        ids, pictures = self._encode(prompts)
+        rows = [as_prompt(p) for p in prompts]
+        ids, pictures = self._encode(rows)
         for row in ids:
             check_context(len(row), sampling.max_new_tokens, self.context_length)
-        added = self._vectors(prompts)
+        added = self._vectors(rows)
         with self.lock, torch.inference_mode(), vectors.applied(self.model, added) as hooks:
             start = time.perf_counter()
-            rows = self._decode(ids, sampling, slots, pictures, hooks)
+            news, scores = self._decode(ids, sampling, slots, pictures, hooks, rows)
             seconds = time.perf_counter() - start
-        return [self._finish(new, sampling, len(row), seconds, None) for new, row in zip(rows, ids)]
+        return [self._finish(new, sampling, len(row), seconds, None, score)
+                for new, row, score in zip(news, ids, scores)]
 
     def _vectors(self, prompts: Sequence[Prompt | str]) -> dict:
         """Each prompt's steering-vector delta per layer (:func:`steer.vectors.deltas`; empty: none)."""
         return vectors.deltas(self.model, [as_prompt(p).vectors for p in prompts])
 
-    def _decode(self, ids: list[list[int]], sampling: Sampling, slots: int | None,
-                pictures: Sequence[Sequence[Any]] = (), hooks: Any = None) -> list[list[int]]:
-        """New token ids per prompt: steer's decoder, which drops finished rows and refills their slots
-        (:mod:`steer.engines.decode`), or ``model.generate`` (left padding, ``slots`` at a time, with
-        the rows' pixel inputs) where that does not apply (a vision-language model among them).
-        ``hooks`` (:class:`steer.vectors.Applied`) is told which prompts each forward pass holds."""
+    def _steps(self, ids: list[list[int]], sampling: Sampling, slots: int | None, hooks: Any,
+               rows: Sequence[Prompt], cancelled: Any = None) -> Iterator[list[Step]]:
+        """:func:`steer.engines.decode.steps` over the prompts' ids, with this model's stop strings, end
+        tokens and the rows' seeds and log-prob requests (``hooks`` told which prompts each pass holds)."""
         from steer.engines import decode
 
         tok = self.tokenizer
-        kwargs = self._kwargs(sampling)  # seeds the generator too
-        pictures = list(pictures) or [[] for _ in ids]
-        if len(ids) > 1 and self.vision is None and decode.usable(self.model):
-            stop = None
-            if kwargs.get("stop_strings"):
-                from transformers import StopStringCriteria
+        kwargs = self._kwargs(sampling)  # seeds the global generator (rows without their own seed)
+        stop = None
+        if kwargs.get("stop_strings"):
+            from transformers import StopStringCriteria
 
-                stop = StopStringCriteria(tokenizer=tok, stop_strings=kwargs["stop_strings"])
-            pad = tok.pad_token_id if tok.pad_token_id is not None else 0  # a bare tokenizer: masked out anyway
-            return decode.decode(self.model, ids, pad_id=pad, max_new_tokens=sampling.max_new_tokens,
-                                 eos=decode.eos_ids(self.model, tok), stop=stop, temperature=sampling.temperature,
-                                 top_k=sampling.top_k, top_p=sampling.top_p, slots=slots,
-                                 on_rows=None if hooks is None else (lambda rows: setattr(hooks, "rows", rows)))
+            stop = StopStringCriteria(tokenizer=tok, stop_strings=kwargs["stop_strings"])
+        pad = tok.pad_token_id if tok.pad_token_id is not None else 0  # a bare tokenizer: masked out anyway
+        return decode.steps(self.model, ids, pad_id=pad, max_new_tokens=sampling.max_new_tokens,
+                            eos=decode.eos_ids(self.model, tok), stop=stop, temperature=sampling.temperature,
+                            top_k=sampling.top_k, top_p=sampling.top_p, slots=slots,
+                            on_rows=None if hooks is None else (lambda rows: setattr(hooks, "rows", rows)),
+                            seeds=[p.seed for p in rows], logprobs=[p.logprobs for p in rows], cancelled=cancelled)
+
+    def _decoder(self) -> bool:
+        """Whether steer's decoder runs this model (a text model whose generation config it reproduces)."""
+        from steer.engines import decode
+
+        return self.vision is None and decode.usable(self.model)
+
+    def _decode(self, ids: list[list[int]], sampling: Sampling, slots: int | None,
+                pictures: Sequence[Sequence[Any]], hooks: Any,
+                rows: Sequence[Prompt]) -> tuple[list[list[int]], list[list[Step] | None]]:
+        """New token ids per prompt and, for a prompt that asks (``rows[i].logprobs``), its steps with
+        log-probs: steer's decoder, which drops finished rows and refills their slots
+        (:mod:`steer.engines.decode`), or ``model.generate`` (left padding, ``slots`` at a time, with
+        the rows' pixel inputs) for a lone plain prompt and where the decoder does not apply (a
+        vision-language model among them). ``hooks`` (:class:`steer.vectors.Applied`) is told which
+        prompts each forward pass holds."""
+        own = any(p.seed is not None or p.logprobs is not None for p in rows)
+        if (len(ids) > 1 or own) and self._decoder():
+            news: list[list[int]] = [[] for _ in ids]
+            scores: list[list[Step] | None] = [[] if p.logprobs is not None else None for p in rows]
+            for step in self._steps(ids, sampling, slots, hooks, rows):
+                for s in step:
+                    news[s.row].append(s.token)
+                    if scores[s.row] is not None:
+                        scores[s.row].append(s)
+            return news, scores
+        return self._generate(ids, sampling, slots, list(pictures) or [[] for _ in ids], hooks, rows)
+
+    def _generate(self, ids: list[list[int]], sampling: Sampling, slots: int | None, pictures: list[list[Any]],
+                  hooks: Any, rows: list[Prompt]) -> tuple[list[list[int]], list[list[Step] | None]]:
+        """``model.generate`` over left-padded chunks of ``slots`` prompts; a prompt with its own seed
+        runs alone (one generator per call), a prompt asking for log-probs gets them from the raw logits."""
+        import torch
+
+        tok = self.tokenizer
+        step = 1 if any(p.seed is not None for p in rows) else (slots or len(ids))
         side, tok.padding_side = tok.padding_side, "left"
-        out: list[list[int]] = []
-        step = slots or len(ids)
+        news: list[list[int]] = []
+        scores: list[list[Step] | None] = []
+        base = self._kwargs(sampling)  # seeds the generator once: rows without their own seed follow on
         try:
             for i in range(0, len(ids), step):
+                chunk = rows[i:i + step]
+                if step == 1 and chunk[0].seed is not None:
+                    torch.manual_seed(chunk[0].seed)
+                k = max((p.logprobs for p in chunk if p.logprobs is not None), default=None)
+                kwargs = base if k is None else {**base, "output_logits": True, "return_dict_in_generate": True}
                 enc = tok.pad({"input_ids": ids[i:i + step]}, padding=True, return_tensors="pt").to(self.model.device)
                 width = enc["input_ids"].shape[1]
                 pixels = self._pixels(enc["input_ids"], pictures[i:i + step])
                 if hooks is not None:
                     hooks.rows = list(range(i, min(i + step, len(ids))))
-                out += [row[width:].tolist() for row in self.model.generate(**enc, **pixels, **kwargs)]
+                out = self.model.generate(**enc, **pixels, **kwargs)
+                sequences = out.sequences if k is not None else out
+                news += [row[width:].tolist() for row in sequences]
+                scores += [None if p.logprobs is None else _scored(out.logits, j, news[i + j], p.logprobs)
+                           for j, p in enumerate(chunk)]
         finally:
             tok.padding_side = side  # the tokenizer is shared (an RL run saves it): leave it as found
-        return out
+        return news, scores
 
     def stream(self, prompt: Prompt | str, sampling: Sampling,
                cancel: threading.Event | None = None) -> Iterator[str | Response]:
@@ -183,9 +256,13 @@ class HFEngine:
             def __call__(self, input_ids: Any, scores: Any, **kw: Any) -> Any:
                 return torch.full((input_ids.shape[0],), cancel.is_set(), dtype=torch.bool)
 
+        prompt = as_prompt(prompt)
         [ids], pictures = self._encode([prompt])
         added = self._vectors([prompt])
         n = len(ids)
+        kwargs = self._kwargs(sampling, prompt.seed)
+        if prompt.logprobs is not None:
+            kwargs.update(output_logits=True, return_dict_in_generate=True)
         check_context(n, sampling.max_new_tokens, self.context_length)
         row = torch.tensor([ids], device=self.model.device)
         enc = {"input_ids": row, "attention_mask": torch.ones_like(row), **self._pixels(row, pictures)}
@@ -197,7 +274,7 @@ class HFEngine:
                 with torch.inference_mode(), vectors.applied(self.model, added) as hooks:
                     if hooks is not None:
                         hooks.rows = [0]
-                    result["out"] = self.model.generate(**enc, **self._kwargs(sampling), streamer=streamer,
+                    result["out"] = self.model.generate(**enc, **kwargs, streamer=streamer,
                                                         stopping_criteria=StoppingCriteriaList([Cancelled()]))
             except BaseException as err:  # surfaced in the caller's thread
                 result["error"] = err
@@ -225,7 +302,76 @@ class HFEngine:
             seconds = time.perf_counter() - start
         if "error" in result:
             raise result["error"]
-        response = self._finish(result["out"][0][n:].tolist(), sampling, n, seconds, first)
+        out = result["out"]
+        new = (out if prompt.logprobs is None else out.sequences)[0][n:].tolist()
+        scores = None if prompt.logprobs is None else _scored(out.logits, 0, new, prompt.logprobs)
+        response = self._finish(new, sampling, n, seconds, first, scores)
         if rest := shown.rest(response.text):
             yield rest
         yield response
+
+    def stream_rows(self, prompts: Sequence[Prompt | str], sampling: Sampling,
+                    cancel: Sequence[threading.Event | None] | None = None) -> Iterator[tuple[int, str | Response]]:
+        """Several prompts decoded as rows of one batch, streamed: ``(index, text)`` as a row's text
+        becomes safe to show, then ``(index, Response)`` when the row ends. ``cancel``: an event per
+        prompt; once set, its row ends after the current token. Where steer's decoder does not apply (a
+        vision-language model, a generation config it cannot reproduce) the rows are generated whole,
+        each yielded in one piece."""
+        import torch
+
+        rows = [as_prompt(p) for p in prompts]
+        if not self._decoder():
+            for i, response in enumerate(self.generate(rows, sampling)):
+                yield from ((i, response.text), (i, response)) if response.text else ((i, response),)
+            return
+        ids, _ = self._encode(rows)
+        for row in ids:
+            check_context(len(row), sampling.max_new_tokens, self.context_length)
+        events = list(cancel or [None] * len(rows))
+        streams = [_RowStream(self, sampling, row, p.logprobs is not None) for row, p in zip(ids, rows)]
+        with self.lock, torch.inference_mode(), vectors.applied(self.model, self._vectors(rows)) as hooks:
+            for step in self._steps(ids, sampling, None, hooks, rows, lambda i: bool(events[i] and events[i].is_set())):
+                for s in step:
+                    yield from ((s.row, piece) for piece in streams[s.row].add(s))
+
+
+class _RowStream:
+    """One row of :meth:`HFEngine.stream_rows`: its tokens so far, the text shown, its log-prob steps."""
+
+    def __init__(self, engine: HFEngine, sampling: Sampling, prompt: list[int], logprobs: bool) -> None:
+        self.engine, self.sampling, self.prompt = engine, sampling, prompt
+        self.shown = StreamText(engine.template, sampling)
+        self.new: list[int] = []
+        self.scores: list[Step] | None = [] if logprobs else None
+        self.start, self.first = time.perf_counter(), None
+
+    def add(self, step: Step) -> list[str | Response]:
+        """The pieces ``step``'s token makes safe to show; the row's :class:`Response` last when it ends."""
+        self.new.append(step.token)
+        if self.scores is not None:
+            self.scores.append(step)
+        if self.first is None:
+            self.first = time.perf_counter() - self.start
+        # a trailing U+FFFD is a character whose bytes are not all decoded yet
+        text = self.engine.tokenizer.decode(self.new, skip_special_tokens=True).rstrip("\ufffd")
+        out: list[str | Response] = [piece] if (piece := self.shown.push(text)) else []
+        if step.done:
+            response = self.engine._finish(self.new, self.sampling, len(self.prompt), time.perf_counter() - self.start,
+                                           self.first, self.scores)
+            out += [rest] if (rest := self.shown.rest(response.text)) else []
+            out.append(response)
+        return out
+
+
+def _scored(logits: Sequence[Any], row: int, new: list[int], k: int) -> list[Step]:
+    """The steps of one row of ``model.generate(output_logits=True)``: each new token's log-prob and
+    the k most likely, from the log-softmax of its raw logits (``logits``: one ``[rows, V]`` per step)."""
+    import torch
+
+    out = []
+    for token, step in zip(new, logits):
+        logp = torch.log_softmax(step[row].float(), dim=-1)
+        top = logp.topk(k) if k else None
+        pairs = list(zip(top.indices.tolist(), top.values.tolist())) if top is not None else []
+        out.append(Step(row, token, False, float(logp[token]), pairs))
+    return out

@@ -1,5 +1,9 @@
-"""A bounded request queue in front of one engine: a worker thread takes what is waiting, batches
-requests with the same sampling settings into one ``engine.generate`` call, and streams the rest.
+"""A bounded request queue in front of one engine: a worker thread takes what is waiting, in order,
+and batches the waiting requests with the same sampling settings into one ``engine.generate`` call,
+streamed ones into one ``engine.stream_rows`` (or ``engine.stream``, one alone). A ticket is one row:
+a request's ``n`` choices are ``n`` tickets queued together (:meth:`Batcher.submit_all`), so they run
+as rows of one batch, count against the queue bound as ``n`` requests would, and a request asking
+for many rows waits its turn and takes at most ``max_batch`` rows of a call, as that many clients would.
 
 A request whose client has gone (its ``cancel`` is set) is dropped before it runs (answered with
 :class:`ClientGone`, so nothing waits on it); on shutdown
@@ -33,7 +37,8 @@ class ClientGone(Exception):
 
 @dataclass
 class Ticket:
-    """One queued request: a rendered prompt, its sampling, and where its result (or stream pieces) go."""
+    """One queued row (a request, or one of its ``n`` choices): a rendered prompt, its sampling, and where
+    its result (or stream pieces) go."""
 
     prompt: Prompt
     sampling: Sampling
@@ -55,6 +60,7 @@ class Batcher:
     def __init__(self, engine: Any, max_queue: int = 64, max_batch: int = 16) -> None:
         self.engine, self.max_batch = engine, max_batch
         self._queue: queue.Queue[Ticket | None] = queue.Queue(maxsize=max_queue)
+        self._lock = threading.Lock()  # a request's tickets go in together or not at all
         self._thread = threading.Thread(target=self._run, name="steer-batcher", daemon=True)
         self.served = 0
         self.running = 0  # requests being generated right now
@@ -67,13 +73,24 @@ class Batcher:
 
     def submit(self, job: Ticket) -> Ticket:
         """Queue a job or raise :class:`QueueFull` (:class:`ServerClosing` once draining)."""
+        return self.submit_all([job])[0]
+
+    def submit_all(self, jobs: list[Ticket]) -> list[Ticket]:
+        """Queue every job, one after another, or none: :class:`QueueFull` when they do not all fit
+        (:class:`ServerClosing` once draining)."""
         if self.closing:
             raise ServerClosing
-        try:
-            self._queue.put_nowait(job)
-        except queue.Full:
-            raise QueueFull from None
-        return job
+        with self._lock:
+            if self._queue.maxsize and self._queue.qsize() + len(jobs) > self._queue.maxsize:
+                raise QueueFull
+            for k, job in enumerate(jobs):
+                try:
+                    self._queue.put_nowait(job)
+                except queue.Full:  # close() took the last place meanwhile
+                    for put in jobs[:k]:
+                        put.cancel.set()  # dropped by the worker, never run
+                    raise QueueFull from None
+        return jobs
 
     def drain(self) -> int:
         """Stop taking jobs and refuse every one still waiting (how many)."""
@@ -99,8 +116,9 @@ class Batcher:
         self._thread.join(timeout)
 
     def _take(self, first: Ticket) -> tuple[list[Ticket], Ticket | None]:
-        """``first`` and the waiting non-streaming jobs with the same sampling (up to ``max_batch``);
-        a job that does not fit is handed back to run next; jobs whose client has gone are dropped."""
+        """``first`` and the jobs waiting right behind it that are alike (streamed or not, the same
+        sampling; up to ``max_batch``); a job that does not fit is handed back to run next; jobs whose
+        client has gone are dropped."""
         batch = [first]
         while len(batch) < self.max_batch:
             try:
@@ -110,7 +128,7 @@ class Batcher:
             if job is not None and job.cancel.is_set():
                 job.refuse(ClientGone())
                 continue
-            if job is None or job.on_piece is not None or job.sampling != first.sampling:
+            if job is None or (job.on_piece is None) != (first.on_piece is None) or job.sampling != first.sampling:
                 return batch, job
             batch.append(job)
         return batch, None
@@ -125,32 +143,53 @@ class Batcher:
             if job.cancel.is_set():  # its client went away while it waited
                 job.refuse(ClientGone())
                 continue
-            if job.on_piece is not None:
-                self._stream(job)
-                continue
             batch, pending = self._take(job)
             self.running = len(batch)
             try:
-                results = self.engine.generate([j.prompt for j in batch], job.sampling)
-            except BaseException as err:  # noqa: BLE001 - every waiting request gets the error
-                for j in batch:
-                    j.refuse(err)
-                continue
+                if job.on_piece is not None:
+                    self._stream(batch)
+                else:
+                    self._generate(batch)
             finally:
                 self.running = 0
-            for j, result in zip(batch, results):
-                if not j.future.done():
-                    j.future.set_result(result)
             self.served += len(batch)
 
-    def _stream(self, job: Ticket) -> None:
+    def _generate(self, batch: list[Ticket]) -> None:
+        try:
+            results = self.engine.generate([j.prompt for j in batch], batch[0].sampling)
+        except BaseException as err:  # noqa: BLE001 - every waiting request gets the error
+            for j in batch:
+                j.refuse(err)
+            return
+        for j, result in zip(batch, results):
+            if not j.future.done():
+                j.future.set_result(result)
+
+    def _stream(self, batch: list[Ticket]) -> None:
+        """Streamed jobs: several as rows of one ``engine.stream_rows``, one (or an engine without it)
+        through ``engine.stream``; each job's pieces go to its ``on_piece``, an error to every unfinished one."""
+        rows = getattr(self.engine, "stream_rows", None)
+        if len(batch) == 1 or rows is None:
+            for job in batch:
+                if job.cancel.is_set():  # its client left while the ones before it streamed
+                    job.refuse(ClientGone())
+                else:
+                    self._stream_one(job)
+            return
+        ended = [False] * len(batch)
+        try:
+            for i, piece in rows([j.prompt for j in batch], batch[0].sampling, cancel=[j.cancel for j in batch]):
+                ended[i] = ended[i] or isinstance(piece, Response)
+                batch[i].on_piece(piece)
+        except BaseException as err:  # noqa: BLE001 - reported to the clients, the server goes on
+            for job, done in zip(batch, ended):
+                if not done:
+                    job.on_piece(err)
+
+    def _stream_one(self, job: Ticket) -> None:
         assert job.on_piece is not None
-        self.running = 1
         try:
             for piece in self.engine.stream(job.prompt, job.sampling, cancel=job.cancel):
                 job.on_piece(piece)
         except BaseException as err:  # noqa: BLE001 - reported to the client, the server goes on
             job.on_piece(err)
-        finally:
-            self.running = 0
-        self.served += 1

@@ -25,6 +25,7 @@ class Limits:
 
     max_tokens: int = 512
     max_best_of: int = 8  # the most answers one best_of request may have sampled
+    max_n: int = 16  # the most choices (n) one request may ask for: each is a row of a batch, a place in the queue
     max_body_bytes: int = 1_000_000
     max_queue: int = 64
     max_batch: int = 16
@@ -69,11 +70,78 @@ def sampling_from(body: Mapping, limits: Limits, max_tokens_default: int) -> Sam
     max_tokens = _number({"max_tokens": max_tokens}, "max_tokens", int, max_tokens_default, 1)
     if max_tokens > limits.max_tokens:
         raise APIError(400, f"max_tokens {max_tokens} is over this server's limit of {limits.max_tokens}", param="max_tokens")
-    if _number(body, "n", int, 1, 1) != 1:
-        raise APIError(400, "only n=1 is supported", param="n")
     return Sampling(temperature=_number(body, "temperature", float, 1.0, 0, 2), top_p=_number(body, "top_p", float, 1.0, 0, 1),
                     top_k=max(0, _number(body, "top_k", int, 0, -1, 1_000_000)), max_new_tokens=max_tokens,
                     seed=_number(body, "seed", int, None, 0, SEED_MAX), stop=_stop(body, limits))
+
+
+def choices_from(body: Mapping, limits: Limits) -> int:
+    """The request's ``n``: how many choices, 1 to ``max_n`` (and no more than the queue holds)."""
+    cap = min(limits.max_n, limits.max_queue)
+    n = _number(body, "n", int, 1)
+    if not 1 <= n <= cap:
+        raise APIError(400, f"n must be an integer from 1 to {cap} (this server's limit), got {n}", param="n")
+    return n
+
+
+def choice_seed(seed: int, i: int) -> int:
+    """The seed of choice ``i`` of a request seeded ``seed``: ``seed + i`` (mod 2**63), so each choice
+    is reproducible on its own and the choices differ."""
+    return (seed + i) % (SEED_MAX + 1)
+
+
+MAX_TOP_LOGPROBS = {True: 20, False: 5}  # chat's top_logprobs, completions' logprobs: OpenAI's bounds
+
+
+def logprobs_from(body: Mapping, chat: bool) -> int | None:
+    """How many likeliest tokens per position a request asks for beside each token's log-prob: chat's
+    ``logprobs: true`` with ``top_logprobs`` (0 to 20), completions' ``logprobs`` (0 to 5); None: no
+    log-probs."""
+    if not chat:
+        return _number(body, "logprobs", int, None, 0, MAX_TOP_LOGPROBS[False])
+    wanted = body.get("logprobs")
+    if wanted is not None and not isinstance(wanted, bool):
+        raise APIError(400, f"logprobs must be true or false, got a {type(wanted).__name__} (top_logprobs says how "
+                       "many)", param="logprobs")
+    top = _number(body, "top_logprobs", int, None, 0, MAX_TOP_LOGPROBS[True])
+    if top is not None and not wanted:
+        raise APIError(400, "top_logprobs needs logprobs: true", param="top_logprobs")
+    return (top or 0) if wanted else None
+
+
+def include_usage(body: Mapping, stream: bool) -> bool:
+    """``stream_options.include_usage``: whether a stream ends with a chunk of its token usage
+    (``stream_options`` is for streams only)."""
+    options = body.get("stream_options")
+    if options is None:
+        return False
+    if not isinstance(options, dict):
+        raise APIError(400, "stream_options must be an object", param="stream_options")
+    if not stream:
+        raise APIError(400, "stream_options is only allowed with stream: true", param="stream_options")
+    usage = options.get("include_usage", False)
+    if not isinstance(usage, bool):
+        raise APIError(400, "stream_options.include_usage must be true or false", param="stream_options")
+    return usage
+
+
+def check_response_format(body: Mapping) -> None:
+    """Accept ``response_format`` ``{type: text}`` (or none); refuse JSON modes, which need constrained
+    decoding this server does not have (``steer serve --engine vllm`` hands over to vLLM's own server,
+    which has it)."""
+    fmt = body.get("response_format")
+    if fmt is None:
+        return
+    kind = fmt.get("type") if isinstance(fmt, dict) else None
+    if kind == "text":
+        return
+    if kind in ("json_object", "json_schema"):
+        raise APIError(400, f"response_format {kind} needs constrained decoding, which steer's server does not have: "
+                       "serve the model with --engine vllm (vLLM's own server takes response_format), or ask for "
+                       "JSON in the prompt", param="response_format")
+    got = f"type {str(kind)[:40]!r}" if isinstance(fmt, dict) else f"a {type(fmt).__name__}"
+    raise APIError(400, f"response_format must be {{type: text}}, got {got} (json_object and json_schema need "
+                   "--engine vllm)", param="response_format")
 
 
 def _stop(body: Mapping, limits: Limits) -> tuple[str, ...]:
