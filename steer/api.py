@@ -22,7 +22,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from steer.config import Section, apply_override, dump_recipe, load_recipe, validate_recipe
+from steer.config import Section, apply_override, dump_recipe, find_distributed_config, load_recipe, validate_recipe
 from steer.errors import ConfigError, UsageError
 
 RecipeInput = str | Path | Mapping[str, Any] | Section
@@ -40,7 +40,7 @@ def recipe(source: RecipeInput, overrides: Sequence[str] = (), kind: str | None 
 
         data = yaml.safe_load(dump_recipe(source))
     elif isinstance(source, Mapping):
-        data = copy.deepcopy(dict(source))
+        data = _plain(copy.deepcopy(dict(source)))
     else:
         raise UsageError(f"a recipe is a YAML path, a dict or a recipe object, not {type(source).__name__}",
                          field="recipe")
@@ -48,8 +48,18 @@ def recipe(source: RecipeInput, overrides: Sequence[str] = (), kind: str | None 
         apply_override(data, assignment)
     declared = str(data.get("kind", "sft"))
     if kind is not None and declared != kind:
-        raise ConfigError(f"recipe: this is a {declared!r} recipe (its kind key), not {kind!r}")
-    return validate_recipe(data, kind=declared, origin="recipe")
+        said = "its kind key" if "kind" in data else "no kind key means sft"
+        raise ConfigError(f"recipe: this is a {declared!r} recipe ({said}), not {kind!r}")
+    return find_distributed_config(validate_recipe(data, kind=declared, origin="recipe"), "recipe")
+
+
+def _plain(value: Any) -> Any:
+    """A recipe dict with its paths (``pathlib.Path``, any ``os.PathLike``) as the strings YAML would hold."""
+    if isinstance(value, dict):
+        return {k: _plain(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_plain(v) for v in value]
+    return os.fspath(value) if isinstance(value, os.PathLike) else value
 
 
 def train(source: RecipeInput, *, overrides: Sequence[str] = (), kind: str | None = None,
@@ -99,10 +109,10 @@ def batch(model: Any, input: str | Path, output: str | Path, *, grid: Sequence[s
         chooser = make(best_of, judge, cost, max_cost)
     settings = sampling_from(None, sampling)
     steering = {"attributes": attributes, "preset": preset, "system": system, "values": values, "vectors": vectors}
-    eng = engine_for(str(model) if isinstance(model, Path) else model, engine, template, schema)
+    eng = engine_for(model, engine, template, schema)
     return jobs.run(eng, input, output, settings, grid=list(grid), steering=steering, batch_size=batch_size,
-                    progress=progress, model=model if isinstance(model, str) else str(model) if isinstance(model, Path)
-                    else None, samples=samples, best=chooser)
+                    progress=progress, model=os.fspath(model) if isinstance(model, (str, os.PathLike)) else None,
+                    samples=samples, best=chooser)
 
 
 @dataclass(frozen=True)

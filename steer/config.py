@@ -185,6 +185,18 @@ class TrainConfig(Section):
     output_dir: str = Field(default="runs/sft", description="the run directory: weights, checkpoints, recipe.yaml, "
                             "steer.json, metrics.jsonl")
 
+    @field_validator("report_to", mode="before")
+    @classmethod
+    def _trackers(cls, value: Any) -> Any:
+        # TrainingArguments' spellings: one name, "none", "all" (every tracker that is installed); no repeats
+        if isinstance(value, str):
+            value = [] if value == "none" else [value]
+        if isinstance(value, list) and "all" in value:
+            import importlib.util
+
+            value = [t for t in ("tensorboard", "wandb", "mlflow") if importlib.util.find_spec(t) is not None]
+        return list(dict.fromkeys(value)) if isinstance(value, list) else value
+
     @model_validator(mode="before")
     @classmethod
     def _legacy_tensorboard(cls, data: Any) -> Any:
@@ -194,8 +206,10 @@ class TrainConfig(Section):
             on = data.pop("tensorboard")
             if on not in (True, False, None):
                 raise ValueError(f"tensorboard: a boolean (got {on!r}); report_to is the list of trackers")
-            if on and "tensorboard" not in (data.get("report_to") or []):
-                data["report_to"] = [*(data.get("report_to") or []), "tensorboard"]
+            current = data.get("report_to") or []
+            current = ([] if current == "none" else [current]) if isinstance(current, str) else current
+            if on and "tensorboard" not in current:
+                data["report_to"] = [*current, "tensorboard"]
         return data
 
 
@@ -499,6 +513,10 @@ def load_recipe(path: str | Path, overrides: list[str] | tuple[str, ...] = (), k
         raise ConfigError(f"recipe not found: {path}")
     try:
         data = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+    except UnicodeDecodeError:
+        raise ConfigError(f"{path}: not a text file (a recipe is UTF-8 YAML)") from None
+    except OSError as err:
+        raise ConfigError(f"{path}: cannot read it ({err.strerror})") from None
     except yaml.YAMLError as err:
         mark = getattr(err, "problem_mark", None)
         where = f":{mark.line + 1}" if mark else ""
@@ -512,12 +530,18 @@ def load_recipe(path: str | Path, overrides: list[str] | tuple[str, ...] = (), k
         raise ConfigError(f"{path}: this is a {declared!r} recipe (its kind key), not {kind!r}: "
                           f"run it with `steer train {declared}`")
     recipe = validate_recipe(data, kind=kind or str(declared), origin=str(path))
+    return find_distributed_config(recipe, str(path), path.parent)
+
+
+def find_distributed_config(recipe: Section, origin: str, folder: Path | None = None) -> Section:
+    """``distributed.config`` as found relative to the working directory, else to ``folder`` (the
+    recipe's); one that is in neither place is refused now rather than when training starts."""
     config = recipe.distributed.config  # type: ignore[attr-defined]
     if config and not Path(config).exists():
-        if not (path.parent / config).exists():
-            raise ConfigError(f"{path}: distributed.config {config} not found (relative to the working directory "
-                              f"or to the recipe)")
-        recipe.distributed.config = str(path.parent / config)  # type: ignore[attr-defined]
+        if folder is None or not (folder / config).exists():
+            where = "the working directory or to the recipe" if folder is not None else "the working directory"
+            raise ConfigError(f"{origin}: distributed.config {config} not found (relative to {where})")
+        recipe.distributed.config = str(folder / config)  # type: ignore[attr-defined]
     return recipe
 
 

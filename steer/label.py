@@ -116,6 +116,8 @@ def run(apm_path: str, source: str, out: str | Path, *, format: str = "auto", sp
     from steer.apm import Scorer
     from steer.data.loader import load
 
+    if batch_size < 1:
+        raise UsageError(f"--batch-size must be >= 1, got {batch_size}")
     apm = Scorer.load(apm_path, kinds=("apm", "rm", "cost"))
     records, loaded = load(source, format=format, split=split, skip_invalid=skip_invalid)
     report = label_records(apm, records, out, raw=raw, batch_size=batch_size, total=len(records), progress=progress,

@@ -151,13 +151,13 @@ def _purpose(text: str) -> str:
 def describe(path: Path, root: Path | None = None) -> RecipeInfo:
     """What one recipe file is (a file that does not validate says why, instead of failing the list);
     its path is shown relative to ``root``."""
-    text = path.read_text(encoding="utf-8")
     try:
+        text = path.read_text(encoding="utf-8")
         raw = yaml.safe_load(text) or {}
-    except yaml.YAMLError:
-        raw = {}
+    except (OSError, UnicodeDecodeError, yaml.YAMLError):
+        text, raw = "", {}
     raw = raw if isinstance(raw, dict) else {}
-    model = raw.get("model") or {}
+    model = raw.get("model") if isinstance(raw.get("model"), dict) else {}
     name = model.get("name_or_path") or (f"from scratch ({model['from_scratch'].get('model_type', '?')})"
                                          if isinstance(model.get("from_scratch"), dict) else "?")
     sources = ((raw.get("data") or {}).get("sources") or []) if isinstance(raw.get("data"), dict) else []

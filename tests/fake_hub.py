@@ -3,7 +3,8 @@ make a branch and upload a folder (the YAML check of README.md, preupload, the N
 files inline, the LFS batch API with basic PUT transfers and verify), pointed to by ``HF_ENDPOINT``.
 
 It keeps what it was sent: every request (method, path, headers), and each repo's visibility and files by
-branch, so a test asserts on the bytes the hub received. Tokens map to user names; a request without a
+branch, so a test asserts on the bytes the hub received; ``repo_info`` reads a repo's real visibility
+(``add_repo`` makes one that exists already). Tokens map to user names; a request without a
 known token gets the hub's 401, a write outside the user's namespace its 403.
 """
 
@@ -71,6 +72,12 @@ class FakeHub:
         self._server.shutdown()
         self._server.server_close()
         self._thread.join(timeout=5)
+
+    def add_repo(self, repo_id: str, *, private: bool = False) -> Repo:
+        """A repo that exists before the test pushes (empty ``main``), public unless ``private``."""
+        with self._lock:
+            self.repos[repo_id] = Repo(private=private)
+            return self.repos[repo_id]
 
     def files(self, repo_id: str, branch: str = "main") -> dict[str, bytes]:
         """The files of a repo's branch as the hub received them."""

@@ -8,7 +8,7 @@ import pytest
 import yaml
 
 import steer
-from steer.errors import ConfigError, UsageError
+from steer.errors import ConfigError, SteerError, UsageError
 from tests import fixtures
 from tests.conftest import invoke_cli
 from tests.test_train import TINY, _losses, _recipe
@@ -122,3 +122,46 @@ def test_evaluations_are_callable_and_equal_the_command(tmp_path, shared_assets)
     assert all(callable(getattr(steer.evaluate, name)) for name in ("steerability", "values", "length_bias", "pairs", "curves"))
     bias = steer.evaluate.length_bias(str(fixtures.write(fixtures.helpsteer_rows(), tmp_path / "hs.jsonl")))
     assert bias == json.loads(invoke_cli("eval", "length-bias", str(tmp_path / "hs.jsonl"), "--json").stdout)
+
+
+def test_python_spellings_are_accepted_and_bad_values_are_one_line(tmp_path, shared_assets):
+    from pathlib import Path
+
+    from steer.train import train as train_validated
+
+    raw = _recipe(tmp_path, shared_assets)
+    raw["model"]["tokenizer"] = Path(raw["model"]["tokenizer"])  # a Path where YAML would hold a string
+    raw["data"]["sources"][0]["path"] = Path(raw["data"]["sources"][0]["path"])
+    assert steer.recipe(raw).model.tokenizer == str(shared_assets / "models/stories260k")
+    with pytest.raises(ConfigError, match="distributed.config nope.json not found"):
+        steer.recipe({**raw, "distributed": {"strategy": "fsdp", "config": "nope.json"}})
+    with pytest.raises(ConfigError, match=r"no kind key means sft"):
+        steer.recipe(raw, kind="dpo")
+    with pytest.raises(UsageError, match="for a path or a dict call steer.train"):
+        train_validated("r.yaml")
+    model = str(shared_assets / "models/stories260k")
+    rows = fixtures.write([{"prompt": "A dog"}], tmp_path / "in.jsonl")
+    with pytest.raises(UsageError, match="--batch-size must be >= 1"):
+        steer.batch(model, rows, tmp_path / "o.jsonl", template="steerlm", batch_size=0)
+    with pytest.raises(UsageError, match="--batch-size must be >= 1"):
+        steer.label(tmp_path / "apm", rows, tmp_path / "l.jsonl", batch_size=0)
+    # one string where the command takes a repeatable option
+    result = steer.evaluate.steerability(Path(model), rows, template="steerlm", judge="length", attributes="verbosity",
+                                         max_new_tokens=2)
+    assert list(result["attributes"]) == ["verbosity"] and result["model"] == model
+    with pytest.raises(SteerError, match=r"not a directory: .*nothing$"):  # one run, not the letters of its name
+        steer.evaluate.curves(str(tmp_path / "nothing"), "loss")
+
+
+def test_a_model_trained_again_into_its_folder_is_loaded_afresh(tmp_path, shared_assets):
+    from steer.generate.api import engine_for
+
+    raw = _recipe(tmp_path, shared_assets, max_steps=1)
+    run = steer.train(raw).run_dir
+    first = engine_for(run)
+    assert engine_for(run) is first and engine_for(str(run)) is first  # cached while the folder is unchanged
+    import shutil
+
+    shutil.rmtree(run)
+    steer.train(raw)
+    assert engine_for(run) is not first

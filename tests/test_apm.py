@@ -352,6 +352,7 @@ def test_eval_values_cli(synth_apm, quickstart_fast, tmp_path):
     assert bad.returncode == 2 and "humour" in bad.stderr
 
 
+@pytest.mark.slow  # two torchrun processes; test_train's gloo test covers the default suite
 def test_apm_two_gloo_processes_match_one(tmp_path, shared_assets):
     """`steer train apm --nproc 2` (torchrun, gloo) follows the single-process loss curve for the same global batch."""
     import yaml

@@ -384,3 +384,152 @@ def test_push_failures_are_one_clear_error(exported, monkeypatch, tmp_path):
     monkeypatch.setattr(hub_constants, "HF_HUB_OFFLINE", True)
     with pytest.raises(UsageError, match="HF_HUB_OFFLINE"):
         push(exported, "me/x", token="hf_test")
+
+
+# -- the reviewer's cases: the real repo id, the real visibility, local names, no local paths, no half exports --
+
+def test_a_bare_repo_name_is_pushed_to_the_tokens_namespace_and_the_card_names_that_repo(trained_run, tmp_path):
+    out = tmp_path / "tiny"
+    with FakeHub({"hf_test": "me", "hf_nameless": ""}) as hub:
+        proc = invoke_cli("export", str(trained_run), "-o", str(out), "--push-to-hub", "tiny",
+                          env={"HF_ENDPOINT": hub.url, "HF_TOKEN": "hf_test"})
+        assert proc.returncode == 0, proc.stderr
+        assert proc.stderr.strip().splitlines() == [f"pushing {out} to {hub.url}/me/tiny ..."]
+        assert f"pushed: {hub.url}/me/tiny  (" in proc.stdout
+        assert list(hub.repos) == ["me/tiny"]
+        pushed_card = hub.files("me/tiny")["README.md"].decode()
+        nameless = invoke_cli("export", str(trained_run), "-o", str(tmp_path / "other"), "--push-to-hub", "tiny",
+                              env={"HF_ENDPOINT": hub.url, "HF_TOKEN": "hf_nameless"})
+    for text in (pushed_card, (out / "README.md").read_text()):
+        assert 'model_id = "me/tiny"' in text and "# me/tiny\n" in text
+        assert "hf download me/tiny --local-dir ./tiny" in text and "vllm serve me/tiny --served-model-name tiny" in text
+        assert 'model_id = "tiny"' not in text and "vllm serve tiny " not in text
+    assert nameless.returncode == 2 and not (tmp_path / "other").exists()  # whose namespace is unknown: no guess
+    [line] = nameless.stderr.strip().splitlines()
+    assert "did not say whose token this is" in line and "NAMESPACE/NAME" in line
+
+
+def test_private_onto_an_existing_public_repo_is_refused_before_uploading_and_pushed_says_the_real_visibility(
+        trained_run, exported, tmp_path, monkeypatch):
+    from steer.train.export import push
+
+    out = tmp_path / "out"
+    with FakeHub({"hf_test": "me"}) as hub:
+        public = hub.add_repo("me/tiny-steer", private=False)
+        proc = invoke_cli("export", str(trained_run), "-o", str(out), "--push-to-hub", "me/tiny-steer", "--private",
+                          "--revision", "dev", env={"HF_ENDPOINT": hub.url, "HF_TOKEN": "hf_test"})
+        assert proc.returncode == 2, proc.stderr
+        pushing, line = proc.stderr.strip().splitlines()
+        assert pushing.startswith("pushing ") and line.startswith("error: me/tiny-steer already exists on ")
+        assert "is public: --private does not change an existing repo's visibility" in line
+        assert (f"push it again with steer.train.export.push('{out}', 'me/tiny-steer', private=True, "
+                f"revision='dev'))") in line
+        assert public.private is False and public.branches == {"main": {}} and not public.commits  # nothing sent
+        assert not any("/preupload/" in s.path or "/commit/" in s.path or "/branch/" in s.path for s in hub.seen)
+        assert (out / "README.md").is_file()  # the export stands
+
+        monkeypatch.setenv("HF_ENDPOINT", hub.url)
+        hub.add_repo("me/secret", private=True)
+        kept = push(exported, "me/secret", token="hf_test")  # no --private: an existing private repo stays private
+        assert kept.private is True and kept.to_json()["private"] is True
+        made = push(exported, "me/fresh", token="hf_test", private=True)
+        assert made.private is True and hub.repos["me/fresh"].private is True
+        plain = push(exported, "me/tiny-steer", token="hf_test")
+        assert plain.private is False and hub.files("me/tiny-steer") == _files(exported)
+
+
+def test_the_retry_hint_carries_private_and_revision(trained_run, tmp_path):
+    out = tmp_path / "out"
+    with FakeHub({"hf_test": "me"}) as hub:
+        proc = invoke_cli("export", str(trained_run), "-o", str(out), "--push-to-hub", "someone/else", "--private",
+                          "--revision", "v1", "--commit-message", "first try",
+                          env={"HF_ENDPOINT": hub.url, "HF_TOKEN": "hf_test"})
+    assert proc.returncode == 2, proc.stderr
+    line = proc.stderr.strip().splitlines()[-1]
+    assert (f"steer.train.export.push('{out}', 'someone/else', private=True, revision='v1', "
+            "commit_message='first try'))") in line
+
+
+def test_relative_local_names_resolve_against_the_run_and_never_become_hub_ids(tmp_path, monkeypatch):
+    from steer.train.card import base_model, card, hub_id
+
+    project = tmp_path / "project"
+    pulled = project / "models" / "stories260k"
+    pulled.mkdir(parents=True)
+    (pulled / "steer-model.json").write_text(json.dumps({"alias": "stories260k", "license": "MIT"}))
+    (project / "data" / "synth").mkdir(parents=True)
+    for name, kind, recipe in (
+            ("sft", "sft", {"model": {"name_or_path": "models/stories260k"}, "train": {"output_dir": "runs/sft"}}),
+            ("dpo", "dpo", {"model": {"name_or_path": "runs/sft"}, "train": {"output_dir": "runs/dpo"},
+                            "data": {"sources": [{"path": "data/synth"}, {"path": "data/extra.jsonl"},
+                                                 {"path": "nvidia/HelpSteer2"}]}})):
+        run = project / "runs" / name
+        run.mkdir(parents=True)
+        (run / "steer.json").write_text(json.dumps({"kind": kind, "method": "full", "base_model": None}))
+        (run / "recipe.yaml").write_text(yaml.safe_dump(recipe))
+    elsewhere = tmp_path / "elsewhere"  # the export runs from another folder: no runs/ or data/ here
+    elsewhere.mkdir()
+    monkeypatch.chdir(elsewhere)
+    out = tmp_path / "out"
+    out.mkdir()
+    info = {"kind": "dpo", "method": "full", "base_model": None, "template": {"kind": "steerlm", "schema": None}}
+    text = card(out, project / "runs" / "dpo", info)
+    meta = _front_matter(text)
+    assert "base_model" not in meta and meta["datasets"] == ["nvidia/HelpSteer2"]
+    assert meta["license"] == "mit"  # found the pulled base at the end of the chain, from the run's origin
+    assert "`stories260k`, through a steer sft run (`sft`)" in text
+    assert "`synth`; `extra.jsonl`; `nvidia/HelpSteer2`" in text and "data/synth" not in text
+    recipe = yaml.safe_load((project / "runs" / "dpo" / "recipe.yaml").read_text())
+    assert base_model(info, recipe, project / "runs" / "dpo") == (str(project / "models" / "stories260k"),
+                                                                    ["a steer sft run (`sft`)"])
+    (project / "runs" / "dpo" / "recipe.yaml").write_text(yaml.safe_dump({"model": {"name_or_path": "runs/sft"}}))
+    assert base_model(info, {"model": {"name_or_path": "runs/sft"}}, project / "runs" / "dpo")[1] == \
+        ["a steer sft run (`sft`)"]  # no output_dir recorded: found above the run folder
+    for local in ("runs/sft", "runs/gone", "./model", "../model", "/abs/model", "~/model", "me/data.jsonl",
+                  "me/data.parquet", "me/rows.csv", "me/meta.json", "a/b/c", ".", ".."):
+        assert hub_id(local) is None, local
+    assert hub_id("data/synth", [project]) is None and hub_id("models/stories260k", [project]) is None
+    assert hub_id("Qwen/Qwen2.5-0.5B") == "Qwen/Qwen2.5-0.5B" and hub_id("nvidia/HelpSteer2") == "nvidia/HelpSteer2"
+
+
+def test_the_exported_steer_json_names_the_run_folder_not_a_local_path(exported, trained_run):
+    info = json.loads((exported / "steer.json").read_text())
+    assert info["exported_from"] == trained_run.name
+    assert str(trained_run.parent) not in (exported / "steer.json").read_text()
+
+
+def test_a_card_that_cannot_be_written_leaves_no_half_written_export_and_a_rerun_works(tmp_path, shared_assets,
+                                                                                      monkeypatch):
+    import steer.train.export as export_module
+
+    run = _hand_run(tmp_path / "run", shared_assets, "sft")
+    good = (run / "recipe.yaml").read_text()
+    (run / "recipe.yaml").write_text("model: {name_or_path: [unclosed\n")  # a hand edit gone wrong
+    out = tmp_path / "out"
+    proc = invoke_cli("export", str(run), "-o", str(out))
+    assert proc.returncode == 2, proc.stderr
+    [line] = proc.stderr.strip().splitlines()
+    assert line.startswith("error: ") and "recipe.yaml: not valid YAML" in line and "Traceback" not in proc.stderr
+    (run / "recipe.yaml").write_text("model: a string\n")  # valid YAML, not a recipe a card reads
+    proc = invoke_cli("export", str(run), "-o", str(out))
+    assert proc.returncode == 2 and "`model` is not a mapping" in proc.stderr
+    assert len(proc.stderr.strip().splitlines()) == 1
+    assert not out.exists() and sorted(p.name for p in tmp_path.iterdir()) == ["run"]
+
+    (run / "recipe.yaml").write_text(good)
+    real = export_module.write_card
+
+    def failing(*args, **kwargs):
+        raise UsageError("the card failed")
+
+    monkeypatch.setattr(export_module, "write_card", failing)  # fails after the weights are written
+    with pytest.raises(UsageError, match="the card failed"):
+        export_module.export(run, out)
+    assert not out.exists() and sorted(p.name for p in tmp_path.iterdir()) == ["run"]  # no partial folder left
+    monkeypatch.setattr(export_module, "write_card", real)
+    out.mkdir()  # an empty OUT is fine
+    proc = invoke_cli("export", str(run), "-o", str(out))
+    assert proc.returncode == 0, proc.stderr
+    assert {"README.md", "steer.json", "recipe.yaml", "model.safetensors"} <= set(_files(out))
+    assert "# out\n" in (out / "README.md").read_text() and "vllm serve ./out " in (out / "README.md").read_text()
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["out", "run"]

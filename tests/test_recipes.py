@@ -78,3 +78,15 @@ def test_every_recipe_key_is_documented_and_the_reference_page_is_current():
     page = (REPO / "docs" / "recipes.md").read_text()
     assert page == reference_markdown(), "docs/recipes.md is stale: run `steer recipe reference -o docs/recipes.md`"
     assert "| `dpo.loss` |" in page and "| `train.report_to` |" in page and "| `data.sources[].format` |" in page
+
+
+def test_recipe_list_from_anywhere_and_on_files_that_are_not_recipes(tmp_path):
+    out = invoke_cli("recipe", "list", "--json", cwd=tmp_path)  # the shipped recipes from another directory
+    assert out.returncode == 0 and [r["path"] for r in json.loads(out.stdout) if r["problem"]] == []
+    (tmp_path / "str-model.yaml").write_text("model: gpt2\ndata: {sources: [{path: d.jsonl}]}\n")
+    (tmp_path / "binary.yaml").write_bytes(b"\xff\xfe\x00bad")
+    rows = {r["path"]: r for r in json.loads(invoke_cli("recipe", "list", "--dir", str(tmp_path), "--json").stdout)}
+    assert "model" in rows["str-model.yaml"]["problem"] and rows["str-model.yaml"]["model"] == "?"
+    assert "not a text file" in rows["binary.yaml"]["problem"]
+    bad = invoke_cli("recipe", "check", str(tmp_path / "binary.yaml"))
+    assert bad.returncode == 2 and "binary.yaml: not a text file (a recipe is UTF-8 YAML)" in bad.stderr

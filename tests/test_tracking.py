@@ -63,7 +63,8 @@ def offline(tmp_path, monkeypatch):
     for name in ("WANDB_PROJECT", "MLFLOW_EXPERIMENT_NAME", "MLFLOW_RUN_ID"):
         monkeypatch.delenv(name, raising=False)
     pytest.importorskip("wandb")
-    pytest.importorskip("mlflow")
+    mlflow = pytest.importorskip("mlflow")
+    mlflow.set_tracking_uri((tmp_path / "mlruns").as_uri())  # MLflow keeps the first URI a process sets
     return tmp_path
 
 
@@ -139,6 +140,7 @@ def test_report_to_is_checked_and_the_legacy_switch_still_works():
     assert validate_recipe({**base, "train": {"tensorboard": False}}).train.report_to == []
 
 
+@pytest.mark.slow  # a fresh process (the module prints once per process)
 def test_json_stays_json_with_wandb_offline(offline, shared_assets):
     """transformers prints a line on stdout when its integrations load under WANDB_MODE=offline; a fresh
     process (the module loads once) shows that `steer train --json` still prints JSON only."""
@@ -150,3 +152,66 @@ def test_json_stays_json_with_wandb_offline(offline, shared_assets):
                   timeout=600)
     assert out.returncode == 0, out.stderr[-2000:]
     assert json.loads(out.stdout)["steps"] == 2 and "Running in WANDB offline mode" in out.stderr
+
+
+def test_a_failed_run_is_closed_as_failed_and_each_run_has_its_own_project(offline, shared_assets):
+    """A training that raises leaves no tracked run open (the next one is a run of its own, in its own
+    project), and the settings steer puts in the environment are gone afterwards."""
+    import os
+
+    from mlflow.tracking import MlflowClient
+    from transformers import TrainerCallback
+
+    from steer.train import train
+
+    class Boom(TrainerCallback):
+        def on_step_end(self, args, state, control, **kw):
+            if state.global_step == 2:
+                raise RuntimeError("boom")
+
+    tmp_path = offline
+    os.environ.pop("WANDB_DIR")  # W&B's default folder is then the run directory
+    with pytest.raises(RuntimeError, match="boom"):
+        train(validate_recipe(_recipe(tmp_path, shared_assets, out="a", report_to=["wandb", "mlflow"], project="proj-a")),
+              callbacks=[Boom()])
+    import mlflow
+    import wandb
+
+    assert mlflow.active_run() is None and wandb.run is None
+    assert not {"WANDB_PROJECT", "WANDB_DIR", "MLFLOW_EXPERIMENT_NAME"} & set(os.environ)
+    train(validate_recipe(_recipe(tmp_path, shared_assets, out="b", report_to=["wandb", "mlflow"], project="proj-b")))
+    client = MlflowClient(tracking_uri=(tmp_path / "mlruns").as_uri())
+    (failed,) = client.search_runs([client.get_experiment_by_name("proj-a").experiment_id])
+    (done,) = client.search_runs([client.get_experiment_by_name("proj-b").experiment_id])
+    assert (failed.info.run_name, failed.info.status) == ("a", "FAILED") and (done.info.run_name, done.info.status) == ("b", "FINISHED")
+    (a,) = (tmp_path / "a" / "wandb").glob("offline-run-*")  # each run's W&B files in its own run directory
+    (b,) = (tmp_path / "b" / "wandb").glob("offline-run-*")
+    assert wandb_run(a)[1]["_project"] == "proj-a" and wandb_run(b)[1]["_project"] == "proj-b"
+    assert not {"WANDB_PROJECT", "WANDB_DIR", "MLFLOW_EXPERIMENT_NAME"} & set(os.environ)
+
+
+def test_inside_the_users_own_mlflow_run_each_training_is_nested(offline, shared_assets):
+    import mlflow
+    from mlflow.tracking import MlflowClient
+
+    from steer.train import train
+
+    tmp_path = offline
+    mlflow.set_experiment("sweeps")
+    with mlflow.start_run(run_name="sweep") as parent:
+        for out in ("one", "two"):  # the same params twice would clash inside one run
+            train(validate_recipe(_recipe(tmp_path, shared_assets, out=out, report_to=["mlflow"], max_steps=2)))
+        assert mlflow.active_run().info.run_id == parent.info.run_id  # the user's run is left to them
+    client = MlflowClient(tracking_uri=(tmp_path / "mlruns").as_uri())
+    runs = client.search_runs([parent.info.experiment_id])
+    children = sorted(r.info.run_name for r in runs if r.data.tags.get("mlflow.parentRunId") == parent.info.run_id)
+    assert children == ["one", "two"]
+
+
+def test_report_to_takes_the_trainer_spellings():
+    base = {"model": {"name_or_path": "m"}, "data": {"sources": [{"path": "d.jsonl"}]}}
+    spelled = lambda value: validate_recipe({**base, "train": {"report_to": value}}).train.report_to  # noqa: E731
+    assert spelled("wandb") == ["wandb"] and spelled("none") == [] and spelled(["mlflow", "mlflow"]) == ["mlflow"]
+    assert set(spelled("all")) == {"tensorboard", "wandb", "mlflow"}  # every installed tracker (all three here)
+    assert validate_recipe({**base, "train": {"report_to": "wandb", "tensorboard": True}}).train.report_to == [
+        "wandb", "tensorboard"]

@@ -344,6 +344,7 @@ def test_eval_steerability_methods_from_the_command_line(shared_assets, tmp_path
         assert bad.returncode == 2 and needle in bad.stderr and len(bad.stderr.strip().splitlines()) == 1, bad.stderr
 
 
+@pytest.mark.slow  # a real server process; the in-process server tests cover the default suite
 def test_steer_serve_with_an_allow_list(shared_assets, files, engine):
     import httpx
 

@@ -113,6 +113,7 @@ def recipe_reference(
         ui.plain(reference_markdown().rstrip())
     else:
         write_text_atomic(out, reference_markdown())
+        ui.plain(f"wrote {out}")
 
 
 @app.command()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import sys
 from typing import Annotated, Optional
@@ -106,10 +107,10 @@ def export(
     out: Annotated[str, typer.Option("--out", "-o", help="Where the plain Hugging Face model goes.")],
     dtype: Annotated[str, typer.Option("--dtype", help="Saved weights: float32, bfloat16, float16 or auto (as trained).")] = "auto",
     push_to_hub: Annotated[Optional[str], typer.Option(
-        "--push-to-hub", metavar="REPO_ID", help="Then upload OUT to this Hugging Face hub model repo (NAMESPACE/NAME), "
-        "created if missing; the endpoint is HF_ENDPOINT's.")] = None,
+        "--push-to-hub", metavar="REPO_ID", help="Then upload OUT to this Hugging Face hub model repo (NAMESPACE/NAME, or "
+        "NAME in the token's own namespace), created if missing; the endpoint is HF_ENDPOINT's.")] = None,
     private: Annotated[bool, typer.Option("--private", help="Create the hub repo private (an existing repo keeps its "
-                                          "visibility).")] = False,
+                                          "visibility: a public one is refused).")] = False,
     token: Annotated[Optional[str], typer.Option("--token", help="A hub token with write access (default: HF_TOKEN, "
                                                  "else the one `hf auth login` saved; prefer those: other users of the "
                                                  "machine can see a command line).")] = None,
@@ -127,8 +128,14 @@ def export(
         raise UsageError("--private, --token, --revision and --commit-message go with --push-to-hub REPO_ID")
     where = target(push_to_hub, token) if push_to_hub is not None else None
     if where is not None:
-        check(where)  # no token, a refused or read-only one: fails before the export, not after it
-    path = do_export(run_dir, out, dtype=dtype, repo_id=push_to_hub)
+        user = check(where)  # no token, a refused or read-only one: fails before the export, not after it
+        if "/" not in where.repo_id:  # a bare name lands in the token's namespace: the card names that repo
+            if not user:
+                raise UsageError(f"the hub at {where.endpoint} did not say whose token this is, so the repo "
+                                 f"--push-to-hub {where.repo_id} lands in is unknown: give NAMESPACE/NAME",
+                                 field="push_to_hub")
+            where = dataclasses.replace(where, repo_id=f"{user}/{where.repo_id}")
+    path = do_export(run_dir, out, dtype=dtype, repo_id=where.repo_id if where is not None else None)
     ui.plain(f"exported: {path}  (transformers, vLLM and TGI load it as is; steering variables: steer_attributes, steer_values)")
     if where is None:
         return
@@ -137,6 +144,10 @@ def export(
         pushed = push(path, where, private=private, revision=revision, commit_message=commit_message)
     except SteerError as err:  # the export stands: say how to push it again without exporting again
         again = UsageError if isinstance(err, UsageError) else SteerError
+        given = [f"{str(path)!r}", f"{where.repo_id!r}"]
+        given += ["private=True"] if private else []
+        given += [f"revision={revision!r}"] if revision else []
+        given += [f"commit_message={commit_message!r}"] if commit_message else []
         raise again(f"{err} (the export in {path} stands: push it again with "
-                    f"steer.train.export.push({str(path)!r}, {where.repo_id!r}))") from None
+                    f"steer.train.export.push({', '.join(given)}))") from None
     ui.plain(f"pushed: {pushed.url}  ({pushed.files} files to branch {pushed.revision}; commit {pushed.commit_url})")

@@ -4,6 +4,7 @@ where it ended (the mean of the last ``window`` logged steps) and a PNG of every
 
 from __future__ import annotations
 
+import os
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -25,6 +26,7 @@ def evaluate(runs: Sequence[str], metrics: Sequence[str], *, window: int = 10, p
 
     if window < 1:
         raise UsageError(f"--window must be >= 1, got {window}")
+    runs, metrics = ([x] if isinstance(x, (str, os.PathLike)) else list(x) for x in (runs, metrics))
     logged = {run: read_metrics(run) for run in runs}
     out: dict[str, Any] = {"window": window, "runs": {}}
     for run, rows in logged.items():

@@ -193,6 +193,10 @@ def evaluate(model: str, prompts: str, *, judge: str = "oracle", attributes: Seq
     from steer.evaluate.judges import make_judge, own_scale
     from steer.evaluate.methods import parse_vector_files
 
+    # from Python: a path for the model, one string where a list goes (as the command's repeatable options)
+    model, prompts = str(model), str(prompts)
+    attributes, methods, vectors = ([x] if isinstance(x, str) else list(x) for x in (attributes, methods, vectors))
+    pair = pair.split(",") if isinstance(pair, str) else list(pair)
     chosen = _methods(by, methods, instructions)
     if pair and len(pair) != 2:
         raise UsageError("--grid takes two attributes: --grid A,B", field="grid")

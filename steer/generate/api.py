@@ -12,8 +12,10 @@
 
 from __future__ import annotations
 
+import os
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 from steer.engines.base import Engine, Prompt, Response, Sampling
@@ -24,15 +26,29 @@ _ENGINES: dict[tuple, Any] = {}
 
 
 def engine_for(model: Any, engine: str = "hf", template: str | None = None, schema: str | None = None) -> Engine:
-    """The engine for ``model``: itself if it is one, else loaded once per process and cached."""
+    """The engine for ``model``: itself if it is one, else loaded once per process and cached until the
+    model's folder changes (a run trained again into the same directory is loaded afresh)."""
+    if isinstance(model, os.PathLike):
+        model = os.fspath(model)
     if not isinstance(model, str):
         return model
     from steer.engines.load import load_engine
 
     key = (model, engine, template, schema)
+    stamp = _stamp(model)
+    if key in _ENGINES and _ENGINES[key][0] != stamp:
+        del _ENGINES[key]  # stale: its weights were written again
     if key not in _ENGINES:
-        _ENGINES[key] = load_engine(model, engine=engine, template=template, schema=schema)
-    return _ENGINES[key]
+        _ENGINES[key] = (stamp, load_engine(model, engine=engine, template=template, schema=schema))
+    return _ENGINES[key][1]
+
+
+def _stamp(model: str) -> int:
+    """When a model folder's files last changed (0 for a hub id or an alias)."""
+    folder = Path(model)
+    if not folder.is_dir():
+        return 0
+    return max((f.stat().st_mtime_ns for f in folder.iterdir() if f.is_file()), default=0)
 
 
 @dataclass

@@ -233,6 +233,8 @@ def run(engine: Engine, input_path: str | Path, output: str | Path, sampling: Sa
         best.check(sampling)
     if samples < 1:
         raise UsageError(f"--samples must be >= 1, got {samples}")
+    if batch_size < 1:
+        raise UsageError(f"--batch-size must be >= 1, got {batch_size}")
     if samples > 1 and sampling.temperature == 0:
         raise UsageError(f"--samples {samples} with --temperature 0 gives {samples} copies of the greedy answer: "
                          "sample with a temperature > 0")

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import json
 import re
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 import yaml
@@ -20,7 +20,7 @@ from steer.attributes import Schema, presets_for
 from steer.errors import UsageError
 from steer.models import license_of
 from steer.outputs import write_text_atomic
-from steer.runs import find_run_file, read_metrics, read_recipe
+from steer.runs import RECIPE_FILE, find_run_file, read_metrics, read_recipe, run_path
 from steer.templates import ATTRIBUTE_LINE, STEERLM_STOP
 
 CARD_FILE = "README.md"
@@ -41,27 +41,32 @@ FORMAT_TAGS = {"steerlm": ["steerlm"], "chat": ["steerlm", "attribute-conditioni
 HUB_LICENSES = ("apache-2.0", "mit", "bsd-3-clause", "cc-by-4.0", "cc-by-sa-4.0", "cc-by-nc-4.0", "cc-by-nc-sa-4.0",
                 "openrail", "gpl-3.0", "llama2", "llama3", "llama3.1", "llama3.2", "llama3.3", "gemma", "cc0-1.0")
 DATA_SUFFIXES = (".jsonl", ".json", ".parquet", ".csv", ".gz", ".bz2", ".xz", ".zst", ".txt", ".arrow")
+LOCAL_SUFFIXES = (*DATA_SUFFIXES, ".yaml", ".yml", ".safetensors", ".bin", ".pt", ".gguf", ".tar", ".zip")
+RECIPE_KINDS = ("dpo", "rl", "rm", "cost", "apm")  # a kind's own recipe section
 
 
-def write_card(out: Path, source: Path, info: Mapping, *, repo_id: str | None = None) -> Path:
+def write_card(out: Path, source: Path, info: Mapping, *, repo_id: str | None = None, name: str | None = None) -> Path:
     """Write ``out/README.md`` (atomically) for the model exported to ``out`` from the run ``source``
     whose ``steer.json`` is ``info``."""
-    return write_text_atomic(out / CARD_FILE, card(out, source, info, repo_id=repo_id))
+    return write_text_atomic(out / CARD_FILE, card(out, source, info, repo_id=repo_id, name=name))
 
 
-def card(out: Path, source: Path, info: Mapping, *, repo_id: str | None = None) -> str:
-    """The card's text (see :func:`write_card`)."""
-    recipe = read_recipe(source) or {}
+def card(out: Path, source: Path, info: Mapping, *, repo_id: str | None = None, name: str | None = None) -> str:
+    """The card's text (see :func:`write_card`); ``name``: the exported folder's name when ``out`` is a
+    folder it is written in first (default: ``out``'s own)."""
+    recipe = card_recipe(source)
     metrics = _metrics(source)
     kind = str(info.get("kind", "sft"))
     schema = _schema(info, kind)
-    base, chain = base_model(info, recipe)
-    model_id = repo_id or f"./{out.name}"
+    bases = origins(source, info, recipe)
+    base, chain = base_model(info, recipe, source)
+    folder_name = name or out.name
+    model_id = repo_id or f"./{folder_name}"
     vision = _is_vlm(out)
     what = WHAT.get(kind, kind)
     intro = f"{what[0].upper()}{what[1:]}, trained with steer and exported as a plain Hugging Face model.\n"
-    parts = [_front_matter(kind, info, recipe, base, vision), f"# {repo_id or out.name}\n", intro,
-             _trained(kind, info, recipe, metrics, base, chain)]
+    parts = [_front_matter(kind, info, recipe, base, vision, bases), f"# {repo_id or folder_name}\n", intro,
+             _trained(kind, info, recipe, metrics, base, chain, bases)]
     if kind in SCALAR_KINDS:
         parts += [_scoring_format(kind, info, schema), _score_usage(kind, info, schema, model_id, vision)]
     else:
@@ -89,37 +94,112 @@ def _schema(info: Mapping, kind: str) -> Schema | None:
     return Schema.from_dict(spec) if spec else None
 
 
-def base_model(info: Mapping, recipe: Mapping) -> tuple[str | None, list[str]]:
-    """The model a run started from (a hub id or a folder; None: from scratch) and the steer runs between
-    it and this run (a DPO run over an SFT run: that run's kind and folder name), nearest first."""
+def card_recipe(source: Path) -> dict:
+    """The run's ``recipe.yaml`` (``{}`` without one), its sections checked to be what a card reads: a
+    hand-edited recipe that is not is one line naming the file, not a traceback."""
+    recipe = read_recipe(source) or {}
+    for section in ("model", "template", "data", "train", *RECIPE_KINDS):
+        if recipe.get(section) is not None and not isinstance(recipe[section], Mapping):
+            raise UsageError(f"{run_path(source, RECIPE_FILE)}: `{section}` is not a mapping: cannot write the "
+                             "model card")
+    sources = (recipe.get("data") or {}).get("sources")
+    if sources is not None and not (isinstance(sources, list) and all(isinstance(s, Mapping) for s in sources)):
+        raise UsageError(f"{run_path(source, RECIPE_FILE)}: `data.sources` is not a list of mappings: cannot write "
+                         "the model card")
+    return recipe
+
+
+def origins(source: Path, info: Mapping, recipe: Mapping) -> list[Path]:
+    """The folders a run's relative names (its base model, its data) may be relative to, likeliest first:
+    the folder training ran in (the run folder less the recipe's relative ``train.output_dir``), the same
+    for a recorded origin (an absolute ``exported_from``, as older exports wrote), the run folder, the
+    current folder, and the three folders above the run."""
+    run = source.parent if re.fullmatch(r"checkpoint-\d+", source.name) else source
+    runs = [run.expanduser().resolve()]
+    recorded = Path(str(info.get("exported_from") or "")).expanduser()
+    if recorded.is_absolute():
+        runs.append(recorded)
+    output_dir = str((recipe.get("train") or {}).get("output_dir") or "")
+    tail = Path(output_dir).parts if output_dir and not looks_absolute(output_dir) else ()
+    found: list[Path] = []
+    for folder in runs:
+        if tail and ".." not in tail and folder.parts[-len(tail):] == tail and len(folder.parts) > len(tail):
+            found.append(Path(*folder.parts[:-len(tail)]))
+    found += [*runs, Path.cwd(), *list(runs[0].parents)[:3]]
+    return list(dict.fromkeys(found))
+
+
+def looks_absolute(name: str) -> bool:
+    """Whether ``name`` is an absolute path (``/``, ``~``, a Windows drive or share)."""
+    text = name.strip()
+    return text.startswith(("/", "~", "\\")) or bool(re.match(r"[A-Za-z]:[\\/]", text))
+
+
+def looks_local(name: str) -> bool:
+    """Whether ``name`` is written as a local path, never a hub id: absolute, ``~``, ``./``, ``../`` or
+    ``runs/`` in front, a file's extension (``.jsonl``, ``.yaml``), or more than one ``/``."""
+    text = name.strip().replace("\\", "/")
+    return (looks_absolute(name) or text in (".", "..") or text.startswith(("./", "../", "runs/"))
+            or text.lower().endswith(LOCAL_SUFFIXES) or text.count("/") > 1)
+
+
+def find_local(name: str | None, bases: Sequence[Path] = ()) -> Path | None:
+    """The existing file or folder ``name`` names: as it stands when absolute, else under the first of
+    ``bases`` (then the current folder) that holds it; None when there is none."""
+    if not name or not str(name).strip():
+        return None
+    path = Path(str(name).strip()).expanduser()
+    if path.is_absolute():
+        return path if path.exists() else None
+    for base in (*bases, Path.cwd()):
+        if (base / path).exists():
+            return base / path
+    return None
+
+
+def base_model(info: Mapping, recipe: Mapping, source: Path | None = None) -> tuple[str | None, list[str]]:
+    """The model a run started from (a hub id or a folder, found from the run's origins when it is a
+    relative name; None: from scratch) and the steer runs between it and this run (a DPO run over an SFT
+    run: that run's kind and folder name), nearest first."""
     name = info.get("base_model") or (recipe.get("model") or {}).get("name_or_path")
+    bases = origins(source, info, recipe) if source is not None else []
     chain: list[str] = []
     for _ in range(8):  # runs over runs: a few levels at most
-        folder = Path(str(name)) if name else None
-        spec = find_run_file(folder) if folder is not None and folder.is_dir() else None
+        folder = find_local(str(name), bases) if name else None
+        if folder is None or not folder.is_dir():
+            break
+        name = str(folder)  # a local folder: where it was found (its license is read there)
+        spec = find_run_file(folder)
         if spec is None:
             break
-        chain.append(f"a steer {spec.get('kind', 'sft')} run (`{folder.name}`)")
-        name = spec.get("base_model") or ((read_recipe(folder) or {}).get("model") or {}).get("name_or_path")
+        chain.append(f"a steer {spec.get('kind', 'sft')} run (`{folder.resolve().name}`)")
+        try:
+            recipe = read_recipe(folder) or {}
+        except UsageError:  # a run over a run: its recipe only names the next step down
+            recipe = {}
+        model = recipe.get("model") if isinstance(recipe.get("model"), Mapping) else {}
+        name = spec.get("base_model") or model.get("name_or_path")
+        bases = origins(folder, spec, recipe)
     return (str(name) if name else None), chain
 
 
-def hub_id(name: str | None) -> str | None:
-    """``name`` as a hub repo id: itself when it looks like one and is no local path, the repo of a hub
-    cache snapshot folder; else None."""
+def hub_id(name: str | None, bases: Sequence[Path] = ()) -> str | None:
+    """``name`` as a hub repo id: the repo of a hub cache snapshot folder; else itself when it has a hub
+    id's form and neither looks like a local path (:func:`looks_local`) nor names one (under ``bases``,
+    the run's origins, or here); else None."""
     if not name:
         return None
     cached = re.search(r"(?:models|datasets)--([^/]+)--([^/]+)/snapshots/", name)
     if cached:
         return f"{cached[1]}/{cached[2]}"
-    if Path(name).exists() or name.lower().endswith(DATA_SUFFIXES):
+    if looks_local(name) or find_local(name, bases) is not None:
         return None
     return name if re.fullmatch(r"[A-Za-z0-9][\w.-]*/[\w.-]+", name) else None
 
 
-def _shown(name: str) -> str:
+def _shown(name: str, bases: Sequence[Path] = ()) -> str:
     """A path or id as a card shows it: a hub id as is, a local path by its last part (no local paths)."""
-    return hub_id(name) or Path(name).name or name
+    return hub_id(name, bases) or Path(name).name or name
 
 
 def _license(base: str | None) -> str | None:
@@ -156,8 +236,9 @@ def _is_vlm(out: Path) -> bool:
     return isinstance(config, dict) and "vision_config" in config
 
 
-def _front_matter(kind: str, info: Mapping, recipe: Mapping, base: str | None, vision: bool) -> str:
-    """The hub's YAML metadata block."""
+def _front_matter(kind: str, info: Mapping, recipe: Mapping, base: str | None, vision: bool,
+                  bases: Sequence[Path] = ()) -> str:
+    """The hub's YAML metadata block (``bases``: the run's origins, where its relative names are found)."""
     fmt = str((info.get("template") or {}).get("kind", "steerlm"))
     tags = ["steer", *FORMAT_TAGS.get(fmt, [fmt]), *KIND_TAGS.get(kind, [kind])]
     tags += ["lora"] if info.get("method") in ("lora", "qlora") else []
@@ -165,11 +246,11 @@ def _front_matter(kind: str, info: Mapping, recipe: Mapping, base: str | None, v
     meta: dict = {"library_name": "transformers"}
     if kind not in SCALAR_KINDS:
         meta["pipeline_tag"] = "image-text-to-text" if vision else "text-generation"
-    if hub_id(base):
-        meta["base_model"] = hub_id(base)
+    if hub_id(base, bases):
+        meta["base_model"] = hub_id(base, bases)
     if _license(base):
         meta["license"] = _license(base)
-    datasets = [hub_id(str(s.get("path"))) for s in (recipe.get("data") or {}).get("sources") or []]
+    datasets = [hub_id(str(s.get("path")), bases) for s in (recipe.get("data") or {}).get("sources") or []]
     if any(datasets):
         meta["datasets"] = sorted({d for d in datasets if d})
     meta["tags"] = list(dict.fromkeys(tags))
@@ -177,10 +258,10 @@ def _front_matter(kind: str, info: Mapping, recipe: Mapping, base: str | None, v
 
 
 def _trained(kind: str, info: Mapping, recipe: Mapping, metrics: list[dict], base: str | None,
-             chain: list[str]) -> str:
+             chain: list[str], bases: Sequence[Path] = ()) -> str:
     """The 'Training' section: a table of what the run was, from its files."""
     rows = [("kind", f"`{kind}`: {WHAT.get(kind, kind)}"), ("base model", _base_line(base, chain, recipe)),
-            ("method", _method_line(info, recipe)), ("data", _data_line(recipe))]
+            ("method", _method_line(info, recipe)), ("data", _data_line(recipe, bases))]
     rows += _kind_rows(kind, info)
     rows += _metric_rows(metrics, recipe)
     if info.get("steer_version"):
@@ -211,9 +292,9 @@ def _method_line(info: Mapping, recipe: Mapping) -> str:
     return "full fine-tuning" if method == "full" else method
 
 
-def _data_line(recipe: Mapping) -> str:
+def _data_line(recipe: Mapping, bases: Sequence[Path] = ()) -> str:
     data = recipe.get("data") or {}
-    sources = [f"`{_shown(str(s.get('path')))}`" + _source_notes(s) for s in data.get("sources") or []]
+    sources = [f"`{_shown(str(s.get('path')), bases)}`" + _source_notes(s) for s in data.get("sources") or []]
     extra = f"; max length {data['max_length']} tokens" if data.get("max_length") else ""
     return "; ".join(sources) + extra if sources else ""
 

@@ -33,7 +33,8 @@ class Target:
 
 @dataclass(frozen=True)
 class Pushed:
-    """What one push did: the repo's URL, the commit's, and the files uploaded."""
+    """What one push did: the repo's URL, the commit's, the files uploaded, and whether the repo is
+    private (as the hub says, not as asked)."""
 
     repo_id: str
     url: str
@@ -98,8 +99,9 @@ def check(where: Target) -> str:
 def push(folder: str | Path, repo_id: str | Target, *, token: str | None = None, private: bool = False,
          revision: str | None = None, commit_message: str | None = None) -> Pushed:
     """Upload every file of ``folder`` (an exported model) to the hub model repo ``repo_id``, creating the
-    repo (``private`` when new; an existing repo keeps its visibility) and the branch ``revision`` when
-    missing. Returns where it went; failures are one :class:`SteerError` line."""
+    repo (``private`` when new; an existing repo keeps its visibility, and an existing public one refuses
+    ``private``) and the branch ``revision`` when missing. Returns where it went (``private``: the repo's
+    real visibility); failures are one :class:`SteerError` line."""
     folder = Path(folder)
     if not folder.is_dir() or not any(p.is_file() for p in folder.rglob("*")):
         raise UsageError(f"{folder}: nothing to push (not a folder, or an empty one)")
@@ -116,18 +118,25 @@ def push(folder: str | Path, repo_id: str | Target, *, token: str | None = None,
 
 
 def _upload(folder: Path, where: Target, private: bool, revision: str | None, message: str, files: int) -> Pushed:
-    """create_repo (exist_ok) -> create_branch (a revision other than main) -> upload_folder."""
+    """create_repo (exist_ok) -> repo_info (the repo's real visibility: a public one refuses --private) ->
+    create_branch (a revision other than main) -> upload_folder."""
     from huggingface_hub import HfApi
 
     api = HfApi(endpoint=where.endpoint, token=where.token)
     repo = api.create_repo(where.repo_id, private=private, exist_ok=True, repo_type="model")
     repo_id = getattr(repo, "repo_id", None) or where.repo_id  # "name" alone lands in the token's namespace
+    said = getattr(api.repo_info(repo_id, repo_type="model"), "private", None)  # an existing repo kept its own
+    is_private = private if said is None else bool(said)
+    if private and not is_private:
+        raise UsageError(f"{repo_id} already exists on {where.endpoint} and is public: --private does not change "
+                         "an existing repo's visibility (make it private in its settings on the hub, or push "
+                         "without --private)", field="private")
     branch = revision or "main"
     if branch != "main":
         api.create_branch(repo_id, branch=branch, exist_ok=True, repo_type="model")
     commit = api.upload_folder(repo_id=repo_id, folder_path=str(folder), repo_type="model", revision=branch,
                                commit_message=message)
-    return Pushed(repo_id, str(repo), str(commit.commit_url), files, private, branch)
+    return Pushed(repo_id, str(repo), str(commit.commit_url), files, is_private, branch)
 
 
 class _quiet:

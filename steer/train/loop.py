@@ -30,7 +30,7 @@ from steer.outputs import write_text_atomic
 from steer.models import local_path
 from steer.runs import METRICS_FILE, RECIPE_FILE, ensure_padding, load_tokenizer, write_run_file
 from steer.templates import SteerTemplate
-from steer.train.tracking import check_trackers, quiet_integrations, tracked_run, tracker_environment, tracking_callback
+from steer.train.tracking import check_trackers, quiet_integrations, tracked_run, tracking_callback
 
 Recipe = SFTRecipe  # every recipe kind extends the SFT recipe's sections
 
@@ -424,7 +424,6 @@ def train(recipe: Recipe, task: Task, *, resume: str | bool | None = None, event
                          "or --set train.output_dir=... for a new run")
     has_eval = bool(recipe.data.validation) or recipe.data.validation_fraction > 0
     check_trackers(recipe.train.report_to)
-    tracker_environment(recipe.train.report_to, recipe.train.project, run_dir)
     args = training_arguments(recipe, run_dir, has_eval, **task.arguments)
     encoder = recipe_encoder(recipe, task)  # the tokenizer is loaded once, here
     preflight(recipe, encoder.tokenizer)  # before any data is prepared or file written
@@ -449,7 +448,7 @@ def train(recipe: Recipe, task: Task, *, resume: str | bool | None = None, event
         callbacks=[*_callbacks(run_dir, events, recipe.train.method != "full", evaluate_at_end=eval_ds is not None),
                    tracking_callback(recipe.train.report_to, run_dir / RECIPE_FILE, task.kind), *(callbacks or [])])
     trainer.remove_callback(PrinterCallback)  # progress and metrics go through our callback
-    with tracked_run(recipe.train.report_to):
+    with tracked_run(recipe.train.report_to, recipe.train.project, args.run_name, run_dir):
         output = trainer.train(resume_from_checkpoint=checkpoint)
         evaluation = final_evaluation(trainer) if eval_ds is not None else {}
         save_run(trainer, run_dir, recipe, task, template)

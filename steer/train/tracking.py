@@ -3,8 +3,9 @@
 ``train.report_to`` names the trackers. Each gets every logged metric (transformers' callbacks), and
 this module adds what they do not: the run is filed under ``train.project`` with ``train.run_name``,
 the resolved recipe is logged with it (W&B config ``steer``, an MLflow artifact and tags), and the
-tracked run is closed when the run ends (its final evaluation included), so a second ``steer.train`` in one Python process starts a
-run of its own instead of appending to the first. Offline modes are the trackers' own:
+tracked run is closed when the run ends (its final evaluation included; marked failed when training
+fails), so a second ``steer.train`` in one Python process starts a run of its own instead of appending
+to the first. Offline modes are the trackers' own:
 ``WANDB_MODE=offline`` (files under ``WANDB_DIR``, default the run directory) and a file or SQLite
 ``MLFLOW_TRACKING_URI``.
 """
@@ -42,16 +43,6 @@ def check_trackers(report_to: list[str]) -> None:
                              field="train.report_to")
 
 
-def tracker_environment(report_to: list[str], project: str, run_dir: Path) -> None:
-    """Defaults the integrations read from the environment (set ones win): the project or experiment,
-    and W&B's files in the run directory rather than the working directory."""
-    if "wandb" in report_to:
-        os.environ.setdefault("WANDB_PROJECT", project)
-        os.environ.setdefault("WANDB_DIR", str(run_dir))
-    if "mlflow" in report_to:
-        os.environ.setdefault("MLFLOW_EXPERIMENT_NAME", project)
-
-
 def tracking_callback(report_to: list[str], recipe_file: Path, kind: str) -> Any:
     """A Trainer callback that logs the recipe to the trackers when training begins."""
     from transformers import TrainerCallback
@@ -80,17 +71,43 @@ def tracking_callback(report_to: list[str], recipe_file: Path, kind: str) -> Any
 
 
 @contextlib.contextmanager
-def tracked_run(report_to: list[str]) -> Iterator[None]:
-    """Around training, its final evaluation and the saving: the W&B run is finished at the end (marked
-    failed on an error), since it would otherwise stay open until the process exits; transformers ends
-    its MLflow run itself when training ends."""
+def tracked_run(report_to: list[str], project: str, run_name: str, run_dir: Path) -> Iterator[None]:
+    """Around training, its final evaluation and the saving: the tracked runs are started here, so that
+    transformers' integrations log into them (they start none while one is active), and closed here
+    (marked failed when training raises), so that each training is a run of its own, its final
+    evaluation included, and the next training in this process starts afresh.
+
+    Explicit settings, not the environment the integrations would read: W&B keeps the first settings a
+    process sees. The W&B project and the MLflow experiment are ``project`` (``WANDB_PROJECT`` /
+    ``MLFLOW_EXPERIMENT_NAME`` win), W&B's files go to the run directory (``WANDB_DIR`` wins). A run the
+    user started before is theirs: W&B's is logged into as transformers does, and inside an MLflow run
+    this training is a nested run. Only the main process tracks."""
+    wandb_run = mlflow_run = None
+    if int(os.environ.get("RANK", "0")) == 0:
+        if "wandb" in report_to:
+            import wandb
+
+            if wandb.run is None:
+                wandb_run = wandb.init(project=os.environ.get("WANDB_PROJECT") or project, name=run_name,
+                                       dir=os.environ.get("WANDB_DIR") or str(run_dir))
+        if "mlflow" in report_to:
+            import mlflow
+
+            uri = os.environ.get("MLFLOW_TRACKING_URI")
+            if uri and not mlflow.is_tracking_uri_set():
+                mlflow.set_tracking_uri(uri)
+            nested = mlflow.active_run() is not None
+            if not nested:
+                mlflow.set_experiment(os.environ.get("MLFLOW_EXPERIMENT_NAME") or project)
+            mlflow_run = mlflow.start_run(run_name=run_name, nested=nested).info.run_id
     failed = True
     try:
         yield
         failed = False
     finally:
-        if "wandb" in report_to and "wandb" in sys.modules:
-            import wandb
-
-            if wandb.run is not None:
-                wandb.finish(exit_code=1 if failed else 0)
+        if wandb_run is not None and sys.modules["wandb"].run is wandb_run:
+            sys.modules["wandb"].finish(exit_code=1 if failed else 0)
+        if mlflow_run is not None:
+            active = sys.modules["mlflow"].active_run()
+            if active is not None and active.info.run_id == mlflow_run:
+                sys.modules["mlflow"].end_run(status="FAILED" if failed else "FINISHED")
