@@ -22,7 +22,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from steer.config import Section, apply_override, dump_recipe, find_distributed_config, load_recipe, validate_recipe
+from steer.config import Section, apply_override, find_distributed_config, load_recipe, validate_recipe
 from steer.errors import ConfigError, UsageError
 
 RecipeInput = str | Path | Mapping[str, Any] | Section
@@ -36,9 +36,7 @@ def recipe(source: RecipeInput, overrides: Sequence[str] = (), kind: str | None 
     if isinstance(source, (str, Path)):
         return load_recipe(source, list(overrides), kind=kind)
     if isinstance(source, Section):
-        import yaml
-
-        data = yaml.safe_load(dump_recipe(source))
+        data = source.model_dump(mode="json", by_alias=True)
     elif isinstance(source, Mapping):
         data = _plain(copy.deepcopy(dict(source)))
     else:

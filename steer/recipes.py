@@ -15,7 +15,7 @@ from pydantic import BaseModel
 from pydantic_core import PydanticUndefined
 
 from steer import __version__
-from steer.config import RECIPES, Section, _section_type, dump_recipe, load_recipe, validate_recipe
+from steer.config import RECIPES, Section, _section_type, load_recipe, validate_recipe
 from steer.errors import SteerError, UsageError
 
 COMMON = ("kind", "model", "template", "data", "train", "distributed")
@@ -199,7 +199,7 @@ def init_recipe(kind: str, model: str, data: str, *, format: str = "auto", templ
     if kind == "rl":
         raw["rl"] = {"reward": reward or "rm:runs/rm"}
     recipe = validate_recipe(raw, kind=kind, origin="steer recipe init")
-    values = yaml.safe_load(dump_recipe(recipe))
+    values = recipe.model_dump(mode="json", by_alias=True)
     head = [f"# {WHAT[kind][0].upper()}{WHAT[kind][1:]}:", f"# {model} on {data}.",
             f"# Written by `steer recipe init` (steer {__version__}) with every key at its default; delete what you",
             "# do not change. Every key: docs/recipes.md. Check it: steer recipe check FILE",

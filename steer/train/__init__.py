@@ -18,12 +18,10 @@ def train(recipe: Any, *, resume: str | bool | None = None, events: Any = None, 
     """Train a recipe (``steer train KIND``); returns a :class:`steer.train.loop.RunResult`."""
     from steer.config import Section
     from steer.errors import UsageError
-    from steer.train.tracking import quiet_integrations
 
     if not isinstance(recipe, Section):
         raise UsageError("steer.train.train takes a validated recipe; for a path or a dict call steer.train(...) "
                          "(steer.api.train), which validates it", field="recipe")
-    quiet_integrations()  # before the tasks import transformers' Trainer
     from steer.train.loop import train as run
     from steer.train.tasks import TASKS
 
